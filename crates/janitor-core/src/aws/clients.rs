@@ -1,0 +1,257 @@
+//! SDK clients per account and region: the janitor's own credentials for its home account,
+//! an assumed role for every other account; every call counted for the run statistics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_types::sdk_config::SharedCredentialsProvider;
+use tokio::sync::OnceCell;
+
+use crate::error::{JanitorError, Result};
+use crate::model::GLOBAL_REGION;
+
+/// Role assumed in member accounts unless `JANITOR_ROLE_NAME` says otherwise.
+pub const DEFAULT_MEMBER_ROLE: &str = "CloudJanitorMemberRole";
+const FALLBACK_REGION: &str = "us-east-1";
+
+/// AWS API calls made, per service and operation (every attempt, retries included).
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    calls: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+}
+
+impl ApiStats {
+    fn count(&self, service: &str, operation: &str) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        *calls.entry(service.to_owned()).or_default().entry(operation.to_owned()).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().flat_map(|ops| ops.values()).sum()
+    }
+}
+
+#[derive(Debug)]
+struct CountCalls(Arc<ApiStats>);
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            self.0.count(meta.service(), meta.name());
+        }
+        Ok(())
+    }
+}
+
+/// S3 Control puts the account id in front of the host (`{account}.s3-control...`). An
+/// emulator on a loopback address has no such names, so the prefix is removed again.
+#[derive(Debug)]
+struct StripAccountHostPrefix;
+
+impl Intercept for StripAccountHostPrefix {
+    fn name(&self) -> &'static str {
+        "StripAccountHostPrefix"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let request = context.request_mut();
+        let uri = request.uri().to_owned();
+        if let Some((scheme, rest)) = uri.split_once("://")
+            && let Some((label, host)) = rest.split_once('.')
+            && !label.is_empty()
+            && label.chars().all(|c| c.is_ascii_digit())
+        {
+            request.set_uri(format!("{scheme}://{host}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct AwsClients {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base: SdkConfig,
+    member_role: String,
+    external_id: Option<String>,
+    home_account: OnceCell<String>,
+    assumed: Mutex<HashMap<String, SharedCredentialsProvider>>,
+    stats: Arc<ApiStats>,
+}
+
+impl AwsClients {
+    /// Default credential chain (or a named profile), standard retries with backoff for
+    /// throttling, and generous timeouts for large accounts.
+    pub async fn load(profile: Option<&str>, region: Option<&str>) -> AwsClients {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(6))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(std::time::Duration::from_secs(120))
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .build(),
+            );
+        if let Some(profile) = profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = region {
+            loader = loader.region(Region::new(region.to_owned()));
+        }
+        AwsClients::from_config(loader.load().await)
+    }
+
+    pub fn from_config(base: SdkConfig) -> AwsClients {
+        AwsClients {
+            inner: Arc::new(Inner {
+                base,
+                member_role: std::env::var("JANITOR_ROLE_NAME").unwrap_or_else(|_| DEFAULT_MEMBER_ROLE.to_owned()),
+                external_id: std::env::var("JANITOR_EXTERNAL_ID").ok().filter(|s| !s.is_empty()),
+                home_account: OnceCell::new(),
+                assumed: Mutex::new(HashMap::new()),
+                stats: Arc::new(ApiStats::default()),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<ApiStats> {
+        self.inner.stats.clone()
+    }
+
+    pub fn base(&self) -> &SdkConfig {
+        &self.inner.base
+    }
+
+    /// True when an endpoint override (an emulator) is in use.
+    pub fn is_emulated(&self) -> bool {
+        self.inner.base.endpoint_url().is_some()
+    }
+
+    pub fn home_region(&self) -> String {
+        self.inner.base.region().map(|r| r.to_string()).unwrap_or_else(|| FALLBACK_REGION.to_owned())
+    }
+
+    pub async fn home_account(&self) -> Result<String> {
+        self.inner
+            .home_account
+            .get_or_try_init(|| async {
+                let sts = aws_sdk_sts::Client::from_conf(
+                    aws_sdk_sts::config::Builder::from(&self.inner.base).interceptor(CountCalls(self.stats())).build(),
+                );
+                let me = sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| JanitorError::from_sdk("sts", "GetCallerIdentity", e))?;
+                me.account.ok_or_else(|| JanitorError::Aws {
+                    service: "sts",
+                    operation: "GetCallerIdentity",
+                    message: "no account in the answer".into(),
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    async fn credentials_for(&self, account: &str) -> Result<Option<SharedCredentialsProvider>> {
+        if account == self.home_account().await? {
+            return Ok(None);
+        }
+        if let Some(provider) = self.inner.assumed.lock().unwrap_or_else(|p| p.into_inner()).get(account) {
+            return Ok(Some(provider.clone()));
+        }
+        let role_arn = format!("arn:aws:iam::{account}:role/{}", self.inner.member_role);
+        let mut builder = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name("cloud-janitor")
+            .configure(&self.inner.base);
+        if let Some(external_id) = &self.inner.external_id {
+            builder = builder.external_id(external_id);
+        }
+        let provider = SharedCredentialsProvider::new(builder.build().await);
+        self.inner.assumed.lock().unwrap_or_else(|p| p.into_inner()).insert(account.to_owned(), provider.clone());
+        Ok(Some(provider))
+    }
+
+    /// The SDK config for one account and region (`global` means the home region).
+    pub async fn config_for(&self, account: &str, region: &str) -> Result<SdkConfig> {
+        let region = if region == GLOBAL_REGION { self.home_region() } else { region.to_owned() };
+        let mut builder = self.inner.base.to_builder().region(Region::new(region));
+        if let Some(credentials) = self.credentials_for(account).await? {
+            builder = builder.credentials_provider(credentials);
+        }
+        Ok(builder.build())
+    }
+
+    pub async fn ec2(&self, account: &str, region: &str) -> Result<aws_sdk_ec2::Client> {
+        let config = self.config_for(account, region).await?;
+        Ok(aws_sdk_ec2::Client::from_conf(aws_sdk_ec2::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build()))
+    }
+
+    pub async fn rds(&self, account: &str, region: &str) -> Result<aws_sdk_rds::Client> {
+        let config = self.config_for(account, region).await?;
+        Ok(aws_sdk_rds::Client::from_conf(aws_sdk_rds::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build()))
+    }
+
+    pub async fn iam(&self, account: &str) -> Result<aws_sdk_iam::Client> {
+        let config = self.config_for(account, GLOBAL_REGION).await?;
+        Ok(aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build()))
+    }
+
+    pub async fn cloudwatch(&self, account: &str, region: &str) -> Result<aws_sdk_cloudwatch::Client> {
+        let config = self.config_for(account, region).await?;
+        Ok(aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build(),
+        ))
+    }
+
+    pub async fn s3(&self, account: &str, region: &str) -> Result<aws_sdk_s3::Client> {
+        let config = self.config_for(account, region).await?;
+        // Emulators serve buckets by path; real S3 wants virtual-hosted names.
+        let builder = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(self.is_emulated())
+            .interceptor(CountCalls(self.stats()));
+        Ok(aws_sdk_s3::Client::from_conf(builder.build()))
+    }
+
+    pub async fn s3control(&self, account: &str) -> Result<aws_sdk_s3control::Client> {
+        let config = self.config_for(account, GLOBAL_REGION).await?;
+        let mut builder = aws_sdk_s3control::config::Builder::from(&config).interceptor(CountCalls(self.stats()));
+        if self.is_emulated() {
+            builder = builder.interceptor(StripAccountHostPrefix);
+        }
+        Ok(aws_sdk_s3control::Client::from_conf(builder.build()))
+    }
+
+    /// The janitor's own tables live in its home account and region.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&self.inner.base).interceptor(CountCalls(self.stats())).build(),
+        )
+    }
+}

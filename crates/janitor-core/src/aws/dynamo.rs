@@ -1,0 +1,517 @@
+//! DynamoDB adapters: audit log (with GSIs by run and by event type), locks and snoozes
+//! (both with a TTL attribute that readers also compare with the clock, since DynamoDB
+//! deletes expired items late). Items go through `serde_dynamo`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes,
+    Projection, ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
+};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEvent, AuditEventType};
+use crate::error::{JanitorError, Result};
+use crate::model::{FlagHistory, ResourceKey, RuleId, Snooze};
+use crate::ports::{AuditLog, LockOutcome, LockStore, SnoozeStore};
+
+type Item = HashMap<String, AttributeValue>;
+
+const BATCH_WRITE_MAX: usize = 25;
+const BATCH_GET_MAX: usize = 100;
+const UNPROCESSED_RETRIES: u32 = 8;
+const HISTORY_SK: &str = "HISTORY";
+pub const AUDIT_BY_RUN_INDEX: &str = "by-run";
+pub const AUDIT_BY_EVENT_INDEX: &str = "by-event";
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    pub audit: String,
+    pub lock: String,
+    pub snooze: String,
+}
+
+impl TableNames {
+    pub fn from_env() -> Result<TableNames> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| JanitorError::Config(format!("environment variable {name} is not set")))
+        };
+        Ok(TableNames { audit: var("JANITOR_AUDIT_TABLE")?, lock: var("JANITOR_LOCK_TABLE")?, snooze: var("JANITOR_SNOOZE_TABLE")? })
+    }
+
+    pub fn with_prefix(prefix: &str) -> TableNames {
+        TableNames { audit: format!("{prefix}-audit"), lock: format!("{prefix}-lock"), snooze: format!("{prefix}-snooze") }
+    }
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<Item> {
+    serde_dynamo::to_item(value).map_err(|e| JanitorError::AuditWrite(format!("cannot encode item: {e}")))
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(item: Item, table: &str) -> Result<T> {
+    serde_dynamo::from_item(item).map_err(|e| JanitorError::Aws {
+        service: "dynamodb",
+        operation: "decode",
+        message: format!("unreadable item in {table}: {e}"),
+    })
+}
+
+fn key_of(resource: &str, sk: Option<&str>) -> Item {
+    let mut key = Item::from([("resource".to_owned(), AttributeValue::S(resource.to_owned()))]);
+    if let Some(sk) = sk {
+        key.insert("sk".to_owned(), AttributeValue::S(sk.to_owned()));
+    }
+    key
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50 * 2u64.pow(attempt.min(6)))
+}
+
+/// Writes all items, retrying what DynamoDB leaves unprocessed; anything still unwritten
+/// after the retries is an error, never silently dropped.
+async fn batch_put(client: &Client, table: &str, items: Vec<Item>) -> Result<()> {
+    for chunk in items.chunks(BATCH_WRITE_MAX) {
+        let mut pending: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|e| JanitorError::AuditWrite(e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let out = client
+                .batch_write_item()
+                .request_items(table, pending)
+                .send()
+                .await
+                .map_err(|e| JanitorError::AuditWrite(JanitorError::from_sdk("dynamodb", "BatchWriteItem", e).to_string()))?;
+            pending = out.unprocessed_items.and_then(|mut u| u.remove(table)).unwrap_or_default();
+            if pending.is_empty() {
+                break;
+            }
+            attempt += 1;
+            if attempt > UNPROCESSED_RETRIES {
+                return Err(JanitorError::AuditWrite(format!("{} items to {table} still unprocessed after retries", pending.len())));
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn batch_get(client: &Client, table: &str, keys: Vec<Item>) -> Result<Vec<Item>> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(BATCH_GET_MAX) {
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| JanitorError::InvalidInput(e.to_string()))?,
+        );
+        let mut attempt = 0;
+        while let Some(request) = pending.take() {
+            let out = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(|e| JanitorError::from_sdk("dynamodb", "BatchGetItem", e))?;
+            found.extend(out.responses.and_then(|mut r| r.remove(table)).unwrap_or_default());
+            pending = out.unprocessed_keys.and_then(|mut u| u.remove(table)).filter(|k| !k.keys().is_empty());
+            if pending.is_some() {
+                attempt += 1;
+                if attempt > UNPROCESSED_RETRIES {
+                    return Err(JanitorError::Transient {
+                        service: "dynamodb",
+                        operation: "BatchGetItem",
+                        message: format!("keys of {table} still unprocessed after retries"),
+                    });
+                }
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+    }
+    Ok(found)
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AuditItem {
+    resource: String,
+    sk: String,
+    run_id: String,
+    event: AuditEventType,
+    at: DateTime<Utc>,
+    actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<RuleId>,
+    #[serde(default)]
+    detail: serde_json::Value,
+}
+
+/// Per-resource detection history; it has no `run_id`/`event`, so it stays out of the GSIs.
+#[derive(Debug, Serialize, Deserialize)]
+struct HistoryItem {
+    resource: String,
+    sk: String,
+    first_flagged: DateTime<Utc>,
+    times_flagged: u32,
+    last_run: String,
+}
+
+pub struct DynamoAuditLog {
+    client: Client,
+    table: String,
+}
+
+impl DynamoAuditLog {
+    pub fn new(client: Client, table: &str) -> Self {
+        DynamoAuditLog { client, table: table.to_owned() }
+    }
+
+    async fn query(&self, index: Option<&str>, key_attr: &str, value: &str) -> Result<Vec<AuditEvent>> {
+        let mut events = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression("#k = :v")
+                .expression_attribute_names("#k", key_attr)
+                .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| JanitorError::from_sdk("dynamodb", "Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                if item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == HISTORY_SK) {
+                    continue;
+                }
+                let row: AuditItem = from_item(item, &self.table)?;
+                events.push(AuditEvent {
+                    resource: row.resource,
+                    run_id: row.run_id,
+                    event: row.event,
+                    at: row.at,
+                    actor: row.actor,
+                    policy: row.policy,
+                    detail: row.detail,
+                });
+            }
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => break,
+            }
+        }
+        events.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(events)
+    }
+}
+
+#[async_trait]
+impl AuditLog for DynamoAuditLog {
+    async fn record(&self, events: &[AuditEvent]) -> Result<()> {
+        let items = events
+            .iter()
+            .map(|e| {
+                let unique = uuid::Uuid::new_v4().simple().to_string();
+                to_item(&AuditItem {
+                    resource: e.resource.clone(),
+                    sk: format!("{}#{}#{}#{}", e.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), e.run_id, e.event.as_str(), &unique[..8]),
+                    run_id: e.run_id.clone(),
+                    event: e.event,
+                    at: e.at,
+                    actor: e.actor.clone(),
+                    policy: e.policy,
+                    detail: e.detail.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        batch_put(&self.client, &self.table, items).await
+    }
+
+    async fn flag_history(&self, keys: &[ResourceKey]) -> Result<HashMap<ResourceKey, FlagHistory>> {
+        let keys = keys.iter().map(|k| key_of(k.as_str(), Some(HISTORY_SK))).collect();
+        let mut out = HashMap::new();
+        for item in batch_get(&self.client, &self.table, keys).await? {
+            let row: HistoryItem = from_item(item, &self.table)?;
+            let key = ResourceKey::parse(&row.resource)?;
+            out.insert(key, FlagHistory { first_flagged: row.first_flagged, times_flagged: row.times_flagged, last_run: row.last_run });
+        }
+        Ok(out)
+    }
+
+    async fn save_flag_history(&self, entries: &[(ResourceKey, FlagHistory)]) -> Result<()> {
+        let items = entries
+            .iter()
+            .map(|(key, h)| {
+                to_item(&HistoryItem {
+                    resource: key.as_str().to_owned(),
+                    sk: HISTORY_SK.to_owned(),
+                    first_flagged: h.first_flagged,
+                    times_flagged: h.times_flagged,
+                    last_run: h.last_run.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        batch_put(&self.client, &self.table, items).await
+    }
+
+    async fn events_for_run(&self, run_id: &str) -> Result<Vec<AuditEvent>> {
+        self.query(Some(AUDIT_BY_RUN_INDEX), "run_id", run_id).await
+    }
+
+    async fn events_for_resource(&self, key: &str) -> Result<Vec<AuditEvent>> {
+        self.query(None, "resource", key).await
+    }
+}
+
+// ---------------------------------------------------------------- locks
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LockItem {
+    resource: String,
+    run_id: String,
+    locked_at: DateTime<Utc>,
+    until: DateTime<Utc>,
+    expires_at: i64,
+}
+
+pub struct DynamoLockStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLockStore {
+    pub fn new(client: Client, table: &str) -> Self {
+        DynamoLockStore { client, table: table.to_owned() }
+    }
+
+    pub async fn holder(&self, key: &ResourceKey) -> Result<Option<(String, DateTime<Utc>)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key.as_str(), None)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("dynamodb", "GetItem", e))?;
+        match out.item {
+            Some(item) => {
+                let lock: LockItem = from_item(item, &self.table)?;
+                Ok(Some((lock.run_id, lock.until)))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl LockStore for DynamoLockStore {
+    async fn acquire(&self, key: &ResourceKey, run_id: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<LockOutcome> {
+        let item = to_item(&LockItem {
+            resource: key.as_str().to_owned(),
+            run_id: run_id.to_owned(),
+            locked_at: now,
+            until,
+            expires_at: until.timestamp(),
+        })?;
+        // A lock vanishing between the failed put and the read is retried a few times.
+        for _ in 0..3 {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(#r) OR run_id = :run OR expires_at < :now")
+                .expression_attribute_names("#r", "resource")
+                .expression_attribute_values(":run", AttributeValue::S(run_id.to_owned()))
+                .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(LockOutcome::Acquired),
+                Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                    if let Some((holder, held_until)) = self.holder(key).await? {
+                        return Ok(LockOutcome::HeldBy { run_id: holder, until: held_until });
+                    }
+                }
+                Err(e) => return Err(JanitorError::from_sdk("dynamodb", "PutItem", e)),
+            }
+        }
+        Err(JanitorError::Transient { service: "dynamodb", operation: "PutItem", message: format!("lock on {key} kept changing") })
+    }
+
+    async fn release(&self, key: &ResourceKey, run_id: &str) -> Result<()> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key.as_str(), None)))
+            .condition_expression("run_id = :run")
+            .expression_attribute_values(":run", AttributeValue::S(run_id.to_owned()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // Not ours (or already gone): nothing to release.
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(JanitorError::from_sdk("dynamodb", "DeleteItem", e)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- snoozes
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnoozeItem {
+    resource: String,
+    until: DateTime<Utc>,
+    by: String,
+    at: DateTime<Utc>,
+    expires_at: i64,
+}
+
+pub struct DynamoSnoozeStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoSnoozeStore {
+    pub fn new(client: Client, table: &str) -> Self {
+        DynamoSnoozeStore { client, table: table.to_owned() }
+    }
+}
+
+#[async_trait]
+impl SnoozeStore for DynamoSnoozeStore {
+    async fn live_snoozes(&self, keys: &[ResourceKey], now: DateTime<Utc>) -> Result<HashMap<ResourceKey, Snooze>> {
+        let mut unique: Vec<&ResourceKey> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let request = unique.iter().map(|k| key_of(k.as_str(), None)).collect();
+        let mut live = HashMap::new();
+        for item in batch_get(&self.client, &self.table, request).await? {
+            let row: SnoozeItem = from_item(item, &self.table)?;
+            // DynamoDB's TTL deletes late: the clock decides.
+            if row.until > now {
+                let key = ResourceKey::parse(&row.resource)?;
+                live.insert(key.clone(), Snooze { key, until: row.until, by: row.by, at: row.at });
+            }
+        }
+        Ok(live)
+    }
+
+    async fn put_snooze(&self, snooze: &Snooze) -> Result<()> {
+        let item = to_item(&SnoozeItem {
+            resource: snooze.key.as_str().to_owned(),
+            until: snooze.until,
+            by: snooze.by.clone(),
+            at: snooze.at,
+            expires_at: snooze.until.timestamp(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("dynamodb", "PutItem", e))?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- tables
+
+fn attr(name: &str) -> Result<AttributeDefinition> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| JanitorError::Config(e.to_string()))
+}
+
+fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement> {
+    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().map_err(|e| JanitorError::Config(e.to_string()))
+}
+
+fn gsi(name: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash)?)
+        .key_schema(key(range, KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(|e| JanitorError::Config(e.to_string()))
+}
+
+/// Creates the three tables as `template.yaml` declares them (for emulators and demos).
+pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
+    let audit = client
+        .create_table()
+        .table_name(&names.audit)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("resource")?)
+        .attribute_definitions(attr("sk")?)
+        .attribute_definitions(attr("run_id")?)
+        .attribute_definitions(attr("event")?)
+        .attribute_definitions(attr("at")?)
+        .key_schema(key("resource", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(gsi(AUDIT_BY_RUN_INDEX, "run_id", "sk")?)
+        .global_secondary_indexes(gsi(AUDIT_BY_EVENT_INDEX, "event", "at")?);
+    ignore_existing(audit.send().await.map(|_| ()))?;
+    for table in [&names.lock, &names.snooze] {
+        let create = client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("resource")?)
+            .key_schema(key("resource", KeyType::Hash)?);
+        ignore_existing(create.send().await.map(|_| ()))?;
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name(TTL_ATTRIBUTE)
+            .enabled(true)
+            .build()
+            .map_err(|e| JanitorError::Config(e.to_string()))?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("dynamodb", "UpdateTimeToLive", e))?;
+    }
+    Ok(())
+}
+
+fn ignore_existing<E, R>(result: std::result::Result<(), aws_smithy_runtime_api::client::result::SdkError<E, R>>) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+        Err(e) => Err(JanitorError::from_sdk("dynamodb", "CreateTable", e)),
+    }
+}

@@ -1,0 +1,323 @@
+//! `AwsInventory`: the listings discovery needs, paginated, one client per account/region.
+
+
+use async_trait::async_trait;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use futures::{StreamExt, TryStreamExt, stream};
+
+use super::{AwsClients, to_chrono};
+use crate::error::{JanitorError, Result};
+use crate::model::{Scope, Tags};
+use crate::ports::*;
+
+/// Per-bucket reads in flight at once.
+const BUCKET_CONCURRENCY: usize = 16;
+/// The credential report is generated asynchronously; poll this often, this many times.
+const REPORT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+const REPORT_POLL_ATTEMPTS: usize = 30;
+
+pub struct AwsInventory {
+    clients: AwsClients,
+}
+
+impl AwsInventory {
+    pub fn new(clients: AwsClients) -> Self {
+        AwsInventory { clients }
+    }
+}
+
+fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
+    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
+}
+
+/// `Some(None)` when the error is the given "not configured" code, so the caller can treat
+/// absence as a value.
+fn absent_if<T, E: ProvideErrorMetadata>(err: &E, code: &str) -> Option<Option<T>> {
+    (err.code() == Some(code)).then_some(None)
+}
+
+#[async_trait]
+impl Inventory for AwsInventory {
+    async fn home_account(&self) -> Result<String> {
+        self.clients.home_account().await
+    }
+
+    async fn enabled_regions(&self, account: &str) -> Result<Vec<String>> {
+        let ec2 = self.clients.ec2(account, &self.clients.home_region()).await?;
+        let out = ec2
+            .describe_regions()
+            .all_regions(false)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("ec2", "DescribeRegions", e))?;
+        Ok(out
+            .regions()
+            .iter()
+            .filter(|r| r.opt_in_status() != Some("not-opted-in"))
+            .filter_map(|r| r.region_name().map(str::to_owned))
+            .collect())
+    }
+
+    async fn ec2_instances(&self, scope: &Scope) -> Result<Vec<Ec2Instance>> {
+        let ec2 = self.clients.ec2(&scope.account, &scope.region).await?;
+        let running = aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("running").build();
+        let pages: Vec<_> = ec2
+            .describe_instances()
+            .filters(running)
+            .max_results(1000)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("ec2", "DescribeInstances", e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.reservations())
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                Some(Ec2Instance {
+                    id: i.instance_id()?.to_owned(),
+                    state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
+                    launched_at: i.launch_time().and_then(to_chrono),
+                    tags: ec2_tags(i.tags()),
+                })
+            })
+            .collect())
+    }
+
+    async fn rds_instances(&self, scope: &Scope) -> Result<Vec<RdsInstance>> {
+        let rds = self.clients.rds(&scope.account, &scope.region).await?;
+        let pages: Vec<_> = rds
+            .describe_db_instances()
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("rds", "DescribeDBInstances", e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.db_instances())
+            .filter_map(|db| {
+                Some(RdsInstance {
+                    id: db.db_instance_identifier()?.to_owned(),
+                    arn: db.db_instance_arn().map(str::to_owned),
+                    status: db.db_instance_status().unwrap_or_default().to_owned(),
+                    created_at: db.instance_create_time().and_then(to_chrono),
+                    deletion_protection: db.deletion_protection().unwrap_or(false),
+                    tags: db
+                        .tag_list()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+                        .collect(),
+                })
+            })
+            .collect())
+    }
+
+    async fn elastic_ips(&self, scope: &Scope) -> Result<Vec<ElasticIp>> {
+        let ec2 = self.clients.ec2(&scope.account, &scope.region).await?;
+        let out = ec2.describe_addresses().send().await.map_err(|e| JanitorError::from_sdk("ec2", "DescribeAddresses", e))?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter_map(|a| {
+                Some(ElasticIp {
+                    allocation_id: a.allocation_id()?.to_owned(),
+                    public_ip: a.public_ip().map(str::to_owned),
+                    associated: a.association_id().is_some_and(|s| !s.is_empty())
+                        || a.instance_id().is_some_and(|s| !s.is_empty())
+                        || a.network_interface_id().is_some_and(|s| !s.is_empty()),
+                    tags: ec2_tags(a.tags()),
+                })
+            })
+            .collect())
+    }
+
+    async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>> {
+        use aws_sdk_iam::types::ReportStateType;
+        let iam = self.clients.iam(account).await?;
+        let mut ready = false;
+        for _ in 0..REPORT_POLL_ATTEMPTS {
+            let state = iam
+                .generate_credential_report()
+                .send()
+                .await
+                .map_err(|e| JanitorError::from_sdk("iam", "GenerateCredentialReport", e))?;
+            if state.state() == Some(&ReportStateType::Complete) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(REPORT_POLL).await;
+        }
+        if !ready {
+            return Err(JanitorError::Transient {
+                service: "iam",
+                operation: "GenerateCredentialReport",
+                message: "credential report still not ready".into(),
+            });
+        }
+        let report = iam.get_credential_report().send().await.map_err(|e| JanitorError::from_sdk("iam", "GetCredentialReport", e))?;
+        let content = report.content().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        parse_credential_report(&content)
+    }
+
+    async fn iam_user_tags(&self, account: &str, user: &str) -> Result<Tags> {
+        let iam = self.clients.iam(account).await?;
+        let mut tags = Tags::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = iam
+                .list_user_tags()
+                .user_name(user)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| JanitorError::from_sdk("iam", "ListUserTags", e))?;
+            tags.extend(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
+            match out.marker() {
+                Some(next) if out.is_truncated() => marker = Some(next.to_owned()),
+                _ => return Ok(tags),
+            }
+        }
+    }
+
+    async fn account_public_access_block(&self, account: &str) -> Result<Option<PublicAccessBlock>> {
+        let s3control = self.clients.s3control(account).await?;
+        match s3control.get_public_access_block().account_id(account).send().await {
+            Ok(out) => Ok(out.public_access_block_configuration().map(|c| PublicAccessBlock {
+                block_public_acls: c.block_public_acls().unwrap_or(false),
+                ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+                block_public_policy: c.block_public_policy().unwrap_or(false),
+                restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+            })),
+            Err(e) => absent_if(&e, "NoSuchPublicAccessBlockConfiguration")
+                .ok_or_else(|| JanitorError::from_sdk("s3control", "GetPublicAccessBlock", e)),
+        }
+    }
+
+    async fn s3_buckets(&self, account: &str) -> Result<Vec<S3Bucket>> {
+        let home_region = self.clients.home_region();
+        let s3 = self.clients.s3(account, &home_region).await?;
+        let mut listed: Vec<(String, Option<String>)> = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = s3
+                .list_buckets()
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| JanitorError::from_sdk("s3", "ListBuckets", e))?;
+            listed.extend(out.buckets().iter().filter_map(|b| Some((b.name()?.to_owned(), b.bucket_region().map(str::to_owned)))));
+            match out.continuation_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        stream::iter(listed)
+            .map(|(name, region)| self.read_bucket(account, name, region))
+            .buffered(BUCKET_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    async fn s3_bucket_tags(&self, account: &str, bucket: &S3Bucket) -> Result<Tags> {
+        let s3 = self.clients.s3(account, &bucket.region).await?;
+        match s3.get_bucket_tagging().bucket(&bucket.name).send().await {
+            Ok(out) => Ok(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()),
+            Err(e) if e.code() == Some("NoSuchTagSet") => Ok(Tags::new()),
+            Err(e) => Err(JanitorError::from_sdk("s3", "GetBucketTagging", e)),
+        }
+    }
+}
+
+impl AwsInventory {
+    async fn read_bucket(&self, account: &str, name: String, region: Option<String>) -> Result<S3Bucket> {
+        let region = match region.filter(|r| !r.is_empty()) {
+            Some(r) => r,
+            None => {
+                let s3 = self.clients.s3(account, &self.clients.home_region()).await?;
+                let out = s3
+                    .get_bucket_location()
+                    .bucket(&name)
+                    .send()
+                    .await
+                    .map_err(|e| JanitorError::from_sdk("s3", "GetBucketLocation", e))?;
+                match out.location_constraint().map(|c| c.as_str()) {
+                    None | Some("") => "us-east-1".to_owned(),
+                    Some("EU") => "eu-west-1".to_owned(),
+                    Some(other) => other.to_owned(),
+                }
+            }
+        };
+        let s3 = self.clients.s3(account, &region).await?;
+        let (policy, acl, block) = tokio::join!(
+            s3.get_bucket_policy().bucket(&name).send(),
+            s3.get_bucket_acl().bucket(&name).send(),
+            s3.get_public_access_block().bucket(&name).send(),
+        );
+        let policy = match policy {
+            Ok(out) => out.policy().map(str::to_owned),
+            Err(e) => absent_if(&e, "NoSuchBucketPolicy").ok_or_else(|| JanitorError::from_sdk("s3", "GetBucketPolicy", e))?,
+        };
+        let acl = acl.map_err(|e| JanitorError::from_sdk("s3", "GetBucketAcl", e))?;
+        let acl_grants = acl
+            .grants()
+            .iter()
+            .map(|g| AclGrant {
+                grantee_uri: g.grantee().and_then(|gr| gr.uri()).map(str::to_owned),
+                permission: g.permission().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+            })
+            .collect();
+        let block = match block {
+            Ok(out) => out.public_access_block_configuration().map(|c| PublicAccessBlock {
+                block_public_acls: c.block_public_acls().unwrap_or(false),
+                ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+                block_public_policy: c.block_public_policy().unwrap_or(false),
+                restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+            }),
+            Err(e) => absent_if(&e, "NoSuchPublicAccessBlockConfiguration")
+                .ok_or_else(|| JanitorError::from_sdk("s3", "GetPublicAccessBlock", e))?,
+        };
+        Ok(S3Bucket { name, region, policy, acl_grants, block })
+    }
+}
+
+/// Parses the credential report CSV by column name (the column order is not a contract).
+pub fn parse_credential_report(content: &[u8]) -> Result<Vec<IamCredential>> {
+    let bad = |message: String| JanitorError::Aws { service: "iam", operation: "GetCredentialReport", message };
+    let mut reader = csv::Reader::from_reader(content);
+    let headers = reader.headers().map_err(|e| bad(format!("unreadable report header: {e}")))?.clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| bad(format!("report has no `{name}` column")));
+    let (user, arn, password, mfa) = (column("user")?, column("arn")?, column("password_enabled")?, column("mfa_active")?);
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| bad(format!("unreadable report row: {e}")))?;
+        let field = |i: usize| record.get(i).unwrap_or_default();
+        rows.push(IamCredential {
+            user: field(user).to_owned(),
+            arn: field(arn).to_owned(),
+            password_enabled: field(password) == "true",
+            mfa_active: field(mfa) == "true",
+        });
+    }
+    Ok(rows)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_report_is_read_by_column_name() {
+        let csv = "user,arn,user_creation_time,password_enabled,password_last_used,mfa_active\n\
+                   <root_account>,arn:aws:iam::1:root,t,not_supported,n,true\n\
+                   alice,arn:aws:iam::1:user/alice,t,true,n,false\n\
+                   bob,arn:aws:iam::1:user/bob,t,false,n,false\n";
+        let rows = parse_credential_report(csv.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows[1].password_enabled && !rows[1].mfa_active);
+        assert!(!rows[2].password_enabled);
+        assert!(parse_credential_report(b"name,arn\nx,y\n").is_err());
+    }
+}

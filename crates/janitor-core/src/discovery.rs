@@ -1,0 +1,470 @@
+//! Discovery: list every candidate of a scope, apply the rules that need no metrics, drop
+//! protected and snoozed resources, and hand idle candidates on to the metric check.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
+use serde_json::json;
+
+use crate::Deps;
+use crate::audit::{AuditEvent, AuditEventType};
+use crate::error::{JanitorError, Result};
+use crate::model::*;
+use crate::ports::{Ec2Instance, ElasticIp, IamCredential, RdsInstance, S3Bucket};
+use crate::s3_public;
+
+const ACTOR: &str = "discovery";
+/// Tag reads for violators (IAM users, public buckets) in flight at once.
+const TAG_READ_CONCURRENCY: usize = 8;
+
+/// What one rule says about one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Finding(Finding),
+    /// Needs the metric check to decide.
+    Candidate(Candidate),
+    /// Would be judged, but carries the protect tag.
+    Protected { key: ResourceKey, policy: Option<RuleId> },
+    Compliant,
+}
+
+fn owner_of(tags: &Tags, policy: &crate::policy::Policy) -> Option<String> {
+    tags.get(&policy.owner_tag).map(|o| o.trim().to_owned()).filter(|o| !o.is_empty())
+}
+
+fn finding(key: ResourceKey, id: &str, policy: RuleId, reason: String, action: Action) -> Finding {
+    Finding {
+        kind: key.kind(),
+        key,
+        id: id.to_owned(),
+        arn: None,
+        policy,
+        reason,
+        evidence: serde_json::Value::Null,
+        owner: None,
+        action,
+        first_flagged: None,
+        times_flagged: 0,
+    }
+}
+
+pub fn evaluate_ec2(p: &crate::policy::Policy, scope: &Scope, instance: &Ec2Instance) -> Verdict {
+    if instance.state != "running" {
+        return Verdict::Compliant;
+    }
+    let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::Ec2Instance, &instance.id);
+    let owner = owner_of(&instance.tags, p);
+    let mut verdict = None;
+    if let Some(rule) = p.unused_environment()
+        && let Some(value) = instance.tags.get(&rule.tag)
+        && rule.values.iter().any(|v| v.eq_ignore_ascii_case(value.trim()))
+    {
+        let mut f = finding(
+            key.clone(),
+            &instance.id,
+            RuleId::Ec2UnusedEnvironment,
+            format!("running while tagged {}={value}", rule.tag),
+            Action::StopInstance,
+        );
+        f.evidence = json!({ "tag": rule.tag, "value": value });
+        verdict = Some(f);
+    }
+    if verdict.is_none()
+        && let Some(rule) = p.missing_tags()
+    {
+        let missing: Vec<&str> = rule
+            .tags
+            .iter()
+            .filter(|t| instance.tags.get(*t).is_none_or(|v| v.trim().is_empty()))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let mut f = finding(
+                key.clone(),
+                &instance.id,
+                RuleId::Ec2MissingTags,
+                format!("missing required tags: {}", missing.join(", ")),
+                rule.action.into(),
+            );
+            f.evidence = json!({ "missing_tags": missing });
+            verdict = Some(f);
+        }
+    }
+    let protected = is_protected(&instance.tags, &p.protect_tag);
+    match verdict {
+        Some(f) if protected => Verdict::Protected { key, policy: Some(f.policy) },
+        Some(mut f) => {
+            f.owner = owner;
+            Verdict::Finding(f)
+        }
+        None if p.idle_cpu().is_some() && protected => Verdict::Protected { key, policy: Some(RuleId::Ec2IdleCpu) },
+        None if p.idle_cpu().is_some() => {
+            Verdict::Candidate(Candidate { key, arn: None, owner, launched_at: instance.launched_at })
+        }
+        None => Verdict::Compliant,
+    }
+}
+
+pub fn evaluate_rds(p: &crate::policy::Policy, scope: &Scope, db: &RdsInstance) -> Verdict {
+    if db.status != "available" || p.idle_rds().is_none() {
+        return Verdict::Compliant;
+    }
+    let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::RdsInstance, &db.id);
+    if is_protected(&db.tags, &p.protect_tag) {
+        return Verdict::Protected { key, policy: Some(RuleId::RdsIdle) };
+    }
+    Verdict::Candidate(Candidate { key, arn: db.arn.clone(), owner: owner_of(&db.tags, p), launched_at: db.created_at })
+}
+
+pub fn evaluate_eip(p: &crate::policy::Policy, scope: &Scope, eip: &ElasticIp) -> Verdict {
+    if eip.associated || !p.eip_unattached() {
+        return Verdict::Compliant;
+    }
+    let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::ElasticIp, &eip.allocation_id);
+    if is_protected(&eip.tags, &p.protect_tag) {
+        return Verdict::Protected { key, policy: Some(RuleId::EipUnattached) };
+    }
+    let mut f = finding(
+        key,
+        &eip.allocation_id,
+        RuleId::EipUnattached,
+        format!("Elastic IP {} is not associated with anything", eip.public_ip.as_deref().unwrap_or("?")),
+        Action::ReleaseAddress,
+    );
+    f.evidence = json!({ "public_ip": eip.public_ip });
+    f.owner = owner_of(&eip.tags, p);
+    Verdict::Finding(f)
+}
+
+/// Root's row is never a finding: its MFA is a different control.
+pub fn iam_violates(user: &IamCredential) -> bool {
+    user.user != "<root_account>" && user.password_enabled && !user.mfa_active
+}
+
+#[derive(Default)]
+struct ScanParts {
+    verdicts: Vec<Verdict>,
+    failures: Vec<(String, JanitorError)>,
+}
+
+impl ScanParts {
+    fn absorb(&mut self, what: ResourceKind, result: Result<Vec<Verdict>>) {
+        match result {
+            Ok(v) => self.verdicts.extend(v),
+            Err(e) => self.failures.push((what.as_str().to_owned(), e)),
+        }
+    }
+}
+
+/// Scans one scope. Failures of one kind are recorded in the payload (and audited) while
+/// the other kinds are still scanned; only an audit write failure aborts.
+pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload> {
+    let scope = run.scope()?.clone();
+    let now = deps.clock.now();
+    let p = &deps.policy;
+    let mut parts = ScanParts::default();
+
+    if scope.is_account_wide() {
+        let (iam, s3) = tokio::join!(scan_iam(deps, &scope), scan_s3(deps, &scope));
+        for (what, result) in [(ResourceKind::IamUser, iam), (ResourceKind::S3Bucket, s3)] {
+            match result {
+                Ok((verdicts, failures)) => {
+                    parts.verdicts.extend(verdicts);
+                    parts.failures.extend(failures.into_iter().map(|(id, e)| (format!("{what}/{id}"), e)));
+                }
+                Err(e) => parts.failures.push((what.as_str().to_owned(), e)),
+            }
+        }
+    } else {
+        let (ec2, rds, eips) = tokio::join!(
+            deps.inventory.ec2_instances(&scope),
+            deps.inventory.rds_instances(&scope),
+            deps.inventory.elastic_ips(&scope),
+        );
+        parts.absorb(ResourceKind::Ec2Instance, ec2.map(|l| l.iter().map(|i| evaluate_ec2(p, &scope, i)).collect()));
+        parts.absorb(ResourceKind::RdsInstance, rds.map(|l| l.iter().map(|d| evaluate_rds(p, &scope, d)).collect()));
+        parts.absorb(ResourceKind::ElasticIp, eips.map(|l| l.iter().map(|e| evaluate_eip(p, &scope, e)).collect()));
+    }
+
+    let mut payload = StepPayload::new(run.clone());
+    let mut events = Vec::new();
+    for (what, error) in parts.failures {
+        tracing::warn!(scope = %scope, what = %what, error = error.error_name(), message = %error, "scan failed");
+        events.push(AuditEvent::new(
+            scope.audit_key(),
+            &run.id,
+            AuditEventType::Failed,
+            now,
+            ACTOR,
+            json!({ "what": what, "error": error.error_name(), "message": error.to_string() }),
+        ));
+        payload.failures.push(ScopeFailure {
+            scope: scope.clone(),
+            what,
+            error: error.error_name().to_owned(),
+            message: error.to_string(),
+        });
+    }
+    for verdict in parts.verdicts {
+        match verdict {
+            Verdict::Finding(f) => payload.findings.push(f),
+            Verdict::Candidate(c) => payload.candidates.push(c),
+            Verdict::Protected { key, policy } => {
+                let mut e = AuditEvent::new(key.as_str(), &run.id, AuditEventType::Exempt, now, ACTOR, json!({ "reason": "protect tag", "tag": p.protect_tag }));
+                e.policy = policy;
+                events.push(e);
+            }
+            Verdict::Compliant => {}
+        }
+    }
+
+    drop_snoozed(deps, &mut payload, now, &mut events).await?;
+    payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
+    payload.candidates.sort_by(|a, b| a.key.cmp(&b.key));
+    annotate_history(deps, &run.id, &mut payload.findings, now).await?;
+    for f in &payload.findings {
+        events.push(AuditEvent::for_finding(
+            f,
+            &run.id,
+            AuditEventType::Discovered,
+            now,
+            ACTOR,
+            json!({ "reason": f.reason, "action": f.action, "evidence": f.evidence, "owner": f.owner }),
+        ));
+    }
+    events.extend(apply_scope_caps(p, &mut payload, now, ACTOR));
+    payload.recount();
+    deps.audit.record(&events).await?;
+    tracing::info!(scope = %scope, findings = payload.findings.len(), candidates = payload.candidates.len(), failures = payload.failures.len(), "scope discovered");
+    Ok(payload)
+}
+
+async fn drop_snoozed(deps: &Deps, payload: &mut StepPayload, now: DateTime<Utc>, events: &mut Vec<AuditEvent>) -> Result<()> {
+    let keys: Vec<ResourceKey> = payload
+        .findings
+        .iter()
+        .map(|f| f.key.clone())
+        .chain(payload.candidates.iter().map(|c| c.key.clone()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let live = deps.snoozes.live_snoozes(&keys, now).await?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let run_id = payload.run.id.clone();
+    let mut exempt = |key: &ResourceKey, policy: Option<RuleId>| {
+        let snooze = &live[key];
+        let mut e = AuditEvent::new(key.as_str(), &run_id, AuditEventType::Exempt, now, ACTOR, json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by }));
+        e.policy = policy;
+        events.push(e);
+    };
+    payload.findings.retain(|f| {
+        let snoozed = live.contains_key(&f.key);
+        if snoozed {
+            exempt(&f.key, Some(f.policy));
+        }
+        !snoozed
+    });
+    payload.candidates.retain(|c| {
+        let snoozed = live.contains_key(&c.key);
+        if snoozed {
+            exempt(&c.key, None);
+        }
+        !snoozed
+    });
+    Ok(())
+}
+
+/// Sets first-flagged / times-flagged from the audit history and counts this run once.
+pub(crate) async fn annotate_history(deps: &Deps, run_id: &str, findings: &mut [Finding], now: DateTime<Utc>) -> Result<()> {
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<ResourceKey> = findings.iter().map(|f| f.key.clone()).collect();
+    let history = deps.audit.flag_history(&keys).await?;
+    let mut updates = Vec::with_capacity(findings.len());
+    for f in findings.iter_mut() {
+        let updated = match history.get(&f.key) {
+            // A retried step must not count the same run twice.
+            Some(h) if h.last_run == run_id => {
+                f.times_flagged = h.times_flagged.saturating_sub(1);
+                f.first_flagged = Some(h.first_flagged);
+                continue;
+            }
+            Some(h) => {
+                f.times_flagged = h.times_flagged;
+                f.first_flagged = Some(h.first_flagged);
+                FlagHistory { first_flagged: h.first_flagged, times_flagged: h.times_flagged + 1, last_run: run_id.to_owned() }
+            }
+            None => {
+                f.first_flagged = Some(now);
+                FlagHistory { first_flagged: now, times_flagged: 1, last_run: run_id.to_owned() }
+            }
+        };
+        updates.push((f.key.clone(), updated));
+    }
+    deps.audit.save_flag_history(&updates).await
+}
+
+/// Keeps a scope's payload within its caps (blast radius and the Step Functions payload
+/// limit); what is left over is deferred to a later run, with an audit row each.
+pub(crate) fn apply_scope_caps(p: &crate::policy::Policy, payload: &mut StepPayload, now: DateTime<Utc>, actor: &str) -> Vec<AuditEvent> {
+    let mut events = Vec::new();
+    let run_id = payload.run.id.clone();
+    let mut defer = |key: &ResourceKey, cap: &str, limit: usize| {
+        events.push(AuditEvent::new(key.as_str(), &run_id, AuditEventType::Deferred, now, actor, json!({ "cap": cap, "limit": limit })));
+    };
+    if payload.findings.len() > p.max_findings_per_scope {
+        for f in payload.findings.drain(p.max_findings_per_scope..) {
+            defer(&f.key, "max_findings_per_scope", p.max_findings_per_scope);
+            payload.deferred += 1;
+        }
+    }
+    if payload.candidates.len() > p.max_candidates_per_scope {
+        for c in payload.candidates.drain(p.max_candidates_per_scope..) {
+            defer(&c.key, "max_candidates_per_scope", p.max_candidates_per_scope);
+            payload.deferred += 1;
+        }
+    }
+    events
+}
+
+type PartialScan = (Vec<Verdict>, Vec<(String, JanitorError)>);
+
+async fn scan_iam(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
+    let p = &deps.policy;
+    if !p.iam_console_without_mfa() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let report = deps.inventory.iam_credentials(&scope.account).await?;
+    let violators: Vec<IamCredential> = report.into_iter().filter(iam_violates).collect();
+    let tagged: Vec<_> = stream::iter(violators)
+        .map(|user| async move {
+            let tags = deps.inventory.iam_user_tags(&scope.account, &user.user).await;
+            (user, tags)
+        })
+        .buffered(TAG_READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut verdicts = Vec::new();
+    let mut failures = Vec::new();
+    for (user, tags) in tagged {
+        let key = ResourceKey::new(&scope.account, GLOBAL_REGION, ResourceKind::IamUser, &user.user);
+        // Without tags we cannot tell whether the user is protected, so no judgement.
+        let tags = match tags {
+            Ok(t) => t,
+            Err(e) => {
+                failures.push((user.user.clone(), e));
+                continue;
+            }
+        };
+        if is_protected(&tags, &p.protect_tag) {
+            verdicts.push(Verdict::Protected { key, policy: Some(RuleId::IamConsoleWithoutMfa) });
+            continue;
+        }
+        let mut f = finding(key, &user.user, RuleId::IamConsoleWithoutMfa, "console password enabled without MFA".into(), Action::TagMfaRequired);
+        f.arn = Some(user.arn.clone());
+        f.evidence = json!({ "password_enabled": true, "mfa_active": false });
+        f.owner = owner_of(&tags, p);
+        verdicts.push(Verdict::Finding(f));
+    }
+    Ok((verdicts, failures))
+}
+
+async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
+    let p = &deps.policy;
+    if !p.s3_public_bucket() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (account_block, buckets) = tokio::join!(
+        deps.inventory.account_public_access_block(&scope.account),
+        deps.inventory.s3_buckets(&scope.account)
+    );
+    let account_block = account_block?;
+    let mut failures = Vec::new();
+    let mut public: Vec<(S3Bucket, s3_public::Exposure)> = Vec::new();
+    for bucket in buckets? {
+        match s3_public::assess(&bucket, account_block.as_ref()) {
+            Ok(Some(exposure)) => public.push((bucket, exposure)),
+            Ok(None) => {}
+            Err(message) => failures.push((
+                bucket.name.clone(),
+                JanitorError::Aws { service: "s3", operation: "GetBucketPolicy", message },
+            )),
+        }
+    }
+    let tagged: Vec<_> = stream::iter(public)
+        .map(|(bucket, exposure)| async move {
+            let tags = deps.inventory.s3_bucket_tags(&scope.account, &bucket).await;
+            (bucket, exposure, tags)
+        })
+        .buffered(TAG_READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut verdicts = Vec::new();
+    for (bucket, exposure, tags) in tagged {
+        let key = ResourceKey::new(&scope.account, &bucket.region, ResourceKind::S3Bucket, &bucket.name);
+        let tags = match tags {
+            Ok(t) => t,
+            Err(e) => {
+                failures.push((bucket.name.clone(), e));
+                continue;
+            }
+        };
+        if is_protected(&tags, &p.protect_tag) {
+            verdicts.push(Verdict::Protected { key, policy: Some(RuleId::S3PublicBucket) });
+            continue;
+        }
+        let mut f = finding(key, &bucket.name, RuleId::S3PublicBucket, format!("publicly accessible via {}", exposure.via.join(", ")), Action::BlockPublicAccess);
+        f.arn = Some(format!("arn:aws:s3:::{}", bucket.name));
+        f.evidence = json!({ "via": exposure.via, "bucket_block": bucket.block.map(|b| b.all_on()) });
+        f.owner = owner_of(&tags, p);
+        verdicts.push(Verdict::Finding(f));
+    }
+    Ok((verdicts, failures))
+}
+
+/// Lists the scopes of a run: every enabled region of every account (or those asked for),
+/// plus one account-wide scope per account. An account that cannot be read is a failure.
+pub async fn plan_scopes(
+    deps: &Deps,
+    accounts: Option<&[String]>,
+    regions: Option<&[String]>,
+) -> Result<(Vec<Scope>, Vec<ScopeFailure>)> {
+    let accounts: Vec<String> = match accounts {
+        Some(list) if !list.is_empty() => list.to_vec(),
+        _ => vec![deps.inventory.home_account().await?],
+    };
+    let mut scopes = Vec::new();
+    let mut failures = Vec::new();
+    let mut seen = HashSet::new();
+    for account in accounts {
+        if !seen.insert(account.clone()) {
+            continue;
+        }
+        let account_regions = match regions {
+            Some(list) if !list.is_empty() => list.to_vec(),
+            _ => match deps.inventory.enabled_regions(&account).await {
+                Ok(r) => r,
+                Err(e) => {
+                    failures.push(ScopeFailure {
+                        scope: Scope::new(&account, GLOBAL_REGION),
+                        what: "enabled-regions".into(),
+                        error: e.error_name().into(),
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            },
+        };
+        let mut account_regions = account_regions;
+        account_regions.sort();
+        account_regions.dedup();
+        scopes.extend(account_regions.into_iter().map(|r| Scope::new(&account, r)));
+        scopes.push(Scope::new(&account, GLOBAL_REGION));
+    }
+    Ok((scopes, failures))
+}

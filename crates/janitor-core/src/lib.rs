@@ -1,0 +1,32 @@
+//! Cloud Janitor core: the domain logic every handler and the CLI share, the port traits it
+//! needs, their AWS adapters and in-memory fakes.
+
+pub mod audit;
+pub mod aws;
+pub mod discovery;
+pub mod error;
+pub mod lock;
+pub mod memory;
+pub mod metrics;
+pub mod model;
+pub mod policy;
+pub mod ports;
+pub mod s3_public;
+pub mod step;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+pub use error::{JanitorError, Result};
+
+/// Everything a step needs, built once per cold start.
+#[derive(Clone)]
+pub struct Deps {
+    pub policy: policy::Policy,
+    pub inventory: Arc<dyn ports::Inventory>,
+    pub metrics: Arc<dyn ports::MetricSource>,
+    pub snoozes: Arc<dyn ports::SnoozeStore>,
+    pub locks: Arc<dyn ports::LockStore>,
+    pub audit: Arc<dyn ports::AuditLog>,
+    pub clock: Arc<dyn ports::Clock>,
+}

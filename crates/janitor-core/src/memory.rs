@@ -1,0 +1,235 @@
+//! In-memory fakes of every port, for fast domain tests. They follow the same contracts as
+//! the AWS adapters, which are tested against the emulator separately.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audit::AuditEvent;
+use crate::error::{JanitorError, Result};
+use crate::model::{FlagHistory, ResourceKey, Scope, Snooze, Tags};
+use crate::ports::*;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned fake only means another test thread panicked; keep the data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+pub struct InMemoryInventory {
+    pub home_account: String,
+    pub regions: HashMap<String, Vec<String>>,
+    pub ec2: HashMap<Scope, Vec<Ec2Instance>>,
+    pub rds: HashMap<Scope, Vec<RdsInstance>>,
+    pub eips: HashMap<Scope, Vec<ElasticIp>>,
+    pub iam: HashMap<String, Vec<IamCredential>>,
+    pub iam_tags: HashMap<(String, String), Tags>,
+    pub account_block: HashMap<String, PublicAccessBlock>,
+    pub buckets: HashMap<String, Vec<S3Bucket>>,
+    pub bucket_tags: HashMap<String, Tags>,
+    /// Scopes whose every call answers AccessDenied.
+    pub denied: HashSet<Scope>,
+}
+
+impl InMemoryInventory {
+    fn check(&self, scope: &Scope, operation: &'static str) -> Result<()> {
+        if self.denied.contains(scope) {
+            return Err(JanitorError::AccessDenied { service: "fake", operation, message: format!("denied in {scope}") });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Inventory for InMemoryInventory {
+    async fn home_account(&self) -> Result<String> {
+        Ok(self.home_account.clone())
+    }
+    async fn enabled_regions(&self, account: &str) -> Result<Vec<String>> {
+        Ok(self.regions.get(account).cloned().unwrap_or_default())
+    }
+    async fn ec2_instances(&self, scope: &Scope) -> Result<Vec<Ec2Instance>> {
+        self.check(scope, "DescribeInstances")?;
+        Ok(self.ec2.get(scope).cloned().unwrap_or_default())
+    }
+    async fn rds_instances(&self, scope: &Scope) -> Result<Vec<RdsInstance>> {
+        self.check(scope, "DescribeDBInstances")?;
+        Ok(self.rds.get(scope).cloned().unwrap_or_default())
+    }
+    async fn elastic_ips(&self, scope: &Scope) -> Result<Vec<ElasticIp>> {
+        self.check(scope, "DescribeAddresses")?;
+        Ok(self.eips.get(scope).cloned().unwrap_or_default())
+    }
+    async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>> {
+        Ok(self.iam.get(account).cloned().unwrap_or_default())
+    }
+    async fn iam_user_tags(&self, account: &str, user: &str) -> Result<Tags> {
+        Ok(self.iam_tags.get(&(account.to_owned(), user.to_owned())).cloned().unwrap_or_default())
+    }
+    async fn account_public_access_block(&self, account: &str) -> Result<Option<PublicAccessBlock>> {
+        Ok(self.account_block.get(account).copied())
+    }
+    async fn s3_buckets(&self, account: &str) -> Result<Vec<S3Bucket>> {
+        Ok(self.buckets.get(account).cloned().unwrap_or_default())
+    }
+    async fn s3_bucket_tags(&self, _account: &str, bucket: &S3Bucket) -> Result<Tags> {
+        Ok(self.bucket_tags.get(&bucket.name).cloned().unwrap_or_default())
+    }
+}
+
+/// Series keyed by the metric's dimension value (instance or DB identifier).
+#[derive(Default)]
+pub struct InMemoryMetrics {
+    pub series: HashMap<String, MetricSeries>,
+    pub calls: AtomicUsize,
+}
+
+#[async_trait]
+impl MetricSource for InMemoryMetrics {
+    async fn daily_series(
+        &self,
+        _scope: &Scope,
+        queries: &[MetricQuery],
+        window: &MetricWindow,
+    ) -> Result<HashMap<String, MetricSeries>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(queries
+            .iter()
+            .map(|q| {
+                let points = self
+                    .series
+                    .get(&q.dimension_value)
+                    .map(|s| s.iter().filter(|(t, _)| *t >= window.start && *t < window.end).copied().collect())
+                    .unwrap_or_default();
+                (q.id.clone(), points)
+            })
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct InMemorySnoozeStore {
+    snoozes: Mutex<HashMap<ResourceKey, Snooze>>,
+}
+
+#[async_trait]
+impl SnoozeStore for InMemorySnoozeStore {
+    async fn live_snoozes(&self, keys: &[ResourceKey], now: DateTime<Utc>) -> Result<HashMap<ResourceKey, Snooze>> {
+        let stored = lock(&self.snoozes);
+        Ok(keys
+            .iter()
+            .filter_map(|k| stored.get(k).filter(|s| s.until > now).map(|s| (k.clone(), s.clone())))
+            .collect())
+    }
+    async fn put_snooze(&self, snooze: &Snooze) -> Result<()> {
+        lock(&self.snoozes).insert(snooze.key.clone(), snooze.clone());
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct InMemoryLockStore {
+    locks: Mutex<HashMap<ResourceKey, (String, DateTime<Utc>)>>,
+}
+
+impl InMemoryLockStore {
+    pub fn holder(&self, key: &ResourceKey) -> Option<String> {
+        lock(&self.locks).get(key).map(|(run, _)| run.clone())
+    }
+}
+
+#[async_trait]
+impl LockStore for InMemoryLockStore {
+    async fn acquire(&self, key: &ResourceKey, run_id: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<LockOutcome> {
+        let mut locks = lock(&self.locks);
+        match locks.get(key) {
+            Some((holder, held_until)) if holder != run_id && *held_until > now => {
+                Ok(LockOutcome::HeldBy { run_id: holder.clone(), until: *held_until })
+            }
+            _ => {
+                locks.insert(key.clone(), (run_id.to_owned(), until));
+                Ok(LockOutcome::Acquired)
+            }
+        }
+    }
+    async fn release(&self, key: &ResourceKey, run_id: &str) -> Result<()> {
+        let mut locks = lock(&self.locks);
+        if locks.get(key).is_some_and(|(holder, _)| holder == run_id) {
+            locks.remove(key);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct InMemoryAuditLog {
+    events: Mutex<Vec<AuditEvent>>,
+    history: Mutex<HashMap<ResourceKey, FlagHistory>>,
+}
+
+impl InMemoryAuditLog {
+    pub fn events(&self) -> Vec<AuditEvent> {
+        lock(&self.events).clone()
+    }
+}
+
+#[async_trait]
+impl AuditLog for InMemoryAuditLog {
+    async fn record(&self, events: &[AuditEvent]) -> Result<()> {
+        lock(&self.events).extend_from_slice(events);
+        Ok(())
+    }
+    async fn flag_history(&self, keys: &[ResourceKey]) -> Result<HashMap<ResourceKey, FlagHistory>> {
+        let history = lock(&self.history);
+        Ok(keys.iter().filter_map(|k| history.get(k).map(|h| (k.clone(), h.clone()))).collect())
+    }
+    async fn save_flag_history(&self, entries: &[(ResourceKey, FlagHistory)]) -> Result<()> {
+        lock(&self.history).extend(entries.iter().cloned());
+        Ok(())
+    }
+    async fn events_for_run(&self, run_id: &str) -> Result<Vec<AuditEvent>> {
+        Ok(lock(&self.events).iter().filter(|e| e.run_id == run_id).cloned().collect())
+    }
+    async fn events_for_resource(&self, key: &str) -> Result<Vec<AuditEvent>> {
+        Ok(lock(&self.events).iter().filter(|e| e.resource == key).cloned().collect())
+    }
+}
+
+/// Reads history from a real audit log but writes nowhere: `janitor scan` never writes to AWS.
+pub struct ReadOnlyAuditLog<A> {
+    pub inner: Option<A>,
+    pub recorded: InMemoryAuditLog,
+}
+
+#[async_trait]
+impl<A: AuditLog> AuditLog for ReadOnlyAuditLog<A> {
+    async fn record(&self, events: &[AuditEvent]) -> Result<()> {
+        self.recorded.record(events).await
+    }
+    async fn flag_history(&self, keys: &[ResourceKey]) -> Result<HashMap<ResourceKey, FlagHistory>> {
+        match &self.inner {
+            Some(inner) => inner.flag_history(keys).await,
+            None => Ok(HashMap::new()),
+        }
+    }
+    async fn save_flag_history(&self, _entries: &[(ResourceKey, FlagHistory)]) -> Result<()> {
+        Ok(())
+    }
+    async fn events_for_run(&self, run_id: &str) -> Result<Vec<AuditEvent>> {
+        self.recorded.events_for_run(run_id).await
+    }
+    async fn events_for_resource(&self, key: &str) -> Result<Vec<AuditEvent>> {
+        self.recorded.events_for_resource(key).await
+    }
+}
+
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}

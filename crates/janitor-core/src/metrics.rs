@@ -1,0 +1,277 @@
+//! The metric check: EC2 is idle when every daily CPU average of the look-back window is
+//! at or below the threshold; RDS when it had no connection at all. Missing or partial
+//! data, or a resource younger than the minimum age, is never idle.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
+use serde_json::json;
+
+use crate::Deps;
+use crate::audit::{AuditEvent, AuditEventType};
+use crate::discovery::{annotate_history, apply_scope_caps};
+use crate::error::Result;
+use crate::model::*;
+use crate::policy::IdleWindow;
+use crate::ports::{MetricQuery, MetricSeries, MetricWindow, Statistic};
+
+const ACTOR: &str = "metric-check";
+
+/// Whole UTC days ending at today's midnight, so every day in the window is complete.
+pub fn window_ending(now: DateTime<Utc>, days: u32) -> MetricWindow {
+    let end = now.duration_trunc(TimeDelta::days(1)).unwrap_or(now);
+    MetricWindow { start: end - Duration::days(i64::from(days)), end, days }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdleVerdict {
+    Idle { reason: String, evidence: serde_json::Value },
+    NotIdle { reason: String, evidence: serde_json::Value },
+}
+
+fn too_young(launched_at: Option<DateTime<Utc>>, window: IdleWindow, now: DateTime<Utc>) -> Option<IdleVerdict> {
+    let min_age = Duration::days(i64::from(window.min_age_days));
+    match launched_at {
+        Some(at) if now - at < min_age => Some(IdleVerdict::NotIdle {
+            reason: format!("younger than the minimum age of {} days", window.min_age_days),
+            evidence: json!({ "launched_at": at, "min_age_days": window.min_age_days }),
+        }),
+        _ => None,
+    }
+}
+
+fn coverage(series: &MetricSeries, window: &MetricWindow) -> Result<Vec<f64>, IdleVerdict> {
+    let mut by_day: HashMap<i64, f64> = HashMap::new();
+    for (at, value) in series {
+        if *at >= window.start && *at < window.end {
+            by_day.insert((*at - window.start).num_days(), *value);
+        }
+    }
+    if by_day.len() < window.days as usize {
+        return Err(IdleVerdict::NotIdle {
+            reason: format!("not enough data: {} of {} days have datapoints", by_day.len(), window.days),
+            evidence: json!({ "days_with_data": by_day.len(), "days": window.days }),
+        });
+    }
+    let mut days: Vec<(i64, f64)> = by_day.into_iter().collect();
+    days.sort_by_key(|(d, _)| *d);
+    Ok(days.into_iter().map(|(_, v)| v).collect())
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+pub fn judge_cpu(series: &MetricSeries, window: &MetricWindow, threshold: f64) -> IdleVerdict {
+    let daily = match coverage(series, window) {
+        Ok(d) => d,
+        Err(verdict) => return verdict,
+    };
+    let max = daily.iter().copied().fold(f64::MIN, f64::max);
+    let evidence = json!({
+        "daily_average_cpu": daily.iter().map(|v| round2(*v)).collect::<Vec<_>>(),
+        "max_daily_average_cpu": round2(max),
+        "threshold_percent": threshold,
+        "days": window.days,
+    });
+    if max <= threshold {
+        IdleVerdict::Idle {
+            reason: format!("daily average CPU at most {max:.2}% on each of the last {} days (threshold {threshold}%)", window.days),
+            evidence,
+        }
+    } else {
+        IdleVerdict::NotIdle { reason: format!("daily average CPU reached {max:.2}% (threshold {threshold}%)"), evidence }
+    }
+}
+
+pub fn judge_connections(series: &MetricSeries, window: &MetricWindow) -> IdleVerdict {
+    let daily = match coverage(series, window) {
+        Ok(d) => d,
+        Err(verdict) => return verdict,
+    };
+    let max = daily.iter().copied().fold(0.0, f64::max);
+    let evidence = json!({ "daily_max_connections": daily, "days": window.days });
+    if max == 0.0 {
+        IdleVerdict::Idle { reason: format!("no database connections on any of the last {} days", window.days), evidence }
+    } else {
+        IdleVerdict::NotIdle { reason: format!("up to {max} database connections in a day"), evidence }
+    }
+}
+
+struct Group<'a> {
+    kind: ResourceKind,
+    window: IdleWindow,
+    candidates: Vec<&'a Candidate>,
+}
+
+/// Judges every candidate with one batched metric read per kind and turns the idle ones
+/// into findings.
+pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload> {
+    let scope = payload.run.scope()?.clone();
+    let now = deps.clock.now();
+    let run_id = payload.run.id.clone();
+    let p = &deps.policy;
+    let candidates = std::mem::take(&mut payload.candidates);
+    let mut events = Vec::new();
+    let mut verdicts: Vec<(&Candidate, IdleVerdict)> = Vec::new();
+
+    let mut groups: Vec<Group> = Vec::new();
+    if let Some(rule) = p.idle_cpu() {
+        groups.push(Group { kind: ResourceKind::Ec2Instance, window: rule.window(), candidates: Vec::new() });
+    }
+    if let Some(rule) = p.idle_rds() {
+        groups.push(Group { kind: ResourceKind::RdsInstance, window: rule.window(), candidates: Vec::new() });
+    }
+    for c in &candidates {
+        let kind = c.key.kind();
+        match groups.iter_mut().find(|g| g.kind == kind) {
+            Some(group) => match too_young(c.launched_at, group.window, now) {
+                Some(verdict) => verdicts.push((c, verdict)),
+                None => group.candidates.push(c),
+            },
+            None => verdicts.push((
+                c,
+                IdleVerdict::NotIdle { reason: format!("no idle rule is enabled for {kind}"), evidence: serde_json::Value::Null },
+            )),
+        }
+    }
+
+    for group in &groups {
+        if group.candidates.is_empty() {
+            continue;
+        }
+        let window = window_ending(now, group.window.lookback_days);
+        let queries: Vec<MetricQuery> = group
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match group.kind {
+                ResourceKind::RdsInstance => MetricQuery {
+                    id: format!("q{i}"),
+                    namespace: "AWS/RDS",
+                    metric: "DatabaseConnections",
+                    dimension: "DBInstanceIdentifier",
+                    dimension_value: c.key.id().to_owned(),
+                    stat: Statistic::Maximum,
+                },
+                _ => MetricQuery {
+                    id: format!("q{i}"),
+                    namespace: "AWS/EC2",
+                    metric: "CPUUtilization",
+                    dimension: "InstanceId",
+                    dimension_value: c.key.id().to_owned(),
+                    stat: Statistic::Average,
+                },
+            })
+            .collect();
+        let series = deps.metrics.daily_series(&scope, &queries, &window).await?;
+        let threshold = p.idle_cpu().map(|r| r.cpu_threshold_percent).unwrap_or_default();
+        for (query, candidate) in queries.iter().zip(&group.candidates) {
+            let points = series.get(&query.id).cloned().unwrap_or_default();
+            let verdict = match group.kind {
+                ResourceKind::RdsInstance => judge_connections(&points, &window),
+                _ => judge_cpu(&points, &window, threshold),
+            };
+            verdicts.push((candidate, verdict));
+        }
+    }
+
+    let mut idle = Vec::new();
+    for (candidate, verdict) in verdicts {
+        let (policy, action) = match candidate.key.kind() {
+            ResourceKind::RdsInstance => (RuleId::RdsIdle, Action::SnapshotAndDeleteDb),
+            _ => (RuleId::Ec2IdleCpu, Action::StopInstance),
+        };
+        match verdict {
+            IdleVerdict::Idle { reason, evidence } => {
+                let mut e = AuditEvent::new(candidate.key.as_str(), &run_id, AuditEventType::Idle, now, ACTOR, json!({ "reason": reason, "evidence": evidence }));
+                e.policy = Some(policy);
+                events.push(e);
+                idle.push(Finding {
+                    key: candidate.key.clone(),
+                    kind: candidate.key.kind(),
+                    id: candidate.key.id().to_owned(),
+                    arn: candidate.arn.clone(),
+                    policy,
+                    reason,
+                    evidence,
+                    owner: candidate.owner.clone(),
+                    action,
+                    first_flagged: None,
+                    times_flagged: 0,
+                });
+            }
+            IdleVerdict::NotIdle { reason, evidence } => {
+                let mut e = AuditEvent::new(candidate.key.as_str(), &run_id, AuditEventType::NotIdle, now, ACTOR, json!({ "reason": reason, "evidence": evidence }));
+                e.policy = Some(policy);
+                events.push(e);
+            }
+        }
+    }
+    idle.sort_by(|a, b| a.key.cmp(&b.key));
+    annotate_history(deps, &run_id, &mut idle, now).await?;
+    payload.findings.extend(idle);
+    payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
+    events.extend(apply_scope_caps(p, &mut payload, now, ACTOR));
+    payload.recount();
+    deps.audit.record(&events).await?;
+    tracing::info!(scope = %scope, findings = payload.count, "metric check done");
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 16, 0, 0).unwrap()
+    }
+
+    fn daily(values: &[f64]) -> (MetricSeries, MetricWindow) {
+        let w = window_ending(now(), values.len() as u32);
+        let series = values.iter().enumerate().map(|(i, v)| (w.start + Duration::days(i as i64) + Duration::hours(12), *v)).collect();
+        (series, w)
+    }
+
+    #[test]
+    fn window_is_whole_days_ending_at_midnight() {
+        let w = window_ending(now(), 7);
+        assert_eq!(w.end, Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap());
+        assert_eq!(w.start, Utc.with_ymd_and_hms(2026, 11, 16, 0, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn cpu_threshold_is_inclusive_and_needs_every_day() {
+        let (s, w) = daily(&[4.9; 7]);
+        assert!(matches!(judge_cpu(&s, &w, 5.0), IdleVerdict::Idle { .. }));
+        let (s, w) = daily(&[5.0; 7]);
+        assert!(matches!(judge_cpu(&s, &w, 5.0), IdleVerdict::Idle { .. }));
+        let (s, w) = daily(&[1.0, 1.0, 1.0, 5.1, 1.0, 1.0, 1.0]);
+        assert!(matches!(judge_cpu(&s, &w, 5.0), IdleVerdict::NotIdle { .. }));
+        let (mut s, w) = daily(&[1.0; 7]);
+        s.remove(3);
+        match judge_cpu(&s, &w, 5.0) {
+            IdleVerdict::NotIdle { reason, .. } => assert!(reason.contains("6 of 7"), "{reason}"),
+            other => panic!("partial data judged {other:?}"),
+        }
+        assert!(matches!(judge_cpu(&Vec::new(), &w, 5.0), IdleVerdict::NotIdle { .. }));
+    }
+
+    #[test]
+    fn connections_must_be_zero_throughout() {
+        let (s, w) = daily(&[0.0; 7]);
+        assert!(matches!(judge_connections(&s, &w), IdleVerdict::Idle { .. }));
+        let (s, w) = daily(&[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert!(matches!(judge_connections(&s, &w), IdleVerdict::NotIdle { .. }));
+    }
+
+    #[test]
+    fn young_resources_are_not_idle() {
+        let window = IdleWindow { lookback_days: 7, min_age_days: 7 };
+        assert!(too_young(Some(now() - Duration::days(1)), window, now()).is_some());
+        assert!(too_young(Some(now() - Duration::days(8)), window, now()).is_none());
+        let no_gate = IdleWindow { lookback_days: 7, min_age_days: 0 };
+        assert!(too_young(Some(now()), no_gate, now()).is_none());
+    }
+}

@@ -1,0 +1,408 @@
+//! The contracts every step, table and message share (see DESIGN.md).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{JanitorError, Result};
+
+pub type Tags = BTreeMap<String, String>;
+
+/// Region name used for account-wide kinds (IAM, S3 listing).
+pub const GLOBAL_REGION: &str = "global";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    Ec2Instance,
+    RdsInstance,
+    ElasticIp,
+    IamUser,
+    S3Bucket,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 5] = [
+        ResourceKind::Ec2Instance,
+        ResourceKind::RdsInstance,
+        ResourceKind::ElasticIp,
+        ResourceKind::IamUser,
+        ResourceKind::S3Bucket,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Ec2Instance => "ec2-instance",
+            ResourceKind::RdsInstance => "rds-instance",
+            ResourceKind::ElasticIp => "elastic-ip",
+            ResourceKind::IamUser => "iam-user",
+            ResourceKind::S3Bucket => "s3-bucket",
+        }
+    }
+
+    /// Kinds listed once per account rather than once per region.
+    pub fn is_account_wide(self) -> bool {
+        matches!(self, ResourceKind::IamUser | ResourceKind::S3Bucket)
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{account}/{region}/{kind}/{id}`: the one key snoozes, locks and audit rows share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResourceKey(String);
+
+impl ResourceKey {
+    pub fn new(account: &str, region: &str, kind: ResourceKind, id: &str) -> Self {
+        ResourceKey(format!("{account}/{region}/{}/{id}", kind.as_str()))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self> {
+        let mut parts = raw.splitn(4, '/');
+        let (Some(account), Some(region), Some(kind), Some(id)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JanitorError::InvalidInput(format!(
+                "resource key `{raw}` is not of the form account/region/kind/id"
+            )));
+        };
+        if account.is_empty() || region.is_empty() || id.is_empty() {
+            return Err(JanitorError::InvalidInput(format!("resource key `{raw}` has an empty part")));
+        }
+        if ResourceKind::parse(kind).is_none() {
+            return Err(JanitorError::InvalidInput(format!("resource key `{raw}` names unknown kind `{kind}`")));
+        }
+        Ok(ResourceKey(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn part(&self, index: usize) -> &str {
+        self.0.splitn(4, '/').nth(index).unwrap_or_default()
+    }
+
+    pub fn account(&self) -> &str {
+        self.part(0)
+    }
+
+    pub fn region(&self) -> &str {
+        self.part(1)
+    }
+
+    pub fn kind(&self) -> ResourceKind {
+        ResourceKind::parse(self.part(2)).unwrap_or(ResourceKind::Ec2Instance)
+    }
+
+    pub fn id(&self) -> &str {
+        self.part(3)
+    }
+}
+
+impl TryFrom<String> for ResourceKey {
+    type Error = JanitorError;
+    fn try_from(value: String) -> Result<Self> {
+        ResourceKey::parse(&value)
+    }
+}
+
+impl From<ResourceKey> for String {
+    fn from(key: ResourceKey) -> String {
+        key.0
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Records what would be done and changes nothing. The default everywhere.
+    #[default]
+    DryRun,
+    Enforce,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        })
+    }
+}
+
+/// One account × region; `region == "global"` carries the account-wide kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    pub account: String,
+    pub region: String,
+}
+
+impl Scope {
+    pub fn new(account: impl Into<String>, region: impl Into<String>) -> Self {
+        Scope { account: account.into(), region: region.into() }
+    }
+
+    pub fn is_account_wide(&self) -> bool {
+        self.region == GLOBAL_REGION
+    }
+
+    /// Pseudo resource key used for audit rows about the scope itself.
+    pub fn audit_key(&self) -> String {
+        format!("{}/{}/scope/-", self.account, self.region)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.account, self.region)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunContext {
+    pub id: String,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+}
+
+impl RunContext {
+    pub fn scope(&self) -> Result<&Scope> {
+        self.scope
+            .as_ref()
+            .ok_or_else(|| JanitorError::InvalidInput("run.scope is required for this step".into()))
+    }
+}
+
+/// The closed set of rules a policy can switch on; the name is the finding's `policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleId {
+    Ec2UnusedEnvironment,
+    Ec2MissingTags,
+    Ec2IdleCpu,
+    RdsIdle,
+    EipUnattached,
+    IamConsoleWithoutMfa,
+    S3PublicBucket,
+}
+
+impl RuleId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleId::Ec2UnusedEnvironment => "ec2-unused-environment",
+            RuleId::Ec2MissingTags => "ec2-missing-tags",
+            RuleId::Ec2IdleCpu => "ec2-idle-cpu",
+            RuleId::RdsIdle => "rds-idle",
+            RuleId::EipUnattached => "eip-unattached",
+            RuleId::IamConsoleWithoutMfa => "iam-console-without-mfa",
+            RuleId::S3PublicBucket => "s3-public-bucket",
+        }
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What remediation would do once the grace period passed and a recheck still agrees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    StopInstance,
+    SnapshotAndDeleteDb,
+    ReleaseAddress,
+    TagMfaRequired,
+    BlockPublicAccess,
+    NotifyOnly,
+}
+
+impl Action {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::StopInstance => "stop the instance",
+            Action::SnapshotAndDeleteDb => "take a final snapshot, then delete the DB instance",
+            Action::ReleaseAddress => "release the Elastic IP",
+            Action::TagMfaRequired => "tag the user janitor:mfa-required",
+            Action::BlockPublicAccess => "turn on all four S3 Block Public Access settings",
+            Action::NotifyOnly => "nothing (notify only)",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned));
+        f.write_str(name.as_deref().unwrap_or("unknown"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    pub key: ResourceKey,
+    pub kind: ResourceKind,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    pub policy: RuleId,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub evidence: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_flagged: Option<DateTime<Utc>>,
+    /// How many earlier runs flagged this resource.
+    #[serde(default)]
+    pub times_flagged: u32,
+}
+
+/// A running resource that only the metric check can judge; kept compact because a scope
+/// may carry hundreds of them through the Step Functions payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Candidate {
+    pub key: ResourceKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_at: Option<DateTime<Utc>>,
+}
+
+/// A part of a scope that could not be scanned; carried to the run summary, never dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeFailure {
+    pub scope: Scope,
+    /// What was being listed, e.g. `ec2-instance`, or the step name.
+    pub what: String,
+    pub error: String,
+    pub message: String,
+}
+
+/// What steps pass each other: `{run, findings, count, ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepPayload {
+    pub run: RunContext,
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<ScopeFailure>,
+    /// Findings left for a later run because the scope cap was reached.
+    #[serde(default)]
+    pub deferred: usize,
+    /// Findings dropped because another live run holds their lock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_elsewhere: Vec<ResourceKey>,
+    /// What the Choice states read: findings still in play.
+    #[serde(default)]
+    pub count: usize,
+}
+
+impl StepPayload {
+    pub fn new(run: RunContext) -> Self {
+        StepPayload {
+            run,
+            findings: Vec::new(),
+            candidates: Vec::new(),
+            failures: Vec::new(),
+            deferred: 0,
+            held_elsewhere: Vec::new(),
+            count: 0,
+        }
+    }
+
+    pub fn recount(&mut self) {
+        self.count = self.findings.len();
+    }
+}
+
+/// Detection history kept per resource (seed 001's repeat-violation tracking).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagHistory {
+    pub first_flagged: DateTime<Utc>,
+    pub times_flagged: u32,
+    pub last_run: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snooze {
+    pub key: ResourceKey,
+    pub until: DateTime<Utc>,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The protect tag counts with any value except `false`.
+pub fn is_protected(tags: &Tags, protect_tag: &str) -> bool {
+    tags.get(protect_tag).is_some_and(|v| !v.trim().eq_ignore_ascii_case("false"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_key_round_trips_and_rejects_garbage() {
+        let key = ResourceKey::new("123456789012", "eu-west-1", ResourceKind::Ec2Instance, "i-0abc");
+        assert_eq!(key.as_str(), "123456789012/eu-west-1/ec2-instance/i-0abc");
+        assert_eq!(key.account(), "123456789012");
+        assert_eq!(key.region(), "eu-west-1");
+        assert_eq!(key.kind(), ResourceKind::Ec2Instance);
+        assert_eq!(key.id(), "i-0abc");
+        assert_eq!(ResourceKey::parse(key.as_str()).unwrap(), key);
+        assert!(ResourceKey::parse("123/eu-west-1/spaceship/x").is_err());
+        assert!(ResourceKey::parse("123/eu-west-1").is_err());
+        assert!(serde_json::from_str::<ResourceKey>("\"a/b/c\"").is_err());
+    }
+
+    #[test]
+    fn protect_tag_honours_any_value_but_false() {
+        let mut tags = Tags::new();
+        assert!(!is_protected(&tags, "janitor:protect"));
+        tags.insert("janitor:protect".into(), "".into());
+        assert!(is_protected(&tags, "janitor:protect"));
+        tags.insert("janitor:protect".into(), "FALSE".into());
+        assert!(!is_protected(&tags, "janitor:protect"));
+        tags.insert("janitor:protect".into(), "yes".into());
+        assert!(is_protected(&tags, "janitor:protect"));
+    }
+
+    #[test]
+    fn mode_defaults_to_dry_run() {
+        let run: RunContext = serde_json::from_str(r#"{"id":"r1"}"#).unwrap();
+        assert_eq!(run.mode, Mode::DryRun);
+        let err = serde_json::from_str::<RunContext>(r#"{"id":"r1","mode":"enforced"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `enforced`"), "{err}");
+    }
+}

@@ -1,0 +1,384 @@
+//! The policy file: thresholds, required tags, caps, protect tag, who may snooze.
+//! Loading it validates it; an unknown rule or field is an error, never a silent default.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{JanitorError, Result};
+use crate::model::Action;
+
+/// The policy shipped in the repository, compiled in so every Lambda has a valid default.
+pub const BUILTIN_POLICY: &str = include_str!("../../../policies/janitor.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default = "default_protect_tag")]
+    pub protect_tag: String,
+    #[serde(default = "default_owner_tag")]
+    pub owner_tag: String,
+    #[serde(default = "default_grace_period_hours")]
+    pub grace_period_hours: u32,
+    #[serde(default = "default_lock_margin_hours")]
+    pub lock_margin_hours: u32,
+    #[serde(default = "default_max_findings_per_scope")]
+    pub max_findings_per_scope: usize,
+    #[serde(default = "default_max_candidates_per_scope")]
+    pub max_candidates_per_scope: usize,
+    #[serde(default = "default_max_actions_per_run")]
+    pub max_actions_per_run: usize,
+    #[serde(default = "default_scan_concurrency")]
+    pub scan_concurrency: usize,
+    #[serde(default)]
+    pub snooze: SnoozePolicy,
+    #[serde(default)]
+    pub rules: Rules,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozePolicy {
+    #[serde(default = "default_snooze_days")]
+    pub default_days: u32,
+    #[serde(default = "default_snooze_max_days")]
+    pub max_days: u32,
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+}
+
+impl Default for SnoozePolicy {
+    fn default() -> Self {
+        SnoozePolicy { default_days: default_snooze_days(), max_days: default_snooze_max_days(), allowed_users: Vec::new() }
+    }
+}
+
+/// The closed registry of rules; each field is one rule, absent means off.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub ec2_unused_environment: Option<UnusedEnvironmentRule>,
+    pub ec2_missing_tags: Option<MissingTagsRule>,
+    pub ec2_idle_cpu: Option<IdleCpuRule>,
+    pub rds_idle: Option<IdleRdsRule>,
+    pub eip_unattached: Option<SimpleRule>,
+    pub iam_console_without_mfa: Option<SimpleRule>,
+    pub s3_public_bucket: Option<SimpleRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnusedEnvironmentRule {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_environment_tag")]
+    pub tag: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingTagsRule {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub tags: Vec<String>,
+    #[serde(default = "default_missing_tags_action")]
+    pub action: MissingTagsAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingTagsAction {
+    StopInstance,
+    NotifyOnly,
+}
+
+impl From<MissingTagsAction> for Action {
+    fn from(value: MissingTagsAction) -> Action {
+        match value {
+            MissingTagsAction::StopInstance => Action::StopInstance,
+            MissingTagsAction::NotifyOnly => Action::NotifyOnly,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdleCpuRule {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_cpu_threshold")]
+    pub cpu_threshold_percent: f64,
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
+    pub min_age_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdleRdsRule {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
+    pub min_age_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimpleRule {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// The look-back window and age gate of one idle rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleWindow {
+    pub lookback_days: u32,
+    pub min_age_days: u32,
+}
+
+impl IdleCpuRule {
+    pub fn window(&self) -> IdleWindow {
+        IdleWindow { lookback_days: self.lookback_days, min_age_days: self.min_age_days.unwrap_or(self.lookback_days) }
+    }
+}
+
+impl IdleRdsRule {
+    pub fn window(&self) -> IdleWindow {
+        IdleWindow { lookback_days: self.lookback_days, min_age_days: self.min_age_days.unwrap_or(self.lookback_days) }
+    }
+}
+
+/// CloudWatch keeps one-day datapoints for 455 days; a quarter is plenty for "idle".
+const MAX_LOOKBACK_DAYS: u32 = 90;
+
+impl Policy {
+    pub fn builtin() -> Result<Policy> {
+        Policy::from_toml_str(BUILTIN_POLICY, "builtin policy")
+    }
+
+    /// `JANITOR_POLICY_FILE` when set, otherwise the policy compiled into the binary.
+    pub fn from_env() -> Result<Policy> {
+        match std::env::var_os("JANITOR_POLICY_FILE") {
+            Some(path) => Policy::load(Path::new(&path)),
+            None => Policy::builtin(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Policy> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| JanitorError::InvalidPolicy(format!("cannot read {}: {e}", path.display())))?;
+        Policy::from_toml_str(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml_str(text: &str, source: &str) -> Result<Policy> {
+        let policy: Policy =
+            toml::from_str(text).map_err(|e| JanitorError::InvalidPolicy(format!("{source}: {e}")))?;
+        policy.validate().map_err(|e| JanitorError::InvalidPolicy(format!("{source}: {e}")))?;
+        Ok(policy)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        non_empty("protect_tag", &self.protect_tag)?;
+        non_empty("owner_tag", &self.owner_tag)?;
+        at_least("max_findings_per_scope", self.max_findings_per_scope, 1)?;
+        at_least("max_candidates_per_scope", self.max_candidates_per_scope, 1)?;
+        at_least("max_actions_per_run", self.max_actions_per_run, 1)?;
+        at_least("scan_concurrency", self.scan_concurrency, 1)?;
+        if self.scan_concurrency > 64 {
+            return Err(format!("scan_concurrency: at most 64, got {}", self.scan_concurrency));
+        }
+        at_least("snooze.default_days", self.snooze.default_days as usize, 1)?;
+        if self.snooze.default_days > self.snooze.max_days {
+            return Err(format!(
+                "snooze.default_days: {} is longer than snooze.max_days ({})",
+                self.snooze.default_days, self.snooze.max_days
+            ));
+        }
+        if let Some(rule) = &self.rules.ec2_unused_environment {
+            non_empty("rules.ec2_unused_environment.tag", &rule.tag)?;
+            if rule.values.is_empty() || rule.values.iter().any(|v| v.trim().is_empty()) {
+                return Err("rules.ec2_unused_environment.values: needs at least one non-empty value".into());
+            }
+        }
+        if let Some(rule) = &self.rules.ec2_missing_tags
+            && (rule.tags.is_empty() || rule.tags.iter().any(|t| t.trim().is_empty()))
+        {
+            return Err("rules.ec2_missing_tags.tags: needs at least one non-empty tag key".into());
+        }
+        if let Some(rule) = &self.rules.ec2_idle_cpu {
+            let t = rule.cpu_threshold_percent;
+            if !(0.0..=100.0).contains(&t) || t.is_nan() {
+                return Err(format!("rules.ec2_idle_cpu.cpu_threshold_percent: must be between 0 and 100, got {t}"));
+            }
+            lookback("rules.ec2_idle_cpu", rule.window())?;
+        }
+        if let Some(rule) = &self.rules.rds_idle {
+            lookback("rules.rds_idle", rule.window())?;
+        }
+        Ok(())
+    }
+
+    pub fn idle_cpu(&self) -> Option<&IdleCpuRule> {
+        self.rules.ec2_idle_cpu.as_ref().filter(|r| r.enabled)
+    }
+
+    pub fn idle_rds(&self) -> Option<&IdleRdsRule> {
+        self.rules.rds_idle.as_ref().filter(|r| r.enabled)
+    }
+
+    pub fn unused_environment(&self) -> Option<&UnusedEnvironmentRule> {
+        self.rules.ec2_unused_environment.as_ref().filter(|r| r.enabled)
+    }
+
+    pub fn missing_tags(&self) -> Option<&MissingTagsRule> {
+        self.rules.ec2_missing_tags.as_ref().filter(|r| r.enabled)
+    }
+
+    pub fn eip_unattached(&self) -> bool {
+        self.rules.eip_unattached.as_ref().is_some_and(|r| r.enabled)
+    }
+
+    pub fn iam_console_without_mfa(&self) -> bool {
+        self.rules.iam_console_without_mfa.as_ref().is_some_and(|r| r.enabled)
+    }
+
+    pub fn s3_public_bucket(&self) -> bool {
+        self.rules.s3_public_bucket.as_ref().is_some_and(|r| r.enabled)
+    }
+
+    /// How long a lock must live: the whole run, i.e. the grace period plus a margin.
+    pub fn lock_ttl(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::from(self.grace_period_hours) + i64::from(self.lock_margin_hours))
+    }
+}
+
+fn non_empty(field: &str, value: &str) -> std::result::Result<(), String> {
+    if value.trim().is_empty() { Err(format!("{field}: must not be empty")) } else { Ok(()) }
+}
+
+fn at_least(field: &str, value: usize, min: usize) -> std::result::Result<(), String> {
+    if value < min { Err(format!("{field}: must be at least {min}, got {value}")) } else { Ok(()) }
+}
+
+fn lookback(rule: &str, window: IdleWindow) -> std::result::Result<(), String> {
+    if window.lookback_days == 0 || window.lookback_days > MAX_LOOKBACK_DAYS {
+        return Err(format!(
+            "{rule}.lookback_days: must be between 1 and {MAX_LOOKBACK_DAYS}, got {}",
+            window.lookback_days
+        ));
+    }
+    if window.min_age_days > 3650 {
+        return Err(format!("{rule}.min_age_days: at most 3650, got {}", window.min_age_days));
+    }
+    Ok(())
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_protect_tag() -> String {
+    "janitor:protect".into()
+}
+fn default_owner_tag() -> String {
+    "Owner".into()
+}
+fn default_environment_tag() -> String {
+    "Environment".into()
+}
+fn default_grace_period_hours() -> u32 {
+    72
+}
+fn default_lock_margin_hours() -> u32 {
+    24
+}
+fn default_max_findings_per_scope() -> usize {
+    100
+}
+fn default_max_candidates_per_scope() -> usize {
+    1500
+}
+fn default_max_actions_per_run() -> usize {
+    25
+}
+fn default_scan_concurrency() -> usize {
+    8
+}
+fn default_snooze_days() -> u32 {
+    30
+}
+fn default_snooze_max_days() -> u32 {
+    90
+}
+fn default_cpu_threshold() -> f64 {
+    5.0
+}
+fn default_lookback_days() -> u32 {
+    7
+}
+fn default_missing_tags_action() -> MissingTagsAction {
+    MissingTagsAction::StopInstance
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_policy_loads_with_every_rule_on() {
+        let p = Policy::from_toml_str(BUILTIN_POLICY, "builtin").unwrap();
+        assert_eq!(p.protect_tag, "janitor:protect");
+        assert_eq!(p.missing_tags().unwrap().tags, ["Owner", "CostCenter", "Project"]);
+        assert_eq!(p.idle_cpu().unwrap().cpu_threshold_percent, 5.0);
+        assert_eq!(p.idle_cpu().unwrap().window(), IdleWindow { lookback_days: 7, min_age_days: 7 });
+        assert_eq!(p.unused_environment().unwrap().values, ["testing", "unused"]);
+        assert!(p.eip_unattached() && p.iam_console_without_mfa() && p.s3_public_bucket());
+        assert_eq!(p.lock_ttl(), chrono::Duration::hours(96));
+    }
+
+    fn load_err(text: &str) -> String {
+        Policy::from_toml_str(text, "p.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_fields_and_rules_are_errors_naming_them() {
+        let e = load_err("protect_tagg = \"x\"\n");
+        assert!(e.contains("unknown field `protect_tagg`"), "{e}");
+        let e = load_err("[rules.ec2_idle_gpu]\n");
+        assert!(e.contains("unknown field `ec2_idle_gpu`"), "{e}");
+        let e = load_err("[rules.ec2_idle_cpu]\ncpu_treshold_percent = 3.0\n");
+        assert!(e.contains("unknown field `cpu_treshold_percent`"), "{e}");
+        let e = load_err("[rules.ec2_missing_tags]\ntags = [\"Owner\"]\naction = \"terminate\"\n");
+        assert!(e.contains("unknown variant `terminate`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_field() {
+        let e = load_err("[rules.ec2_idle_cpu]\ncpu_threshold_percent = 150.0\n");
+        assert!(e.contains("rules.ec2_idle_cpu.cpu_threshold_percent") && e.contains("150"), "{e}");
+        let e = load_err("[rules.rds_idle]\nlookback_days = 0\n");
+        assert!(e.contains("rules.rds_idle.lookback_days"), "{e}");
+        let e = load_err("max_actions_per_run = 0\n");
+        assert!(e.contains("max_actions_per_run"), "{e}");
+        let e = load_err("protect_tag = \" \"\n");
+        assert!(e.contains("protect_tag"), "{e}");
+        let e = load_err("[rules.ec2_missing_tags]\ntags = []\n");
+        assert!(e.contains("rules.ec2_missing_tags.tags"), "{e}");
+        let e = load_err("grace_period_hours = -3\n");
+        assert!(e.contains("grace_period_hours") || e.contains("invalid value"), "{e}");
+    }
+
+    #[test]
+    fn empty_policy_means_defaults_and_no_rules() {
+        let p = Policy::from_toml_str("", "empty").unwrap();
+        assert!(p.idle_cpu().is_none() && !p.eip_unattached());
+        assert_eq!(p.max_actions_per_run, 25);
+    }
+
+    #[test]
+    fn disabled_rule_is_off() {
+        let p = Policy::from_toml_str("[rules.eip_unattached]\nenabled = false\n", "p").unwrap();
+        assert!(!p.eip_unattached());
+    }
+}

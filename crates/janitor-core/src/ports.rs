@@ -1,0 +1,189 @@
+//! The small interfaces the domain logic needs from the outside world. AWS adapters are
+//! named `<Tech><Port>` (see `aws`), in-memory fakes `InMemory<Port>` (see `memory`).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audit::AuditEvent;
+use crate::error::Result;
+use crate::model::{FlagHistory, ResourceKey, Scope, Snooze, Tags};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ec2Instance {
+    pub id: String,
+    pub state: String,
+    pub launched_at: Option<DateTime<Utc>>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RdsInstance {
+    pub id: String,
+    pub arn: Option<String>,
+    pub status: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub deletion_protection: bool,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElasticIp {
+    pub allocation_id: String,
+    pub public_ip: Option<String>,
+    pub associated: bool,
+    pub tags: Tags,
+}
+
+/// One row of the IAM credential report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IamCredential {
+    pub user: String,
+    pub arn: String,
+    pub password_enabled: bool,
+    pub mfa_active: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublicAccessBlock {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+impl PublicAccessBlock {
+    pub fn all_on(&self) -> bool {
+        self.block_public_acls && self.ignore_public_acls && self.block_public_policy && self.restrict_public_buckets
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AclGrant {
+    pub grantee_uri: Option<String>,
+    pub permission: String,
+}
+
+/// What decides whether a bucket is public, read with one call per aspect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Bucket {
+    pub name: String,
+    pub region: String,
+    pub policy: Option<String>,
+    pub acl_grants: Vec<AclGrant>,
+    pub block: Option<PublicAccessBlock>,
+}
+
+#[async_trait]
+pub trait Inventory: Send + Sync {
+    /// The account the janitor's own credentials belong to.
+    async fn home_account(&self) -> Result<String>;
+    async fn enabled_regions(&self, account: &str) -> Result<Vec<String>>;
+    async fn ec2_instances(&self, scope: &Scope) -> Result<Vec<Ec2Instance>>;
+    async fn rds_instances(&self, scope: &Scope) -> Result<Vec<RdsInstance>>;
+    async fn elastic_ips(&self, scope: &Scope) -> Result<Vec<ElasticIp>>;
+    /// The whole credential report of an account, in one report rather than a call per user.
+    async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>>;
+    async fn iam_user_tags(&self, account: &str, user: &str) -> Result<Tags>;
+    async fn account_public_access_block(&self, account: &str) -> Result<Option<PublicAccessBlock>>;
+    async fn s3_buckets(&self, account: &str) -> Result<Vec<S3Bucket>>;
+    async fn s3_bucket_tags(&self, account: &str, bucket: &S3Bucket) -> Result<Tags>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statistic {
+    Average,
+    Maximum,
+}
+
+impl Statistic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Statistic::Average => "Average",
+            Statistic::Maximum => "Maximum",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    /// Unique within one request; CloudWatch wants `[a-z][a-zA-Z0-9_]*`.
+    pub id: String,
+    pub namespace: &'static str,
+    pub metric: &'static str,
+    pub dimension: &'static str,
+    pub dimension_value: String,
+    pub stat: Statistic,
+}
+
+/// Whole UTC days `[start, end)`, one datapoint per day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricWindow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub days: u32,
+}
+
+pub type MetricSeries = Vec<(DateTime<Utc>, f64)>;
+
+#[async_trait]
+pub trait MetricSource: Send + Sync {
+    /// Daily series for every query, batched by the adapter; a query with no data maps to
+    /// an empty series.
+    async fn daily_series(
+        &self,
+        scope: &Scope,
+        queries: &[MetricQuery],
+        window: &MetricWindow,
+    ) -> Result<HashMap<String, MetricSeries>>;
+}
+
+#[async_trait]
+pub trait SnoozeStore: Send + Sync {
+    /// Snoozes still live at `now`; expired ones are ignored even if still stored.
+    async fn live_snoozes(&self, keys: &[ResourceKey], now: DateTime<Utc>) -> Result<HashMap<ResourceKey, Snooze>>;
+    async fn put_snooze(&self, snooze: &Snooze) -> Result<()>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockOutcome {
+    Acquired,
+    HeldBy { run_id: String, until: DateTime<Utc> },
+}
+
+#[async_trait]
+pub trait LockStore: Send + Sync {
+    /// Takes the lock unless another run holds a live one; re-entrant for the same run.
+    async fn acquire(
+        &self,
+        key: &ResourceKey,
+        run_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<LockOutcome>;
+    /// Releases the lock if this run holds it.
+    async fn release(&self, key: &ResourceKey, run_id: &str) -> Result<()>;
+}
+
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Writes every event or fails; a partial write is retried, never dropped.
+    async fn record(&self, events: &[AuditEvent]) -> Result<()>;
+    async fn flag_history(&self, keys: &[ResourceKey]) -> Result<HashMap<ResourceKey, FlagHistory>>;
+    async fn save_flag_history(&self, entries: &[(ResourceKey, FlagHistory)]) -> Result<()>;
+    async fn events_for_run(&self, run_id: &str) -> Result<Vec<AuditEvent>>;
+    async fn events_for_resource(&self, key: &str) -> Result<Vec<AuditEvent>>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

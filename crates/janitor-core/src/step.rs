@@ -1,0 +1,160 @@
+//! The handlers' single entry points: JSON in, JSON out, typed errors with stable names.
+//! Each Lambda's `main` calls exactly one of these.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Deps;
+use crate::error::JanitorError;
+use crate::model::{Mode, RunContext, ScopeFailure, StepPayload};
+use crate::{discovery, lock, metrics};
+
+/// A handler failure as Lambda reports it: `errorType` is the stable name ASL matches.
+#[derive(Debug)]
+pub struct StepError(pub JanitorError);
+
+impl From<JanitorError> for StepError {
+    fn from(e: JanitorError) -> Self {
+        StepError(e)
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<StepError> for lambda_runtime::Diagnostic {
+    fn from(e: StepError) -> Self {
+        lambda_runtime::Diagnostic { error_type: e.0.error_name().to_owned(), error_message: e.0.to_string() }
+    }
+}
+
+type StepResult = Result<Value, StepError>;
+
+/// What starts a run: the schedule, a manual execution, or the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<Vec<String>>,
+    /// Defaults to a fresh id; the state machine passes its execution name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+impl RunRequest {
+    pub fn validate(&self) -> Result<(), JanitorError> {
+        for region in self.regions.iter().flatten() {
+            let ok = region.len() <= 32
+                && region.split('-').count() >= 3
+                && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(JanitorError::InvalidInput(format!("regions: `{region}` is not an AWS region name")));
+            }
+        }
+        for account in self.accounts.iter().flatten() {
+            if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+                return Err(JanitorError::InvalidInput(format!("accounts: `{account}` is not a 12-digit account id")));
+            }
+        }
+        if let Some(id) = &self.run_id
+            && (id.is_empty() || id.len() > 80 || id.contains('#') || id.contains('/'))
+        {
+            return Err(JanitorError::InvalidInput(format!("run_id: `{id}` must be 1-80 characters without `#` or `/`")));
+        }
+        Ok(())
+    }
+
+    pub fn run_context(&self) -> RunContext {
+        let id = self.run_id.clone().unwrap_or_else(new_run_id);
+        RunContext { id, mode: self.mode, scope: None }
+    }
+}
+
+pub fn new_run_id() -> String {
+    let short = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &short[..8])
+}
+
+/// One Map item: a run narrowed to one scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopeItem {
+    pub run: RunContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPlan {
+    pub run: RunContext,
+    pub scopes: Vec<ScopeItem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<ScopeFailure>,
+    pub count: usize,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(step: &str, input: Value) -> Result<T, JanitorError> {
+    serde_json::from_value(input).map_err(|e| JanitorError::InvalidInput(format!("{step}: {e}")))
+}
+
+fn to_json<T: Serialize>(value: &T) -> StepResult {
+    serde_json::to_value(value).map_err(|e| StepError(JanitorError::InvalidInput(format!("cannot encode output: {e}"))))
+}
+
+/// Turns a run request into the list of scopes the Map state fans out over.
+pub async fn plan(deps: &Deps, request: RunRequest) -> Result<RunPlan, JanitorError> {
+    request.validate()?;
+    let run = request.run_context();
+    let (scopes, failures) = discovery::plan_scopes(deps, request.accounts.as_deref(), request.regions.as_deref()).await?;
+    let scopes: Vec<ScopeItem> = scopes
+        .into_iter()
+        .map(|scope| ScopeItem { run: RunContext { scope: Some(scope), ..run.clone() } })
+        .collect();
+    Ok(RunPlan { count: scopes.len(), run, scopes, failures })
+}
+
+/// `discovery`: a run request (`{mode, regions?, accounts?}`) gives the plan of scopes;
+/// a scope item (`{run: {id, mode, scope}}`) gives that scope's findings and candidates.
+pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
+    let Value::Object(map) = &input else {
+        return Err(JanitorError::InvalidInput(format!("discovery: expected a JSON object, got {}", kind_of(&input))).into());
+    };
+    if !map.contains_key("run") {
+        let request: RunRequest = parse("discovery", input)?;
+        return to_json(&plan(deps, request).await?);
+    }
+    let item: ScopeItem = parse("discovery", input)?;
+    let payload = discovery::discover_scope(deps, &item.run).await?;
+    // A throttled or timed-out listing must be retried by the state machine, not skipped.
+    if let Some(f) = payload.failures.iter().find(|f| f.error == "Janitor.Transient") {
+        return Err(JanitorError::Transient { service: "discovery", operation: "scan", message: format!("{}: {}", f.what, f.message) }.into());
+    }
+    to_json(&payload)
+}
+
+pub async fn metric_check(deps: &Deps, input: Value) -> StepResult {
+    let payload: StepPayload = parse("metric-check", input)?;
+    to_json(&metrics::check_candidates(deps, payload).await?)
+}
+
+pub async fn lock(deps: &Deps, input: Value) -> StepResult {
+    let payload: StepPayload = parse("lock", input)?;
+    payload.run.scope()?;
+    to_json(&lock::lock_findings(deps, payload).await?)
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,241 @@
+//! Adapter and pipeline tests against moto in server mode, started by the test itself on a
+//! free loopback port. Every assertion reads back real state: payloads produced by the
+//! real handlers' entry points, items in the DynamoDB tables, the audit trail.
+
+use std::collections::BTreeSet;
+
+use chrono::{Duration, Utc};
+use janitor_core::audit::AuditEventType;
+use janitor_core::aws::{self, AwsClients, DynamoLockStore, DynamoSnoozeStore, TableNames, dynamo};
+use janitor_core::model::{Action, Finding, ResourceKey, ResourceKind, RuleId, RunContext, Scope, StepPayload};
+use janitor_core::policy::{BUILTIN_POLICY, Policy};
+use janitor_core::ports::{LockOutcome, LockStore};
+use janitor_core::{Deps, step};
+use serde_json::{Value, json};
+use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, seed_twins};
+use testkit::proxy::FaultProxy;
+use testkit::{HOME_ACCOUNT, HOME_REGION, Moto};
+
+/// The emulator stamps every resource as launched now, so the age gate is off here.
+fn emulator_policy() -> Policy {
+    Policy::from_toml_str(&BUILTIN_POLICY.replace("min_age_days = 7", "min_age_days = 0"), "emulator policy").unwrap()
+}
+
+async fn deps_for(clients: &AwsClients, policy: Policy) -> (Deps, TableNames) {
+    let tables = TableNames::with_prefix("test");
+    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
+    (aws::deps_with(policy, clients.clone(), &tables), tables)
+}
+
+/// Runs discovery → metric-check → lock for every scope of the plan, through the same
+/// JSON entry points the Lambdas use.
+async fn detect(deps: &Deps, request: Value) -> (Value, Vec<StepPayload>, Vec<StepPayload>) {
+    let plan = step::discovery(deps, request).await.unwrap();
+    let mut discovered = Vec::new();
+    let mut locked = Vec::new();
+    for item in plan["scopes"].as_array().unwrap() {
+        let found = step::discovery(deps, item.clone()).await.unwrap();
+        discovered.push(serde_json::from_value(found.clone()).unwrap());
+        let checked = step::metric_check(deps, found).await.unwrap();
+        let held = step::lock(deps, checked).await.unwrap();
+        assert_eq!(held["count"], held["findings"].as_array().unwrap().len());
+        locked.push(serde_json::from_value(held).unwrap());
+    }
+    (plan, discovered, locked)
+}
+
+fn keys(payloads: &[StepPayload]) -> BTreeSet<String> {
+    payloads.iter().flat_map(|p| p.findings.iter().map(|f| f.key.to_string())).collect()
+}
+
+fn finding<'a>(payloads: &'a [StepPayload], key: &str) -> &'a Finding {
+    payloads.iter().flat_map(|p| &p.findings).find(|f| f.key.as_str() == key).unwrap_or_else(|| panic!("no finding {key}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let (deps, tables) = deps_for(&clients, emulator_policy()).await;
+    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
+    let member = Seeder::new(clients.clone(), MEMBER_ACCOUNT);
+    let snoozes = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
+    let estate = seed_twins(&home, &member, &snoozes).await.unwrap();
+
+    let request = json!({
+        "mode": "dry-run",
+        "regions": [HOME_REGION, SECOND_REGION],
+        "accounts": [HOME_ACCOUNT, MEMBER_ACCOUNT],
+        "run_id": "run-one",
+    });
+    let (plan, discovered, locked) = detect(&deps, request.clone()).await;
+    assert_eq!(plan["count"], 6, "2 accounts × (2 regions + account-wide): {plan}");
+    assert!(locked.iter().all(|p| p.failures.is_empty()), "no scope may fail: {locked:?}");
+
+    let found = keys(&locked);
+    assert_eq!(found, estate.expected_findings, "exactly the seeded violations");
+    assert!(found.is_disjoint(&estate.untouchable));
+
+    let key = |region: &str, name: &str| ResourceKey::new(HOME_ACCOUNT, region, ResourceKind::Ec2Instance, estate.id(name)).to_string();
+    let idle = finding(&locked, &key(HOME_REGION, "idle"));
+    assert_eq!((idle.policy, idle.action), (RuleId::Ec2IdleCpu, Action::StopInstance));
+    assert_eq!(idle.evidence["max_daily_average_cpu"], 4.9);
+    assert_eq!(idle.owner.as_deref(), Some("alice@example.com"));
+    let missing = finding(&locked, &key(HOME_REGION, "missing-tags"));
+    assert_eq!(missing.policy, RuleId::Ec2MissingTags);
+    assert!(missing.reason.contains("CostCenter, Project"), "{}", missing.reason);
+    assert_eq!(finding(&locked, &key(HOME_REGION, "unused-env")).policy, RuleId::Ec2UnusedEnvironment);
+    let db = finding(&locked, &format!("{HOME_ACCOUNT}/{HOME_REGION}/rds-instance/db-idle"));
+    assert_eq!((db.policy, db.action), (RuleId::RdsIdle, Action::SnapshotAndDeleteDb));
+    let bucket = finding(&locked, &format!("{HOME_ACCOUNT}/{HOME_REGION}/s3-bucket/janitor-twin-public-policy"));
+    assert_eq!(bucket.owner.as_deref(), Some("web@example.com"));
+    let acl_bucket = finding(&locked, &format!("{HOME_ACCOUNT}/{SECOND_REGION}/s3-bucket/janitor-twin-public-acl"));
+    assert!(acl_bucket.reason.contains("AllUsers"), "{}", acl_bucket.reason);
+    let first_seen: Vec<_> = locked.iter().flat_map(|p| &p.findings).map(|f| (f.times_flagged, f.first_flagged.is_some())).collect();
+    assert!(first_seen.iter().all(|s| *s == (0, true)), "first run: never flagged before");
+
+    // The audit trail says why each twin was or was not flagged.
+    let events = deps.audit.events_for_run("run-one").await.unwrap();
+    let has = |resource: &str, event: AuditEventType, needle: &str| {
+        events.iter().any(|e| e.resource == resource && e.event == event && e.detail.to_string().contains(needle))
+    };
+    assert!(has(&key(HOME_REGION, "protected"), AuditEventType::Exempt, "protect tag"));
+    assert!(has(&key(HOME_REGION, "snoozed"), AuditEventType::Exempt, "snoozed"));
+    assert!(has(&key(HOME_REGION, "busy"), AuditEventType::NotIdle, "5.10"));
+    assert!(has(&key(HOME_REGION, "partial-data"), AuditEventType::NotIdle, "5 of 7 days"));
+    assert!(has(&key(HOME_REGION, "no-data"), AuditEventType::NotIdle, "0 of 7 days"));
+    assert!(has(&key(HOME_REGION, "idle"), AuditEventType::Idle, "4.9"));
+    assert!(has(&key(HOME_REGION, "unused-env"), AuditEventType::Discovered, "Environment=testing"));
+    for f in &found {
+        assert!(has(f, AuditEventType::Locked, "until"), "LOCKED audit row for {f}");
+    }
+    let by_resource = deps.audit.events_for_resource(&key(HOME_REGION, "idle")).await.unwrap();
+    assert!(by_resource.iter().any(|e| e.event == AuditEventType::Idle));
+
+    // Every finding is locked by this run, for the whole run (grace + margin).
+    let locks = DynamoLockStore::new(clients.dynamodb(), &tables.lock);
+    for f in &found {
+        let (holder, until) = locks.holder(&ResourceKey::parse(f).unwrap()).await.unwrap().expect("lock item");
+        assert_eq!(holder, "run-one");
+        assert!(until > Utc::now() + Duration::hours(90));
+    }
+
+    // A second run sees the history and finds everything held by the first run.
+    let mut second = request.clone();
+    second["run_id"] = json!("run-two");
+    let (_, discovered_again, locked_again) = detect(&deps, second).await;
+    let again: Vec<&Finding> = discovered_again.iter().flat_map(|p| &p.findings).collect();
+    let unused = again.iter().find(|f| f.key.to_string() == key(HOME_REGION, "unused-env")).unwrap();
+    assert_eq!(unused.times_flagged, 1);
+    assert_eq!(unused.first_flagged, finding(&discovered, &key(HOME_REGION, "unused-env")).first_flagged);
+    assert!(locked_again.iter().all(|p| p.count == 0), "all held by run-one");
+    let held: BTreeSet<String> = locked_again.iter().flat_map(|p| p.held_elsewhere.iter().map(ToString::to_string)).collect();
+    assert_eq!(held, estate.expected_findings);
+
+    // With the production age gate, resources launched "now" are never idle.
+    let (strict, _) = deps_for(&clients, Policy::builtin().unwrap()).await;
+    let us = discovered.iter().find(|p| p.run.scope == Some(Scope::new(HOME_ACCOUNT, HOME_REGION))).unwrap();
+    let checked: StepPayload =
+        serde_json::from_value(step::metric_check(&strict, serde_json::to_value(us).unwrap()).await.unwrap()).unwrap();
+    assert!(checked.findings.iter().all(|f| f.policy != RuleId::Ec2IdleCpu && f.policy != RuleId::RdsIdle));
+    let strict_events = strict.audit.events_for_resource(&key(HOME_REGION, "idle")).await.unwrap();
+    assert!(strict_events.iter().any(|e| e.event == AuditEventType::NotIdle && e.detail.to_string().contains("younger than")));
+}
+
+fn synthetic_payload(run_id: &str, count: usize) -> StepPayload {
+    let scope = Scope::new(HOME_ACCOUNT, HOME_REGION);
+    let mut payload = StepPayload::new(RunContext { id: run_id.into(), mode: Default::default(), scope: Some(scope) });
+    payload.findings = (0..count)
+        .map(|i| {
+            let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::ElasticIp, &format!("eipalloc-{i:04}"));
+            Finding {
+                kind: key.kind(),
+                id: key.id().to_owned(),
+                key,
+                arn: None,
+                policy: RuleId::EipUnattached,
+                reason: "unattached".into(),
+                evidence: Value::Null,
+                owner: None,
+                action: Action::ReleaseAddress,
+                first_flagged: None,
+                times_flagged: 0,
+            }
+        })
+        .collect();
+    payload.recount();
+    payload
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_runs_each_hold_a_resource_exactly_once() {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let (deps, tables) = deps_for(&clients, emulator_policy()).await;
+    let a = serde_json::to_value(synthetic_payload("run-a", 40)).unwrap();
+    let b = serde_json::to_value(synthetic_payload("run-b", 40)).unwrap();
+    let (a_out, b_out) = tokio::join!(step::lock(&deps, a.clone()), step::lock(&deps, b));
+    let a_out: StepPayload = serde_json::from_value(a_out.unwrap()).unwrap();
+    let b_out: StepPayload = serde_json::from_value(b_out.unwrap()).unwrap();
+    let a_keys: BTreeSet<_> = a_out.findings.iter().map(|f| f.key.clone()).collect();
+    let b_keys: BTreeSet<_> = b_out.findings.iter().map(|f| f.key.clone()).collect();
+    assert!(a_keys.is_disjoint(&b_keys), "no resource held by both runs");
+    assert_eq!(a_keys.len() + b_keys.len(), 40, "every resource held by one run");
+    assert_eq!(a_out.held_elsewhere.len(), b_keys.len());
+    let store = DynamoLockStore::new(clients.dynamodb(), &tables.lock);
+    for key in &a_keys {
+        assert_eq!(store.holder(key).await.unwrap().unwrap().0, "run-a");
+    }
+    for key in &b_keys {
+        assert_eq!(store.holder(key).await.unwrap().unwrap().0, "run-b");
+    }
+
+    // Re-entrant: a retried lock step of run-a keeps exactly what it had.
+    let again: StepPayload = serde_json::from_value(step::lock(&deps, a).await.unwrap()).unwrap();
+    assert_eq!(again.findings.iter().map(|f| f.key.clone()).collect::<BTreeSet<_>>(), a_keys);
+
+    // An expired lock is taken over; a live one is not, and released locks are free again.
+    let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::ElasticIp, "eipalloc-stale");
+    let now = Utc::now();
+    assert_eq!(store.acquire(&key, "old-run", now - Duration::days(10), now - Duration::days(1)).await.unwrap(), LockOutcome::Acquired);
+    assert_eq!(store.acquire(&key, "run-c", now, now + Duration::hours(1)).await.unwrap(), LockOutcome::Acquired);
+    assert!(matches!(store.acquire(&key, "run-d", now, now + Duration::hours(1)).await.unwrap(), LockOutcome::HeldBy { run_id, .. } if run_id == "run-c"));
+    store.release(&key, "run-d").await.unwrap();
+    assert_eq!(store.holder(&key).await.unwrap().unwrap().0, "run-c", "only the holder can release");
+    store.release(&key, "run-c").await.unwrap();
+    assert_eq!(store.holder(&key).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_answering_access_denied_is_reported_while_others_are_scanned() {
+    let moto = Moto::start().unwrap();
+    let direct = moto.clients().await;
+    let seeder = Seeder::new(direct.clone(), HOME_ACCOUNT);
+    let us = seeder.instance(HOME_REGION, &[("Environment", "testing")]).await.unwrap();
+    seeder.instance(SECOND_REGION, &[("Environment", "testing")]).await.unwrap();
+
+    let proxy = FaultProxy::start(&moto.endpoint, &[SECOND_REGION]).await.unwrap();
+    let via_proxy = AwsClients::from_config(testkit::sdk_config_for(&proxy.endpoint).await);
+    let tables = TableNames::with_prefix("test");
+    dynamo::create_tables(&direct.dynamodb(), &tables).await.unwrap();
+    let deps = aws::deps_with(emulator_policy(), via_proxy, &tables);
+
+    let plan = step::discovery(&deps, json!({"regions": [HOME_REGION, SECOND_REGION], "run_id": "run-denied"})).await.unwrap();
+    let mut payloads = Vec::new();
+    for item in plan["scopes"].as_array().unwrap() {
+        let out = step::discovery(&deps, item.clone()).await.expect("AccessDenied is recorded, not thrown");
+        payloads.push(serde_json::from_value::<StepPayload>(out).unwrap());
+    }
+    let scope_of = |region: &str| payloads.iter().find(|p| p.run.scope.as_ref().unwrap().region == region).unwrap();
+    let denied = scope_of(SECOND_REGION);
+    assert!(denied.findings.is_empty() && denied.candidates.is_empty());
+    let what: BTreeSet<&str> = denied.failures.iter().map(|f| f.what.as_str()).collect();
+    assert_eq!(what, BTreeSet::from(["ec2-instance", "rds-instance", "elastic-ip"]));
+    assert!(denied.failures.iter().all(|f| f.error == "Janitor.AccessDenied"), "{:?}", denied.failures);
+    let healthy = scope_of(HOME_REGION);
+    assert!(healthy.failures.is_empty());
+    assert_eq!(healthy.findings.iter().map(|f| f.id.clone()).collect::<Vec<_>>(), vec![us]);
+
+    let events = deps.audit.events_for_resource(&Scope::new(HOME_ACCOUNT, SECOND_REGION).audit_key()).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.event == AuditEventType::Failed).count(), 3);
+}

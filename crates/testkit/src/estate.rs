@@ -1,0 +1,417 @@
+//! Seeds estates through the real AWS SDK: the twin estate (a violating and a compliant twin
+//! of every rule) used by the tests and the demo, and a large estate for the benchmark.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+use chrono::{DateTime, Duration, Utc};
+use janitor_core::aws::AwsClients;
+use janitor_core::metrics::window_ending;
+use janitor_core::model::{ResourceKey, ResourceKind, Snooze};
+use janitor_core::ports::SnoozeStore;
+
+use crate::HOME_ACCOUNT;
+
+pub const SECOND_REGION: &str = "eu-west-1";
+pub const MEMBER_ACCOUNT: &str = "222222222222";
+/// Tags that satisfy the default required-tags rule.
+pub const COMPLIANT_TAGS: [(&str, &str); 3] = [("Owner", "alice@example.com"), ("CostCenter", "cc-42"), ("Project", "atlas")];
+
+pub fn public_read_policy(bucket: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "PublicRead",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{bucket}/*"),
+        }]
+    })
+    .to_string()
+}
+
+pub struct Seeder {
+    pub clients: AwsClients,
+    pub account: String,
+    /// Metric datapoints are placed in the window the metric check will read at `now`.
+    pub now: DateTime<Utc>,
+}
+
+impl Seeder {
+    pub fn new(clients: AwsClients, account: &str) -> Seeder {
+        Seeder { clients, account: account.to_owned(), now: Utc::now() }
+    }
+
+    pub async fn instances(&self, region: &str, count: i32, tags: &[(&str, &str)]) -> Result<Vec<String>> {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let ec2 = self.clients.ec2(&self.account, region).await?;
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        let out = ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(count)
+            .max_count(count)
+            .set_tag_specifications((!tags.is_empty()).then(|| vec![spec.build()]))
+            .send()
+            .await
+            .context("RunInstances")?;
+        Ok(out.instances().iter().filter_map(|i| i.instance_id().map(str::to_owned)).collect())
+    }
+
+    pub async fn instance(&self, region: &str, tags: &[(&str, &str)]) -> Result<String> {
+        self.instances(region, 1, tags).await?.pop().context("no instance started")
+    }
+
+    pub async fn stop(&self, region: &str, id: &str) -> Result<()> {
+        let ec2 = self.clients.ec2(&self.account, region).await?;
+        ec2.stop_instances().instance_ids(id).send().await.context("StopInstances")?;
+        Ok(())
+    }
+
+    /// One datapoint per day of the metric check's window, oldest first; `None` leaves a gap.
+    pub async fn daily_metric(
+        &self,
+        region: &str,
+        namespace: &str,
+        metric: &str,
+        dimension: &str,
+        series: &[(&str, Vec<Option<f64>>)],
+    ) -> Result<()> {
+        let days = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0) as u32;
+        let window = window_ending(self.now, days);
+        let mut data = Vec::new();
+        for (id, values) in series {
+            for (day, value) in values.iter().enumerate() {
+                let Some(value) = value else { continue };
+                let at = window.start + Duration::days(day as i64) + Duration::hours(12);
+                data.push(
+                    MetricDatum::builder()
+                        .metric_name(metric)
+                        .dimensions(Dimension::builder().name(dimension).value(*id).build())
+                        .timestamp(aws_smithy_types::DateTime::from_secs(at.timestamp()))
+                        .value(*value)
+                        .build(),
+                );
+            }
+        }
+        let cloudwatch = self.clients.cloudwatch(&self.account, region).await?;
+        for chunk in data.chunks(1000) {
+            cloudwatch
+                .put_metric_data()
+                .namespace(namespace)
+                .set_metric_data(Some(chunk.to_vec()))
+                .send()
+                .await
+                .context("PutMetricData")?;
+        }
+        Ok(())
+    }
+
+    pub async fn daily_cpu(&self, region: &str, series: &[(&str, Vec<Option<f64>>)]) -> Result<()> {
+        self.daily_metric(region, "AWS/EC2", "CPUUtilization", "InstanceId", series).await
+    }
+
+    pub async fn daily_connections(&self, region: &str, series: &[(&str, Vec<Option<f64>>)]) -> Result<()> {
+        self.daily_metric(region, "AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", series).await
+    }
+
+    pub async fn database(&self, region: &str, id: &str, tags: &[(&str, &str)]) -> Result<()> {
+        use aws_sdk_rds::types::Tag;
+        let rds = self.clients.rds(&self.account, region).await?;
+        rds.create_db_instance()
+            .db_instance_identifier(id)
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .master_username("janitor")
+            .master_user_password("not-a-real-password-1")
+            .allocated_storage(20)
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
+            .send()
+            .await
+            .context("CreateDBInstance")?;
+        Ok(())
+    }
+
+    /// Allocates an Elastic IP, associated with `attach_to` when given.
+    pub async fn elastic_ip(&self, region: &str, attach_to: Option<&str>) -> Result<String> {
+        let ec2 = self.clients.ec2(&self.account, region).await?;
+        let out = ec2.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc).send().await.context("AllocateAddress")?;
+        let allocation = out.allocation_id().context("no allocation id")?.to_owned();
+        if let Some(instance) = attach_to {
+            ec2.associate_address().allocation_id(&allocation).instance_id(instance).send().await.context("AssociateAddress")?;
+        }
+        Ok(allocation)
+    }
+
+    pub async fn user(&self, name: &str, console_password: bool, mfa: bool, tags: &[(&str, &str)]) -> Result<()> {
+        use aws_sdk_iam::types::Tag;
+        let iam = self.clients.iam(&self.account).await?;
+        let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
+        iam.create_user().user_name(name).set_tags(Some(tags)).send().await.context("CreateUser")?;
+        if console_password {
+            iam.create_login_profile().user_name(name).password("Correct-Horse-9").send().await.context("CreateLoginProfile")?;
+        }
+        if mfa {
+            let device = iam.create_virtual_mfa_device().virtual_mfa_device_name(name).send().await.context("CreateVirtualMFADevice")?;
+            let serial = device.virtual_mfa_device().map(|d| d.serial_number().to_owned()).context("no MFA serial")?;
+            iam.enable_mfa_device()
+                .user_name(name)
+                .serial_number(serial)
+                .authentication_code1("123456")
+                .authentication_code2("654321")
+                .send()
+                .await
+                .context("EnableMFADevice")?;
+        }
+        Ok(())
+    }
+
+    pub async fn bucket(&self, name: &str, region: &str) -> Result<()> {
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+        let s3 = self.clients.s3(&self.account, region).await?;
+        let mut create = s3.create_bucket().bucket(name);
+        if region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
+            );
+        }
+        create.send().await.context("CreateBucket")?;
+        Ok(())
+    }
+
+    pub async fn bucket_policy(&self, name: &str, region: &str, policy: &str) -> Result<()> {
+        let s3 = self.clients.s3(&self.account, region).await?;
+        s3.put_bucket_policy().bucket(name).policy(policy).send().await.context("PutBucketPolicy")?;
+        Ok(())
+    }
+
+    pub async fn bucket_public_read_acl(&self, name: &str, region: &str) -> Result<()> {
+        let s3 = self.clients.s3(&self.account, region).await?;
+        s3.put_bucket_acl().bucket(name).acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead).send().await.context("PutBucketAcl")?;
+        Ok(())
+    }
+
+    pub async fn bucket_tags(&self, name: &str, region: &str, tags: &[(&str, &str)]) -> Result<()> {
+        use aws_sdk_s3::types::{Tag, Tagging};
+        let s3 = self.clients.s3(&self.account, region).await?;
+        let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
+        s3.put_bucket_tagging()
+            .bucket(name)
+            .tagging(Tagging::builder().set_tag_set(Some(tags)).build()?)
+            .send()
+            .await
+            .context("PutBucketTagging")?;
+        Ok(())
+    }
+
+    pub async fn bucket_block_all(&self, name: &str, region: &str) -> Result<()> {
+        let s3 = self.clients.s3(&self.account, region).await?;
+        let config = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        s3.put_public_access_block().bucket(name).public_access_block_configuration(config).send().await.context("PutPublicAccessBlock")?;
+        Ok(())
+    }
+
+    pub async fn account_block_all(&self) -> Result<()> {
+        let s3control = self.clients.s3control(&self.account).await?;
+        let config = aws_sdk_s3control::types::PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        s3control
+            .put_public_access_block()
+            .account_id(&self.account)
+            .public_access_block_configuration(config)
+            .send()
+            .await
+            .context("s3control PutPublicAccessBlock")?;
+        Ok(())
+    }
+
+    pub fn key(&self, region: &str, kind: ResourceKind, id: &str) -> ResourceKey {
+        ResourceKey::new(&self.account, region, kind, id)
+    }
+}
+
+/// What the twin estate holds and what a scan must find in it.
+#[derive(Debug, Default)]
+pub struct TwinEstate {
+    /// Named resources (e.g. `idle` → `i-...`) for assertions.
+    pub ids: BTreeMap<String, String>,
+    pub expected_findings: BTreeSet<String>,
+    /// Resources a run must never touch: protected, snoozed, compliant twins.
+    pub untouchable: BTreeSet<String>,
+}
+
+impl TwinEstate {
+    pub fn id(&self, name: &str) -> &str {
+        self.ids.get(name).map(String::as_str).unwrap_or_else(|| panic!("no resource named {name} in the estate"))
+    }
+}
+
+fn with_required<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut tags = COMPLIANT_TAGS.to_vec();
+    tags.extend_from_slice(extra);
+    tags
+}
+
+/// Seeds the twin estate in two regions of the home account plus an account-wide scope
+/// in a member account whose account-level Block Public Access neutralises a public bucket.
+pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStore) -> Result<TwinEstate> {
+    let r1 = crate::HOME_REGION;
+    let r2 = SECOND_REGION;
+    let mut estate = TwinEstate::default();
+    let ec2 = ResourceKind::Ec2Instance;
+
+    let instances: [(&str, &str, Vec<(&str, &str)>); 12] = [
+        ("unused-env", r1, with_required(&[("Environment", "testing")])),
+        ("protect-false", r1, with_required(&[("Environment", "unused"), ("janitor:protect", "false")])),
+        ("missing-tags", r1, vec![("Owner", "bob@example.com"), ("Environment", "production")]),
+        ("idle", r1, with_required(&[("Environment", "production")])),
+        ("busy", r1, with_required(&[("Environment", "production")])),
+        ("no-data", r1, with_required(&[])),
+        ("partial-data", r1, with_required(&[])),
+        ("protected", r1, with_required(&[("Environment", "testing"), ("janitor:protect", "true")])),
+        ("snoozed", r1, with_required(&[("Environment", "testing")])),
+        ("snooze-expired", r1, with_required(&[("Environment", "testing")])),
+        ("eu-idle", r2, with_required(&[])),
+        ("eu-busy", r2, with_required(&[])),
+    ];
+    for (name, region, tags) in &instances {
+        let id = home.instance(region, tags).await?;
+        estate.ids.insert((*name).to_owned(), id);
+    }
+    let stopped = home.instance(r1, &with_required(&[("Environment", "testing")])).await?;
+    home.stop(r1, &stopped).await?;
+    estate.ids.insert("stopped".into(), stopped);
+
+    let below = vec![Some(4.9); 7];
+    let mut above = vec![Some(1.0); 7];
+    above[3] = Some(5.1);
+    let mut gaps = vec![Some(1.0); 7];
+    gaps[1] = None;
+    gaps[5] = None;
+    home.daily_cpu(r1, &[
+        (estate.id("idle"), below.clone()),
+        (estate.id("busy"), above.clone()),
+        (estate.id("partial-data"), gaps),
+    ])
+    .await?;
+    home.daily_cpu(r2, &[(estate.id("eu-idle"), below.clone()), (estate.id("eu-busy"), vec![Some(5.1); 7])]).await?;
+
+    home.database(r1, "db-idle", &with_required(&[])).await?;
+    home.database(r1, "db-busy", &with_required(&[])).await?;
+    let mut one_connection = vec![Some(0.0); 7];
+    one_connection[6] = Some(1.0);
+    home.daily_connections(r1, &[("db-idle", vec![Some(0.0); 7]), ("db-busy", one_connection)]).await?;
+    estate.ids.insert("db-idle".into(), "db-idle".into());
+    estate.ids.insert("db-busy".into(), "db-busy".into());
+
+    let free = home.elastic_ip(r1, None).await?;
+    let used = home.elastic_ip(r1, Some(estate.id("busy"))).await?;
+    let eu_free = home.elastic_ip(r2, None).await?;
+    estate.ids.insert("eip-free".into(), free);
+    estate.ids.insert("eip-used".into(), used);
+    estate.ids.insert("eip-eu-free".into(), eu_free);
+
+    home.user("dana-no-mfa", true, false, &[("Owner", "dana@example.com")]).await?;
+    home.user("erin-mfa", true, true, &[]).await?;
+    home.user("ci-bot-no-console", false, false, &[]).await?;
+    home.user("break-glass", true, false, &[("janitor:protect", "emergency access")]).await?;
+    member.user("member-no-mfa", true, false, &[]).await?;
+
+    let policy_bucket = "janitor-twin-public-policy";
+    let acl_bucket = "janitor-twin-public-acl";
+    let private_bucket = "janitor-twin-private";
+    let blocked_bucket = "janitor-twin-bucket-blocked";
+    let member_bucket = "janitor-twin-member-account-blocked";
+    home.bucket(policy_bucket, r1).await?;
+    home.bucket_policy(policy_bucket, r1, &public_read_policy(policy_bucket)).await?;
+    home.bucket_tags(policy_bucket, r1, &[("Owner", "web@example.com")]).await?;
+    home.bucket(acl_bucket, r2).await?;
+    home.bucket_public_read_acl(acl_bucket, r2).await?;
+    home.bucket(private_bucket, r1).await?;
+    home.bucket(blocked_bucket, r1).await?;
+    home.bucket_policy(blocked_bucket, r1, &public_read_policy(blocked_bucket)).await?;
+    home.bucket_block_all(blocked_bucket, r1).await?;
+    member.bucket(member_bucket, r1).await?;
+    member.bucket_policy(member_bucket, r1, &public_read_policy(member_bucket)).await?;
+    member.account_block_all().await?;
+
+    let now = Utc::now();
+    snoozes
+        .put_snooze(&Snooze { key: home.key(r1, ec2, estate.id("snoozed")), until: now + Duration::days(7), by: "U-OWNER".into(), at: now })
+        .await?;
+    snoozes
+        .put_snooze(&Snooze {
+            key: home.key(r1, ec2, estate.id("snooze-expired")),
+            until: now - Duration::hours(1),
+            by: "U-OWNER".into(),
+            at: now - Duration::days(8),
+        })
+        .await?;
+
+    let mut expected = Vec::new();
+    for name in ["unused-env", "protect-false", "missing-tags", "idle", "snooze-expired"] {
+        expected.push(home.key(r1, ec2, estate.id(name)));
+    }
+    expected.push(home.key(r2, ec2, estate.id("eu-idle")));
+    expected.push(home.key(r1, ResourceKind::RdsInstance, "db-idle"));
+    expected.push(home.key(r1, ResourceKind::ElasticIp, estate.id("eip-free")));
+    expected.push(home.key(r2, ResourceKind::ElasticIp, estate.id("eip-eu-free")));
+    expected.push(ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::IamUser, "dana-no-mfa"));
+    expected.push(ResourceKey::new(MEMBER_ACCOUNT, "global", ResourceKind::IamUser, "member-no-mfa"));
+    expected.push(home.key(r1, ResourceKind::S3Bucket, policy_bucket));
+    expected.push(home.key(r2, ResourceKind::S3Bucket, acl_bucket));
+
+    estate.expected_findings.extend(expected.iter().map(ToString::to_string));
+
+    for name in ["busy", "no-data", "partial-data", "protected", "snoozed", "stopped"] {
+        estate.untouchable.insert(home.key(r1, ec2, estate.id(name)).to_string());
+    }
+    estate.untouchable.insert(home.key(r2, ec2, estate.id("eu-busy")).to_string());
+    estate.untouchable.insert(home.key(r1, ResourceKind::RdsInstance, "db-busy").to_string());
+    estate.untouchable.insert(home.key(r1, ResourceKind::ElasticIp, estate.id("eip-used")).to_string());
+    for user in ["erin-mfa", "ci-bot-no-console", "break-glass"] {
+        estate.untouchable.insert(ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::IamUser, user).to_string());
+    }
+    estate.untouchable.insert(home.key(r1, ResourceKind::S3Bucket, private_bucket).to_string());
+    estate.untouchable.insert(home.key(r1, ResourceKind::S3Bucket, blocked_bucket).to_string());
+    estate.untouchable.insert(ResourceKey::new(MEMBER_ACCOUNT, r1, ResourceKind::S3Bucket, member_bucket).to_string());
+    Ok(estate)
+}
+
+/// A large estate for the benchmark: `per_region` compliant, metric-checked instances in
+/// each region, a tenth of them idle.
+pub async fn seed_bench(home: &Seeder, regions: &[String], per_region: i32) -> Result<usize> {
+    let mut total = 0;
+    for region in regions {
+        let mut ids = Vec::new();
+        let mut left = per_region;
+        while left > 0 {
+            let batch = left.min(250);
+            ids.extend(home.instances(region, batch, &with_required(&[("Environment", "production")])).await?);
+            left -= batch;
+        }
+        let series: Vec<(&str, Vec<Option<f64>>)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), vec![Some(if i % 10 == 0 { 2.0 } else { 35.0 }); 7]))
+            .collect();
+        home.daily_cpu(region, &series).await?;
+        total += ids.len();
+    }
+    Ok(total)
+}

@@ -1,0 +1,110 @@
+//! Test and demo harness. Starts moto in server mode on a free loopback port (the tests
+//! start their own; nothing has to be running beforehand), seeds estates through the real
+//! AWS SDK, and can put a fault-injecting proxy in front of the emulator.
+
+pub mod estate;
+pub mod proxy;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_types::sdk_config::SharedCredentialsProvider;
+use janitor_core::aws::AwsClients;
+
+pub const HOME_ACCOUNT: &str = "123456789012";
+pub const HOME_REGION: &str = "us-east-1";
+
+/// A moto server owned by one test (or the demo); killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+/// `MOTO_SERVER`, else the repository's `.venv`, else `moto_server` on the PATH.
+pub fn moto_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    if venv.exists() { venv } else { PathBuf::from("moto_server") }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn answers_http(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+impl Moto {
+    pub fn start() -> anyhow::Result<Moto> {
+        let binary = moto_server_binary();
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut child = Command::new(&binary)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("cannot start {} ({e}); run `make venv` or set MOTO_SERVER", binary.display()))?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if answers_http(port) {
+                    return Ok(Moto { child, endpoint: format!("http://127.0.0.1:{port}") });
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_error = format!("moto exited with {status}");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if last_error.is_empty() {
+                last_error = "moto did not answer within 60 s".into();
+            }
+        }
+        anyhow::bail!("{last_error}")
+    }
+
+    pub async fn sdk_config(&self) -> SdkConfig {
+        sdk_config_for(&self.endpoint).await
+    }
+
+    pub async fn clients(&self) -> AwsClients {
+        AwsClients::from_config(self.sdk_config().await)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SDK config aimed at an emulator endpoint with throwaway credentials.
+pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    let credentials = aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "testkit");
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(HOME_REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .load()
+        .await
+}

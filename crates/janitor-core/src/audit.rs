@@ -68,7 +68,17 @@ impl AuditEvent {
         }
     }
 
-    pub fn for_finding(finding: &Finding, run_id: &str, event: AuditEventType, at: DateTime<Utc>, actor: &str, detail: serde_json::Value) -> Self {
-        AuditEvent { policy: Some(finding.policy), ..AuditEvent::new(finding.key.as_str(), run_id, event, at, actor, detail) }
+    pub fn for_finding(
+        finding: &Finding,
+        run_id: &str,
+        event: AuditEventType,
+        at: DateTime<Utc>,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Self {
+        AuditEvent {
+            policy: Some(finding.policy),
+            ..AuditEvent::new(finding.key.as_str(), run_id, event, at, actor, detail)
+        }
     }
 }

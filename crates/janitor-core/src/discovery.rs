@@ -25,7 +25,10 @@ pub enum Verdict {
     /// Needs the metric check to decide.
     Candidate(Candidate),
     /// Would be judged, but carries the protect tag.
-    Protected { key: ResourceKey, policy: Option<RuleId> },
+    Protected {
+        key: ResourceKey,
+        policy: Option<RuleId>,
+    },
     Compliant,
 }
 
@@ -211,7 +214,14 @@ pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload
             Verdict::Finding(f) => payload.findings.push(f),
             Verdict::Candidate(c) => payload.candidates.push(c),
             Verdict::Protected { key, policy } => {
-                let mut e = AuditEvent::new(key.as_str(), &run.id, AuditEventType::Exempt, now, ACTOR, json!({ "reason": "protect tag", "tag": p.protect_tag }));
+                let mut e = AuditEvent::new(
+                    key.as_str(),
+                    &run.id,
+                    AuditEventType::Exempt,
+                    now,
+                    ACTOR,
+                    json!({ "reason": "protect tag", "tag": p.protect_tag }),
+                );
                 e.policy = policy;
                 events.push(e);
             }
@@ -240,7 +250,12 @@ pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload
     Ok(payload)
 }
 
-async fn drop_snoozed(deps: &Deps, payload: &mut StepPayload, now: DateTime<Utc>, events: &mut Vec<AuditEvent>) -> Result<()> {
+async fn drop_snoozed(
+    deps: &Deps,
+    payload: &mut StepPayload,
+    now: DateTime<Utc>,
+    events: &mut Vec<AuditEvent>,
+) -> Result<()> {
     let keys: Vec<ResourceKey> = payload
         .findings
         .iter()
@@ -257,7 +272,14 @@ async fn drop_snoozed(deps: &Deps, payload: &mut StepPayload, now: DateTime<Utc>
     let run_id = payload.run.id.clone();
     let mut exempt = |key: &ResourceKey, policy: Option<RuleId>| {
         let snooze = &live[key];
-        let mut e = AuditEvent::new(key.as_str(), &run_id, AuditEventType::Exempt, now, ACTOR, json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by }));
+        let mut e = AuditEvent::new(
+            key.as_str(),
+            &run_id,
+            AuditEventType::Exempt,
+            now,
+            ACTOR,
+            json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by }),
+        );
         e.policy = policy;
         events.push(e);
     };
@@ -279,7 +301,12 @@ async fn drop_snoozed(deps: &Deps, payload: &mut StepPayload, now: DateTime<Utc>
 }
 
 /// Sets first-flagged / times-flagged from the audit history and counts this run once.
-pub(crate) async fn annotate_history(deps: &Deps, run_id: &str, findings: &mut [Finding], now: DateTime<Utc>) -> Result<()> {
+pub(crate) async fn annotate_history(
+    deps: &Deps,
+    run_id: &str,
+    findings: &mut [Finding],
+    now: DateTime<Utc>,
+) -> Result<()> {
     if findings.is_empty() {
         return Ok(());
     }
@@ -297,7 +324,11 @@ pub(crate) async fn annotate_history(deps: &Deps, run_id: &str, findings: &mut [
             Some(h) => {
                 f.times_flagged = h.times_flagged;
                 f.first_flagged = Some(h.first_flagged);
-                FlagHistory { first_flagged: h.first_flagged, times_flagged: h.times_flagged + 1, last_run: run_id.to_owned() }
+                FlagHistory {
+                    first_flagged: h.first_flagged,
+                    times_flagged: h.times_flagged + 1,
+                    last_run: run_id.to_owned(),
+                }
             }
             None => {
                 f.first_flagged = Some(now);
@@ -311,11 +342,23 @@ pub(crate) async fn annotate_history(deps: &Deps, run_id: &str, findings: &mut [
 
 /// Keeps a scope's payload within its caps (blast radius and the Step Functions payload
 /// limit); what is left over is deferred to a later run, with an audit row each.
-pub(crate) fn apply_scope_caps(p: &crate::policy::Policy, payload: &mut StepPayload, now: DateTime<Utc>, actor: &str) -> Vec<AuditEvent> {
+pub(crate) fn apply_scope_caps(
+    p: &crate::policy::Policy,
+    payload: &mut StepPayload,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Vec<AuditEvent> {
     let mut events = Vec::new();
     let run_id = payload.run.id.clone();
     let mut defer = |key: &ResourceKey, cap: &str, limit: usize| {
-        events.push(AuditEvent::new(key.as_str(), &run_id, AuditEventType::Deferred, now, actor, json!({ "cap": cap, "limit": limit })));
+        events.push(AuditEvent::new(
+            key.as_str(),
+            &run_id,
+            AuditEventType::Deferred,
+            now,
+            actor,
+            json!({ "cap": cap, "limit": limit }),
+        ));
     };
     if payload.findings.len() > p.max_findings_per_scope {
         for f in payload.findings.drain(p.max_findings_per_scope..) {
@@ -365,7 +408,13 @@ async fn scan_iam(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
             verdicts.push(Verdict::Protected { key, policy: Some(RuleId::IamConsoleWithoutMfa) });
             continue;
         }
-        let mut f = finding(key, &user.user, RuleId::IamConsoleWithoutMfa, "console password enabled without MFA".into(), Action::TagMfaRequired);
+        let mut f = finding(
+            key,
+            &user.user,
+            RuleId::IamConsoleWithoutMfa,
+            "console password enabled without MFA".into(),
+            Action::TagMfaRequired,
+        );
         f.arn = Some(user.arn.clone());
         f.evidence = json!({ "password_enabled": true, "mfa_active": false });
         f.owner = owner_of(&tags, p);
@@ -418,7 +467,13 @@ async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
             verdicts.push(Verdict::Protected { key, policy: Some(RuleId::S3PublicBucket) });
             continue;
         }
-        let mut f = finding(key, &bucket.name, RuleId::S3PublicBucket, format!("publicly accessible via {}", exposure.via.join(", ")), Action::BlockPublicAccess);
+        let mut f = finding(
+            key,
+            &bucket.name,
+            RuleId::S3PublicBucket,
+            format!("publicly accessible via {}", exposure.via.join(", ")),
+            Action::BlockPublicAccess,
+        );
         f.arn = Some(format!("arn:aws:s3:::{}", bucket.name));
         f.evidence = json!({ "via": exposure.via, "bucket_block": bucket.block.map(|b| b.all_on()) });
         f.owner = owner_of(&tags, p);

@@ -19,25 +19,13 @@ pub enum JanitorError {
     Config(String),
     /// AWS refused the call for this principal, region or account.
     #[error("access denied by {service} {operation}: {message}")]
-    AccessDenied {
-        service: &'static str,
-        operation: &'static str,
-        message: String,
-    },
+    AccessDenied { service: &'static str, operation: &'static str, message: String },
     /// Throttling, timeouts, 5xx: worth retrying later.
     #[error("transient failure in {service} {operation}: {message}")]
-    Transient {
-        service: &'static str,
-        operation: &'static str,
-        message: String,
-    },
+    Transient { service: &'static str, operation: &'static str, message: String },
     /// Any other AWS error.
     #[error("{service} {operation} failed: {message}")]
-    Aws {
-        service: &'static str,
-        operation: &'static str,
-        message: String,
-    },
+    Aws { service: &'static str, operation: &'static str, message: String },
     /// The audit record could not be written; the step must fail rather than lose it.
     #[error("audit write failed: {0}")]
     AuditWrite(String),
@@ -84,10 +72,8 @@ impl JanitorError {
             (Some(code), None) => code.clone(),
             _ => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
         };
-        let transient_transport = matches!(
-            err,
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-        );
+        let transient_transport =
+            matches!(err, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_));
         match code.as_deref() {
             Some(c) if is_access_denied_code(c) => JanitorError::AccessDenied { service, operation, message },
             Some(c) if is_throttling_code(c) => JanitorError::Transient { service, operation, message },

@@ -41,15 +41,36 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
     for (finding, outcome) in outcomes {
         match outcome {
             Ok(LockOutcome::Acquired) => {
-                events.push(AuditEvent::for_finding(&finding, &run_id, AuditEventType::Locked, now, ACTOR, json!({ "until": until })));
+                events.push(AuditEvent::for_finding(
+                    &finding,
+                    &run_id,
+                    AuditEventType::Locked,
+                    now,
+                    ACTOR,
+                    json!({ "until": until }),
+                ));
                 payload.findings.push(finding);
             }
             Ok(LockOutcome::HeldBy { run_id: holder, until: held_until }) => {
-                events.push(AuditEvent::for_finding(&finding, &run_id, AuditEventType::LockHeld, now, ACTOR, json!({ "holder": holder, "until": held_until })));
+                events.push(AuditEvent::for_finding(
+                    &finding,
+                    &run_id,
+                    AuditEventType::LockHeld,
+                    now,
+                    ACTOR,
+                    json!({ "holder": holder, "until": held_until }),
+                ));
                 payload.held_elsewhere.push(finding.key);
             }
             Err(e) => {
-                events.push(AuditEvent::for_finding(&finding, &run_id, AuditEventType::Failed, now, ACTOR, json!({ "error": e.error_name(), "message": e.to_string() })));
+                events.push(AuditEvent::for_finding(
+                    &finding,
+                    &run_id,
+                    AuditEventType::Failed,
+                    now,
+                    ACTOR,
+                    json!({ "error": e.error_name(), "message": e.to_string() }),
+                ));
                 first_error.get_or_insert(e);
             }
         }

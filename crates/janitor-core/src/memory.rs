@@ -37,7 +37,11 @@ pub struct InMemoryInventory {
 impl InMemoryInventory {
     fn check(&self, scope: &Scope, operation: &'static str) -> Result<()> {
         if self.denied.contains(scope) {
-            return Err(JanitorError::AccessDenied { service: "fake", operation, message: format!("denied in {scope}") });
+            return Err(JanitorError::AccessDenied {
+                service: "fake",
+                operation,
+                message: format!("denied in {scope}"),
+            });
         }
         Ok(())
     }
@@ -143,7 +147,13 @@ impl InMemoryLockStore {
 
 #[async_trait]
 impl LockStore for InMemoryLockStore {
-    async fn acquire(&self, key: &ResourceKey, run_id: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<LockOutcome> {
+    async fn acquire(
+        &self,
+        key: &ResourceKey,
+        run_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<LockOutcome> {
         let mut locks = lock(&self.locks);
         match locks.get(key) {
             Some((holder, held_until)) if holder != run_id && *held_until > now => {

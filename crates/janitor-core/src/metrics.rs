@@ -76,11 +76,17 @@ pub fn judge_cpu(series: &MetricSeries, window: &MetricWindow, threshold: f64) -
     });
     if max <= threshold {
         IdleVerdict::Idle {
-            reason: format!("daily average CPU at most {max:.2}% on each of the last {} days (threshold {threshold}%)", window.days),
+            reason: format!(
+                "daily average CPU at most {max:.2}% on each of the last {} days (threshold {threshold}%)",
+                window.days
+            ),
             evidence,
         }
     } else {
-        IdleVerdict::NotIdle { reason: format!("daily average CPU reached {max:.2}% (threshold {threshold}%)"), evidence }
+        IdleVerdict::NotIdle {
+            reason: format!("daily average CPU reached {max:.2}% (threshold {threshold}%)"),
+            evidence,
+        }
     }
 }
 
@@ -92,7 +98,10 @@ pub fn judge_connections(series: &MetricSeries, window: &MetricWindow) -> IdleVe
     let max = daily.iter().copied().fold(0.0, f64::max);
     let evidence = json!({ "daily_max_connections": daily, "days": window.days });
     if max == 0.0 {
-        IdleVerdict::Idle { reason: format!("no database connections on any of the last {} days", window.days), evidence }
+        IdleVerdict::Idle {
+            reason: format!("no database connections on any of the last {} days", window.days),
+            evidence,
+        }
     } else {
         IdleVerdict::NotIdle { reason: format!("up to {max} database connections in a day"), evidence }
     }
@@ -131,7 +140,10 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
             },
             None => verdicts.push((
                 c,
-                IdleVerdict::NotIdle { reason: format!("no idle rule is enabled for {kind}"), evidence: serde_json::Value::Null },
+                IdleVerdict::NotIdle {
+                    reason: format!("no idle rule is enabled for {kind}"),
+                    evidence: serde_json::Value::Null,
+                },
             )),
         }
     }
@@ -184,7 +196,14 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
         };
         match verdict {
             IdleVerdict::Idle { reason, evidence } => {
-                let mut e = AuditEvent::new(candidate.key.as_str(), &run_id, AuditEventType::Idle, now, ACTOR, json!({ "reason": reason, "evidence": evidence }));
+                let mut e = AuditEvent::new(
+                    candidate.key.as_str(),
+                    &run_id,
+                    AuditEventType::Idle,
+                    now,
+                    ACTOR,
+                    json!({ "reason": reason, "evidence": evidence }),
+                );
                 e.policy = Some(policy);
                 events.push(e);
                 idle.push(Finding {
@@ -202,7 +221,14 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
                 });
             }
             IdleVerdict::NotIdle { reason, evidence } => {
-                let mut e = AuditEvent::new(candidate.key.as_str(), &run_id, AuditEventType::NotIdle, now, ACTOR, json!({ "reason": reason, "evidence": evidence }));
+                let mut e = AuditEvent::new(
+                    candidate.key.as_str(),
+                    &run_id,
+                    AuditEventType::NotIdle,
+                    now,
+                    ACTOR,
+                    json!({ "reason": reason, "evidence": evidence }),
+                );
                 e.policy = Some(policy);
                 events.push(e);
             }
@@ -230,7 +256,11 @@ mod tests {
 
     fn daily(values: &[f64]) -> (MetricSeries, MetricWindow) {
         let w = window_ending(now(), values.len() as u32);
-        let series = values.iter().enumerate().map(|(i, v)| (w.start + Duration::days(i as i64) + Duration::hours(12), *v)).collect();
+        let series = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (w.start + Duration::days(i as i64) + Duration::hours(12), *v))
+            .collect();
         (series, w)
     }
 

@@ -189,9 +189,7 @@ pub struct RunContext {
 
 impl RunContext {
     pub fn scope(&self) -> Result<&Scope> {
-        self.scope
-            .as_ref()
-            .ok_or_else(|| JanitorError::InvalidInput("run.scope is required for this step".into()))
+        self.scope.as_ref().ok_or_else(|| JanitorError::InvalidInput("run.scope is required for this step".into()))
     }
 }
 

@@ -49,7 +49,11 @@ pub struct SnoozePolicy {
 
 impl Default for SnoozePolicy {
     fn default() -> Self {
-        SnoozePolicy { default_days: default_snooze_days(), max_days: default_snooze_max_days(), allowed_users: Vec::new() }
+        SnoozePolicy {
+            default_days: default_snooze_days(),
+            max_days: default_snooze_max_days(),
+            allowed_users: Vec::new(),
+        }
     }
 }
 
@@ -173,8 +177,7 @@ impl Policy {
     }
 
     pub fn from_toml_str(text: &str, source: &str) -> Result<Policy> {
-        let policy: Policy =
-            toml::from_str(text).map_err(|e| JanitorError::InvalidPolicy(format!("{source}: {e}")))?;
+        let policy: Policy = toml::from_str(text).map_err(|e| JanitorError::InvalidPolicy(format!("{source}: {e}")))?;
         policy.validate().map_err(|e| JanitorError::InvalidPolicy(format!("{source}: {e}")))?;
         Ok(policy)
     }

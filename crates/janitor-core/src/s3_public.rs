@@ -75,8 +75,8 @@ fn statement_is_public(statement: &Value) -> bool {
         return false;
     }
     // NotPrincipal with Allow grants to everyone not listed.
-    let wildcard = statement.get("NotPrincipal").is_some()
-        || statement.get("Principal").is_some_and(principal_is_wildcard);
+    let wildcard =
+        statement.get("NotPrincipal").is_some() || statement.get("Principal").is_some_and(principal_is_wildcard);
     wildcard && !pinned_by_condition(statement.get("Condition"))
 }
 
@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn block_public_access_neutralises_exposure_at_either_level() {
-        let restrict = PublicAccessBlock { restrict_public_buckets: true, ignore_public_acls: true, ..Default::default() };
+        let restrict =
+            PublicAccessBlock { restrict_public_buckets: true, ignore_public_acls: true, ..Default::default() };
         let b = bucket(Some(PUBLIC_POLICY), &[ALL_USERS], Some(restrict));
         assert_eq!(assess(&b, None).unwrap(), None);
         let b = bucket(Some(PUBLIC_POLICY), &[ALL_USERS], None);

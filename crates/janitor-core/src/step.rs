@@ -67,7 +67,9 @@ impl RunRequest {
         if let Some(id) = &self.run_id
             && (id.is_empty() || id.len() > 80 || id.contains('#') || id.contains('/'))
         {
-            return Err(JanitorError::InvalidInput(format!("run_id: `{id}` must be 1-80 characters without `#` or `/`")));
+            return Err(JanitorError::InvalidInput(format!(
+                "run_id: `{id}` must be 1-80 characters without `#` or `/`"
+            )));
         }
         Ok(())
     }
@@ -99,6 +101,9 @@ pub struct RunPlan {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(step: &str, input: Value) -> Result<T, JanitorError> {
+    if !input.is_object() {
+        return Err(JanitorError::InvalidInput(format!("{step}: expected a JSON object, got {}", kind_of(&input))));
+    }
     serde_json::from_value(input).map_err(|e| JanitorError::InvalidInput(format!("{step}: {e}")))
 }
 
@@ -110,21 +115,17 @@ fn to_json<T: Serialize>(value: &T) -> StepResult {
 pub async fn plan(deps: &Deps, request: RunRequest) -> Result<RunPlan, JanitorError> {
     request.validate()?;
     let run = request.run_context();
-    let (scopes, failures) = discovery::plan_scopes(deps, request.accounts.as_deref(), request.regions.as_deref()).await?;
-    let scopes: Vec<ScopeItem> = scopes
-        .into_iter()
-        .map(|scope| ScopeItem { run: RunContext { scope: Some(scope), ..run.clone() } })
-        .collect();
+    let (scopes, failures) =
+        discovery::plan_scopes(deps, request.accounts.as_deref(), request.regions.as_deref()).await?;
+    let scopes: Vec<ScopeItem> =
+        scopes.into_iter().map(|scope| ScopeItem { run: RunContext { scope: Some(scope), ..run.clone() } }).collect();
     Ok(RunPlan { count: scopes.len(), run, scopes, failures })
 }
 
 /// `discovery`: a run request (`{mode, regions?, accounts?}`) gives the plan of scopes;
 /// a scope item (`{run: {id, mode, scope}}`) gives that scope's findings and candidates.
 pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
-    let Value::Object(map) = &input else {
-        return Err(JanitorError::InvalidInput(format!("discovery: expected a JSON object, got {}", kind_of(&input))).into());
-    };
-    if !map.contains_key("run") {
+    if input.get("run").is_none() {
         let request: RunRequest = parse("discovery", input)?;
         return to_json(&plan(deps, request).await?);
     }
@@ -132,7 +133,12 @@ pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
     let payload = discovery::discover_scope(deps, &item.run).await?;
     // A throttled or timed-out listing must be retried by the state machine, not skipped.
     if let Some(f) = payload.failures.iter().find(|f| f.error == "Janitor.Transient") {
-        return Err(JanitorError::Transient { service: "discovery", operation: "scan", message: format!("{}: {}", f.what, f.message) }.into());
+        return Err(JanitorError::Transient {
+            service: "discovery",
+            operation: "scan",
+            message: format!("{}: {}", f.what, f.message),
+        }
+        .into());
     }
     to_json(&payload)
 }

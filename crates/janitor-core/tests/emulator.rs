@@ -8,18 +8,13 @@ use chrono::{Duration, Utc};
 use janitor_core::audit::AuditEventType;
 use janitor_core::aws::{self, AwsClients, DynamoLockStore, DynamoSnoozeStore, TableNames, dynamo};
 use janitor_core::model::{Action, Finding, ResourceKey, ResourceKind, RuleId, RunContext, Scope, StepPayload};
-use janitor_core::policy::{BUILTIN_POLICY, Policy};
+use janitor_core::policy::Policy;
 use janitor_core::ports::{LockOutcome, LockStore};
 use janitor_core::{Deps, step};
 use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, seed_twins};
 use testkit::proxy::FaultProxy;
-use testkit::{HOME_ACCOUNT, HOME_REGION, Moto};
-
-/// The emulator stamps every resource as launched now, so the age gate is off here.
-fn emulator_policy() -> Policy {
-    Policy::from_toml_str(&BUILTIN_POLICY.replace("min_age_days = 7", "min_age_days = 0"), "emulator policy").unwrap()
-}
+use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy};
 
 async fn deps_for(clients: &AwsClients, policy: Policy) -> (Deps, TableNames) {
     let tables = TableNames::with_prefix("test");
@@ -49,7 +44,11 @@ fn keys(payloads: &[StepPayload]) -> BTreeSet<String> {
 }
 
 fn finding<'a>(payloads: &'a [StepPayload], key: &str) -> &'a Finding {
-    payloads.iter().flat_map(|p| &p.findings).find(|f| f.key.as_str() == key).unwrap_or_else(|| panic!("no finding {key}"))
+    payloads
+        .iter()
+        .flat_map(|p| &p.findings)
+        .find(|f| f.key.as_str() == key)
+        .unwrap_or_else(|| panic!("no finding {key}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +75,9 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     assert_eq!(found, estate.expected_findings, "exactly the seeded violations");
     assert!(found.is_disjoint(&estate.untouchable));
 
-    let key = |region: &str, name: &str| ResourceKey::new(HOME_ACCOUNT, region, ResourceKind::Ec2Instance, estate.id(name)).to_string();
+    let key = |region: &str, name: &str| {
+        ResourceKey::new(HOME_ACCOUNT, region, ResourceKind::Ec2Instance, estate.id(name)).to_string()
+    };
     let idle = finding(&locked, &key(HOME_REGION, "idle"));
     assert_eq!((idle.policy, idle.action), (RuleId::Ec2IdleCpu, Action::StopInstance));
     assert_eq!(idle.evidence["max_daily_average_cpu"], 4.9);
@@ -91,7 +92,8 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     assert_eq!(bucket.owner.as_deref(), Some("web@example.com"));
     let acl_bucket = finding(&locked, &format!("{HOME_ACCOUNT}/{SECOND_REGION}/s3-bucket/janitor-twin-public-acl"));
     assert!(acl_bucket.reason.contains("AllUsers"), "{}", acl_bucket.reason);
-    let first_seen: Vec<_> = locked.iter().flat_map(|p| &p.findings).map(|f| (f.times_flagged, f.first_flagged.is_some())).collect();
+    let first_seen: Vec<_> =
+        locked.iter().flat_map(|p| &p.findings).map(|f| (f.times_flagged, f.first_flagged.is_some())).collect();
     assert!(first_seen.iter().all(|s| *s == (0, true)), "first run: never flagged before");
 
     // The audit trail says why each twin was or was not flagged.
@@ -129,7 +131,8 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     assert_eq!(unused.times_flagged, 1);
     assert_eq!(unused.first_flagged, finding(&discovered, &key(HOME_REGION, "unused-env")).first_flagged);
     assert!(locked_again.iter().all(|p| p.count == 0), "all held by run-one");
-    let held: BTreeSet<String> = locked_again.iter().flat_map(|p| p.held_elsewhere.iter().map(ToString::to_string)).collect();
+    let held: BTreeSet<String> =
+        locked_again.iter().flat_map(|p| p.held_elsewhere.iter().map(ToString::to_string)).collect();
     assert_eq!(held, estate.expected_findings);
 
     // With the production age gate, resources launched "now" are never idle.
@@ -139,7 +142,11 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
         serde_json::from_value(step::metric_check(&strict, serde_json::to_value(us).unwrap()).await.unwrap()).unwrap();
     assert!(checked.findings.iter().all(|f| f.policy != RuleId::Ec2IdleCpu && f.policy != RuleId::RdsIdle));
     let strict_events = strict.audit.events_for_resource(&key(HOME_REGION, "idle")).await.unwrap();
-    assert!(strict_events.iter().any(|e| e.event == AuditEventType::NotIdle && e.detail.to_string().contains("younger than")));
+    assert!(
+        strict_events
+            .iter()
+            .any(|e| e.event == AuditEventType::NotIdle && e.detail.to_string().contains("younger than"))
+    );
 }
 
 fn synthetic_payload(run_id: &str, count: usize) -> StepPayload {
@@ -197,9 +204,14 @@ async fn racing_runs_each_hold_a_resource_exactly_once() {
     // An expired lock is taken over; a live one is not, and released locks are free again.
     let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::ElasticIp, "eipalloc-stale");
     let now = Utc::now();
-    assert_eq!(store.acquire(&key, "old-run", now - Duration::days(10), now - Duration::days(1)).await.unwrap(), LockOutcome::Acquired);
+    assert_eq!(
+        store.acquire(&key, "old-run", now - Duration::days(10), now - Duration::days(1)).await.unwrap(),
+        LockOutcome::Acquired
+    );
     assert_eq!(store.acquire(&key, "run-c", now, now + Duration::hours(1)).await.unwrap(), LockOutcome::Acquired);
-    assert!(matches!(store.acquire(&key, "run-d", now, now + Duration::hours(1)).await.unwrap(), LockOutcome::HeldBy { run_id, .. } if run_id == "run-c"));
+    assert!(
+        matches!(store.acquire(&key, "run-d", now, now + Duration::hours(1)).await.unwrap(), LockOutcome::HeldBy { run_id, .. } if run_id == "run-c")
+    );
     store.release(&key, "run-d").await.unwrap();
     assert_eq!(store.holder(&key).await.unwrap().unwrap().0, "run-c", "only the holder can release");
     store.release(&key, "run-c").await.unwrap();
@@ -220,7 +232,8 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
     dynamo::create_tables(&direct.dynamodb(), &tables).await.unwrap();
     let deps = aws::deps_with(emulator_policy(), via_proxy, &tables);
 
-    let plan = step::discovery(&deps, json!({"regions": [HOME_REGION, SECOND_REGION], "run_id": "run-denied"})).await.unwrap();
+    let plan =
+        step::discovery(&deps, json!({"regions": [HOME_REGION, SECOND_REGION], "run_id": "run-denied"})).await.unwrap();
     let mut payloads = Vec::new();
     for item in plan["scopes"].as_array().unwrap() {
         let out = step::discovery(&deps, item.clone()).await.expect("AccessDenied is recorded, not thrown");

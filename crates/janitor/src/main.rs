@@ -1,1 +1,263 @@
-fn main() {}
+//! `janitor`: the command line. `scan` is read-only detection from a laptop with your own
+//! AWS credentials; `run` drives the detection steps (discovery → metric-check → lock)
+//! against the janitor's tables, exactly as the Lambdas do.
+
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::{StreamExt, stream};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use janitor_core::aws::{self, AwsClients, DynamoAuditLog, DynamoSnoozeStore, TableNames};
+use janitor_core::memory::{InMemoryLockStore, InMemorySnoozeStore, ReadOnlyAuditLog};
+use janitor_core::model::{Mode, ScopeFailure, StepPayload};
+use janitor_core::policy::Policy;
+use janitor_core::ports::SystemClock;
+use janitor_core::step::{self, RunRequest, ScopeItem};
+use janitor_core::{Deps, discovery, lock, metrics, telemetry};
+
+use report::{Output, ScanReport};
+
+#[derive(Parser)]
+#[command(name = "janitor", version, about = "Cloud Janitor: find idle, untagged, public or insecure AWS resources")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read-only scan: discovery and the metric check. Never writes to AWS.
+    Scan(ScanArgs),
+    /// Detection as the state machine runs it: discovery, metric check and locks, with
+    /// every decision written to the audit table. Dry-run unless --mode enforce.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// AWS profile (default: the standard credential chain).
+    #[arg(long, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    /// Region for account-wide calls (IAM, S3 listing, STS).
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+    /// Regions to scan (comma-separated); default: every enabled region.
+    #[arg(long, value_delimiter = ',')]
+    regions: Vec<String>,
+    /// Accounts to scan (comma-separated); others are reached by assuming JANITOR_ROLE_NAME.
+    #[arg(long, value_delimiter = ',')]
+    accounts: Vec<String>,
+    /// Policy file (default: JANITOR_POLICY_FILE, else the built-in policies/janitor.toml).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Log what each step decides (stderr).
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+#[derive(Args)]
+struct ScanArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Snooze table to honour (read only).
+    #[arg(long, env = "JANITOR_SNOOZE_TABLE")]
+    snooze_table: Option<String>,
+    /// Audit table to read first-flagged / times-flagged from (read only).
+    #[arg(long, env = "JANITOR_AUDIT_TABLE")]
+    audit_table: Option<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, value_enum, default_value_t = ModeArg::DryRun)]
+    mode: ModeArg,
+    #[arg(long, env = "JANITOR_AUDIT_TABLE")]
+    audit_table: String,
+    #[arg(long, env = "JANITOR_LOCK_TABLE")]
+    lock_table: String,
+    #[arg(long, env = "JANITOR_SNOOZE_TABLE")]
+    snooze_table: String,
+    /// Run id (default: a fresh one).
+    #[arg(long)]
+    run_id: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    DryRun,
+    Enforce,
+}
+
+fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    Ok(match path {
+        Some(path) => Policy::load(path)?,
+        None => Policy::from_env()?,
+    })
+}
+
+fn progress(quiet: bool, len: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    if quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{spinner} scanning {pos}/{len} scopes [{bar:30}] {elapsed} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// How far each scope goes: read-only detection, or detection plus locks.
+#[derive(Clone, Copy, PartialEq)]
+enum Depth {
+    Detect,
+    Lock,
+}
+
+/// A scope's final payload and the size of its largest step payload (discovery's, which
+/// carries the candidates), to watch the Step Functions 256 KB limit.
+async fn scan_scope(deps: &Deps, item: &ScopeItem, depth: Depth) -> Result<(StepPayload, usize), ScopeFailure> {
+    let scope = item.run.scope.clone().unwrap_or_else(|| janitor_core::model::Scope::new("?", "?"));
+    let fail = |what: &str, e: janitor_core::JanitorError| ScopeFailure {
+        scope: scope.clone(),
+        what: what.to_owned(),
+        error: e.error_name().to_owned(),
+        message: e.to_string(),
+    };
+    let found = discovery::discover_scope(deps, &item.run).await.map_err(|e| fail("discovery", e))?;
+    let payload_bytes = serde_json::to_vec(&found).map(|v| v.len()).unwrap_or_default();
+    let checked = metrics::check_candidates(deps, found).await.map_err(|e| fail("metric-check", e))?;
+    if depth == Depth::Lock {
+        let locked = lock::lock_findings(deps, checked).await.map_err(|e| fail("lock", e))?;
+        return Ok((locked, payload_bytes));
+    }
+    Ok((checked, payload_bytes))
+}
+
+async fn execute(
+    deps: &Deps,
+    common: &Common,
+    request: RunRequest,
+    depth: Depth,
+    clients: &AwsClients,
+) -> anyhow::Result<ScanReport> {
+    let started = std::time::Instant::now();
+    let plan = step::plan(deps, request).await.context("planning the scopes")?;
+    let bar = progress(common.quiet, plan.scopes.len());
+    let results: Vec<Result<(StepPayload, usize), ScopeFailure>> = stream::iter(&plan.scopes)
+        .map(|item| {
+            let bar = bar.clone();
+            async move {
+                let result = scan_scope(deps, item, depth).await;
+                bar.inc(1);
+                result
+            }
+        })
+        .buffer_unordered(deps.policy.scan_concurrency)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    Ok(ScanReport::build(plan, results, started.elapsed(), clients.stats().snapshot()))
+}
+
+async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let c = &args.common;
+    let policy = load_policy(c.policy.as_ref())?;
+    let clients = AwsClients::load(c.profile.as_deref(), c.region.as_deref()).await;
+    let dynamodb = clients.dynamodb();
+    let snoozes: Arc<dyn janitor_core::ports::SnoozeStore> = match &args.snooze_table {
+        Some(table) => Arc::new(DynamoSnoozeStore::new(dynamodb.clone(), table)),
+        None => Arc::new(InMemorySnoozeStore::default()),
+    };
+    let audit = ReadOnlyAuditLog {
+        inner: args.audit_table.as_deref().map(|t| DynamoAuditLog::new(dynamodb.clone(), t)),
+        recorded: Default::default(),
+    };
+    let deps = Deps {
+        policy,
+        inventory: Arc::new(aws::AwsInventory::new(clients.clone())),
+        metrics: Arc::new(aws::CloudWatchMetrics::new(clients.clone())),
+        snoozes,
+        locks: Arc::new(InMemoryLockStore::default()),
+        audit: Arc::new(audit),
+        clock: Arc::new(SystemClock),
+    };
+    let request =
+        RunRequest { mode: Mode::DryRun, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };
+    let report = execute(&deps, c, request, Depth::Detect, &clients).await?;
+    report.print(output(c.output))?;
+    Ok(report.exit_code())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let c = &args.common;
+    let policy = load_policy(c.policy.as_ref())?;
+    let clients = AwsClients::load(c.profile.as_deref(), c.region.as_deref()).await;
+    let tables = TableNames {
+        audit: args.audit_table.clone(),
+        lock: args.lock_table.clone(),
+        snooze: args.snooze_table.clone(),
+    };
+    let deps = aws::deps_with(policy, clients.clone(), &tables);
+    let mode = match args.mode {
+        ModeArg::DryRun => Mode::DryRun,
+        ModeArg::Enforce => Mode::Enforce,
+    };
+    let request =
+        RunRequest { mode, regions: some(&c.regions), accounts: some(&c.accounts), run_id: args.run_id.clone() };
+    let report = execute(&deps, c, request, Depth::Lock, &clients).await?;
+    report.print(output(c.output))?;
+    Ok(report.exit_code())
+}
+
+fn some(list: &[String]) -> Option<Vec<String>> {
+    (!list.is_empty()).then(|| list.to_vec())
+}
+
+fn output(format: Format) -> Output {
+    match format {
+        Format::Table => Output::Table,
+        Format::Json => Output::Json,
+        Format::Csv => Output::Csv,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = match &cli.command {
+        Command::Scan(a) => a.common.verbose,
+        Command::Run(a) => a.common.verbose,
+    };
+    telemetry::init_cli(verbose);
+    let result = match cli.command {
+        Command::Scan(args) => scan(args).await,
+        Command::Run(args) => run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -16,7 +16,8 @@ use crate::HOME_ACCOUNT;
 pub const SECOND_REGION: &str = "eu-west-1";
 pub const MEMBER_ACCOUNT: &str = "222222222222";
 /// Tags that satisfy the default required-tags rule.
-pub const COMPLIANT_TAGS: [(&str, &str); 3] = [("Owner", "alice@example.com"), ("CostCenter", "cc-42"), ("Project", "atlas")];
+pub const COMPLIANT_TAGS: [(&str, &str); 3] =
+    [("Owner", "alice@example.com"), ("CostCenter", "cc-42"), ("Project", "atlas")];
 
 pub fn public_read_policy(bucket: &str) -> String {
     serde_json::json!({
@@ -141,10 +142,20 @@ impl Seeder {
     /// Allocates an Elastic IP, associated with `attach_to` when given.
     pub async fn elastic_ip(&self, region: &str, attach_to: Option<&str>) -> Result<String> {
         let ec2 = self.clients.ec2(&self.account, region).await?;
-        let out = ec2.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc).send().await.context("AllocateAddress")?;
+        let out = ec2
+            .allocate_address()
+            .domain(aws_sdk_ec2::types::DomainType::Vpc)
+            .send()
+            .await
+            .context("AllocateAddress")?;
         let allocation = out.allocation_id().context("no allocation id")?.to_owned();
         if let Some(instance) = attach_to {
-            ec2.associate_address().allocation_id(&allocation).instance_id(instance).send().await.context("AssociateAddress")?;
+            ec2.associate_address()
+                .allocation_id(&allocation)
+                .instance_id(instance)
+                .send()
+                .await
+                .context("AssociateAddress")?;
         }
         Ok(allocation)
     }
@@ -152,13 +163,24 @@ impl Seeder {
     pub async fn user(&self, name: &str, console_password: bool, mfa: bool, tags: &[(&str, &str)]) -> Result<()> {
         use aws_sdk_iam::types::Tag;
         let iam = self.clients.iam(&self.account).await?;
-        let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
+        let tags: Vec<Tag> =
+            tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
         iam.create_user().user_name(name).set_tags(Some(tags)).send().await.context("CreateUser")?;
         if console_password {
-            iam.create_login_profile().user_name(name).password("Correct-Horse-9").send().await.context("CreateLoginProfile")?;
+            iam.create_login_profile()
+                .user_name(name)
+                .password("Correct-Horse-9")
+                .send()
+                .await
+                .context("CreateLoginProfile")?;
         }
         if mfa {
-            let device = iam.create_virtual_mfa_device().virtual_mfa_device_name(name).send().await.context("CreateVirtualMFADevice")?;
+            let device = iam
+                .create_virtual_mfa_device()
+                .virtual_mfa_device_name(name)
+                .send()
+                .await
+                .context("CreateVirtualMFADevice")?;
             let serial = device.virtual_mfa_device().map(|d| d.serial_number().to_owned()).context("no MFA serial")?;
             iam.enable_mfa_device()
                 .user_name(name)
@@ -178,7 +200,9 @@ impl Seeder {
         let mut create = s3.create_bucket().bucket(name);
         if region != "us-east-1" {
             create = create.create_bucket_configuration(
-                CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
             );
         }
         create.send().await.context("CreateBucket")?;
@@ -193,14 +217,20 @@ impl Seeder {
 
     pub async fn bucket_public_read_acl(&self, name: &str, region: &str) -> Result<()> {
         let s3 = self.clients.s3(&self.account, region).await?;
-        s3.put_bucket_acl().bucket(name).acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead).send().await.context("PutBucketAcl")?;
+        s3.put_bucket_acl()
+            .bucket(name)
+            .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+            .send()
+            .await
+            .context("PutBucketAcl")?;
         Ok(())
     }
 
     pub async fn bucket_tags(&self, name: &str, region: &str, tags: &[(&str, &str)]) -> Result<()> {
         use aws_sdk_s3::types::{Tag, Tagging};
         let s3 = self.clients.s3(&self.account, region).await?;
-        let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
+        let tags: Vec<Tag> =
+            tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
         s3.put_bucket_tagging()
             .bucket(name)
             .tagging(Tagging::builder().set_tag_set(Some(tags)).build()?)
@@ -218,7 +248,12 @@ impl Seeder {
             .block_public_policy(true)
             .restrict_public_buckets(true)
             .build();
-        s3.put_public_access_block().bucket(name).public_access_block_configuration(config).send().await.context("PutPublicAccessBlock")?;
+        s3.put_public_access_block()
+            .bucket(name)
+            .public_access_block_configuration(config)
+            .send()
+            .await
+            .context("PutPublicAccessBlock")?;
         Ok(())
     }
 
@@ -303,11 +338,10 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     let mut gaps = vec![Some(1.0); 7];
     gaps[1] = None;
     gaps[5] = None;
-    home.daily_cpu(r1, &[
-        (estate.id("idle"), below.clone()),
-        (estate.id("busy"), above.clone()),
-        (estate.id("partial-data"), gaps),
-    ])
+    home.daily_cpu(
+        r1,
+        &[(estate.id("idle"), below.clone()), (estate.id("busy"), above.clone()), (estate.id("partial-data"), gaps)],
+    )
     .await?;
     home.daily_cpu(r2, &[(estate.id("eu-idle"), below.clone()), (estate.id("eu-busy"), vec![Some(5.1); 7])]).await?;
 
@@ -352,7 +386,12 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
 
     let now = Utc::now();
     snoozes
-        .put_snooze(&Snooze { key: home.key(r1, ec2, estate.id("snoozed")), until: now + Duration::days(7), by: "U-OWNER".into(), at: now })
+        .put_snooze(&Snooze {
+            key: home.key(r1, ec2, estate.id("snoozed")),
+            until: now + Duration::days(7),
+            by: "U-OWNER".into(),
+            at: now,
+        })
         .await?;
     snoozes
         .put_snooze(&Snooze {

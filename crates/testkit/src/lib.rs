@@ -16,6 +16,17 @@ use aws_types::sdk_config::SharedCredentialsProvider;
 use janitor_core::aws::AwsClients;
 
 pub const HOME_ACCOUNT: &str = "123456789012";
+
+/// The shipped policy with the age gate off: the emulator stamps every resource as
+/// launched "now", so nothing could ever be old enough to be idle there.
+pub fn emulator_policy_toml() -> String {
+    janitor_core::policy::BUILTIN_POLICY.replace("min_age_days = 7", "min_age_days = 0")
+}
+
+pub fn emulator_policy() -> janitor_core::policy::Policy {
+    janitor_core::policy::Policy::from_toml_str(&emulator_policy_toml(), "emulator policy")
+        .unwrap_or_else(|e| panic!("the emulator policy must load: {e}"))
+}
 pub const HOME_REGION: &str = "us-east-1";
 
 /// A moto server owned by one test (or the demo); killed when dropped.
@@ -61,7 +72,9 @@ impl Moto {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .map_err(|e| anyhow::anyhow!("cannot start {} ({e}); run `make venv` or set MOTO_SERVER", binary.display()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot start {} ({e}); run `make venv` or set MOTO_SERVER", binary.display())
+                })?;
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline {
                 if answers_http(port) {

@@ -1,1 +1,86 @@
-fn main() {}
+//! `testkit`: seeds an emulator for the demo and the benchmark.
+//! The endpoint comes from `AWS_ENDPOINT_URL`, as for every SDK client.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use janitor_core::aws::{DynamoSnoozeStore, TableNames, dynamo};
+use testkit::estate::{MEMBER_ACCOUNT, Seeder, seed_bench, seed_twins};
+use testkit::{HOME_ACCOUNT, sdk_config_for};
+
+#[derive(Parser)]
+#[command(name = "testkit", about = "Seeds the AWS emulator for the Cloud Janitor demo and benchmark")]
+struct Cli {
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the audit, lock and snooze tables `{prefix}-audit` etc.
+    Tables {
+        #[arg(long, default_value = "demo")]
+        prefix: String,
+    },
+    /// Seed the twin estate (a violating and a compliant twin of every rule) and print it.
+    Twins {
+        #[arg(long, default_value = "demo")]
+        prefix: String,
+    },
+    /// Seed `per_region` instances in each region, with a week of CPU data.
+    Bench {
+        #[arg(long, value_delimiter = ',', default_value = "us-east-1,eu-west-1")]
+        regions: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        per_region: i32,
+    },
+    /// Print the policy the emulator runs with (the shipped one, age gate off).
+    Policy,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if endpoint_is_remote(&cli.endpoint) {
+        anyhow::bail!("refusing to seed {}: testkit only talks to an emulator on loopback", cli.endpoint);
+    }
+    let clients = janitor_core::aws::AwsClients::from_config(sdk_config_for(&cli.endpoint).await);
+    match cli.command {
+        Command::Tables { prefix } => {
+            dynamo::create_tables(&clients.dynamodb(), &TableNames::with_prefix(&prefix)).await?;
+        }
+        Command::Twins { prefix } => {
+            let tables = TableNames::with_prefix(&prefix);
+            let snoozes = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
+            let estate = seed_twins(
+                &Seeder::new(clients.clone(), HOME_ACCOUNT),
+                &Seeder::new(clients, MEMBER_ACCOUNT),
+                &snoozes,
+            )
+            .await
+            .context("seeding the twin estate")?;
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED).set_header(["resource", "should be flagged"]);
+            for key in &estate.expected_findings {
+                table.add_row([key.as_str(), "yes"]);
+            }
+            for key in &estate.untouchable {
+                table.add_row([key.as_str(), "no (compliant, protected or snoozed)"]);
+            }
+            println!("{table}");
+        }
+        Command::Bench { regions, per_region } => {
+            let seeded = seed_bench(&Seeder::new(clients, HOME_ACCOUNT), &regions, per_region).await?;
+            println!("{seeded}");
+        }
+        Command::Policy => print!("{}", testkit::emulator_policy_toml()),
+    }
+    Ok(())
+}
+
+fn endpoint_is_remote(endpoint: &str) -> bool {
+    let host = endpoint.split("://").nth(1).unwrap_or(endpoint).split([':', '/']).next().unwrap_or_default();
+    !matches!(host, "127.0.0.1" | "localhost" | "[")
+}

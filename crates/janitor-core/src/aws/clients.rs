@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::{BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef};
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -210,17 +212,23 @@ impl AwsClients {
 
     pub async fn ec2(&self, account: &str, region: &str) -> Result<aws_sdk_ec2::Client> {
         let config = self.config_for(account, region).await?;
-        Ok(aws_sdk_ec2::Client::from_conf(aws_sdk_ec2::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build()))
+        Ok(aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build(),
+        ))
     }
 
     pub async fn rds(&self, account: &str, region: &str) -> Result<aws_sdk_rds::Client> {
         let config = self.config_for(account, region).await?;
-        Ok(aws_sdk_rds::Client::from_conf(aws_sdk_rds::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build()))
+        Ok(aws_sdk_rds::Client::from_conf(
+            aws_sdk_rds::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build(),
+        ))
     }
 
     pub async fn iam(&self, account: &str) -> Result<aws_sdk_iam::Client> {
         let config = self.config_for(account, GLOBAL_REGION).await?;
-        Ok(aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build()))
+        Ok(aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build(),
+        ))
     }
 
     pub async fn cloudwatch(&self, account: &str, region: &str) -> Result<aws_sdk_cloudwatch::Client> {

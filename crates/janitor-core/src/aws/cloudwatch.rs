@@ -64,11 +64,7 @@ impl MetricSource for CloudWatchMetrics {
                 for result in out.metric_data_results() {
                     let Some(points) = result.id().and_then(|id| series.get_mut(id)) else { continue };
                     points.extend(
-                        result
-                            .timestamps()
-                            .iter()
-                            .zip(result.values())
-                            .filter_map(|(t, v)| Some((to_chrono(t)?, *v))),
+                        result.timestamps().iter().zip(result.values()).filter_map(|(t, v)| Some((to_chrono(t)?, *v))),
                     );
                 }
                 match out.next_token() {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes,
-    Projection, ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification,
+    WriteRequest,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
@@ -45,11 +46,19 @@ impl TableNames {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| JanitorError::Config(format!("environment variable {name} is not set")))
         };
-        Ok(TableNames { audit: var("JANITOR_AUDIT_TABLE")?, lock: var("JANITOR_LOCK_TABLE")?, snooze: var("JANITOR_SNOOZE_TABLE")? })
+        Ok(TableNames {
+            audit: var("JANITOR_AUDIT_TABLE")?,
+            lock: var("JANITOR_LOCK_TABLE")?,
+            snooze: var("JANITOR_SNOOZE_TABLE")?,
+        })
     }
 
     pub fn with_prefix(prefix: &str) -> TableNames {
-        TableNames { audit: format!("{prefix}-audit"), lock: format!("{prefix}-lock"), snooze: format!("{prefix}-snooze") }
+        TableNames {
+            audit: format!("{prefix}-audit"),
+            lock: format!("{prefix}-lock"),
+            snooze: format!("{prefix}-snooze"),
+        }
     }
 }
 
@@ -93,19 +102,19 @@ async fn batch_put(client: &Client, table: &str, items: Vec<Item>) -> Result<()>
             .collect::<Result<_>>()?;
         let mut attempt = 0;
         while !pending.is_empty() {
-            let out = client
-                .batch_write_item()
-                .request_items(table, pending)
-                .send()
-                .await
-                .map_err(|e| JanitorError::AuditWrite(JanitorError::from_sdk("dynamodb", "BatchWriteItem", e).to_string()))?;
+            let out = client.batch_write_item().request_items(table, pending).send().await.map_err(|e| {
+                JanitorError::AuditWrite(JanitorError::from_sdk("dynamodb", "BatchWriteItem", e).to_string())
+            })?;
             pending = out.unprocessed_items.and_then(|mut u| u.remove(table)).unwrap_or_default();
             if pending.is_empty() {
                 break;
             }
             attempt += 1;
             if attempt > UNPROCESSED_RETRIES {
-                return Err(JanitorError::AuditWrite(format!("{} items to {table} still unprocessed after retries", pending.len())));
+                return Err(JanitorError::AuditWrite(format!(
+                    "{} items to {table} still unprocessed after retries",
+                    pending.len()
+                )));
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
@@ -235,7 +244,13 @@ impl AuditLog for DynamoAuditLog {
                 let unique = uuid::Uuid::new_v4().simple().to_string();
                 to_item(&AuditItem {
                     resource: e.resource.clone(),
-                    sk: format!("{}#{}#{}#{}", e.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), e.run_id, e.event.as_str(), &unique[..8]),
+                    sk: format!(
+                        "{}#{}#{}#{}",
+                        e.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                        e.run_id,
+                        e.event.as_str(),
+                        &unique[..8]
+                    ),
                     run_id: e.run_id.clone(),
                     event: e.event,
                     at: e.at,
@@ -254,7 +269,14 @@ impl AuditLog for DynamoAuditLog {
         for item in batch_get(&self.client, &self.table, keys).await? {
             let row: HistoryItem = from_item(item, &self.table)?;
             let key = ResourceKey::parse(&row.resource)?;
-            out.insert(key, FlagHistory { first_flagged: row.first_flagged, times_flagged: row.times_flagged, last_run: row.last_run });
+            out.insert(
+                key,
+                FlagHistory {
+                    first_flagged: row.first_flagged,
+                    times_flagged: row.times_flagged,
+                    last_run: row.last_run,
+                },
+            );
         }
         Ok(out)
     }
@@ -327,7 +349,13 @@ impl DynamoLockStore {
 
 #[async_trait]
 impl LockStore for DynamoLockStore {
-    async fn acquire(&self, key: &ResourceKey, run_id: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<LockOutcome> {
+    async fn acquire(
+        &self,
+        key: &ResourceKey,
+        run_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<LockOutcome> {
         let item = to_item(&LockItem {
             resource: key.as_str().to_owned(),
             run_id: run_id.to_owned(),
@@ -358,7 +386,11 @@ impl LockStore for DynamoLockStore {
                 Err(e) => return Err(JanitorError::from_sdk("dynamodb", "PutItem", e)),
             }
         }
-        Err(JanitorError::Transient { service: "dynamodb", operation: "PutItem", message: format!("lock on {key} kept changing") })
+        Err(JanitorError::Transient {
+            service: "dynamodb",
+            operation: "PutItem",
+            message: format!("lock on {key} kept changing"),
+        })
     }
 
     async fn release(&self, key: &ResourceKey, run_id: &str) -> Result<()> {
@@ -451,7 +483,11 @@ fn attr(name: &str) -> Result<AttributeDefinition> {
 }
 
 fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement> {
-    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().map_err(|e| JanitorError::Config(e.to_string()))
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .map_err(|e| JanitorError::Config(e.to_string()))
 }
 
 fn gsi(name: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex> {
@@ -504,7 +540,9 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
     Ok(())
 }
 
-fn ignore_existing<E, R>(result: std::result::Result<(), aws_smithy_runtime_api::client::result::SdkError<E, R>>) -> Result<()>
+fn ignore_existing<E, R>(
+    result: std::result::Result<(), aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+) -> Result<()>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

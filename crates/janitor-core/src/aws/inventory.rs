@@ -1,6 +1,5 @@
 //! `AwsInventory`: the listings discovery needs, paginated, one client per account/region.
 
-
 use async_trait::async_trait;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -116,7 +115,8 @@ impl Inventory for AwsInventory {
 
     async fn elastic_ips(&self, scope: &Scope) -> Result<Vec<ElasticIp>> {
         let ec2 = self.clients.ec2(&scope.account, &scope.region).await?;
-        let out = ec2.describe_addresses().send().await.map_err(|e| JanitorError::from_sdk("ec2", "DescribeAddresses", e))?;
+        let out =
+            ec2.describe_addresses().send().await.map_err(|e| JanitorError::from_sdk("ec2", "DescribeAddresses", e))?;
         Ok(out
             .addresses()
             .iter()
@@ -156,7 +156,11 @@ impl Inventory for AwsInventory {
                 message: "credential report still not ready".into(),
             });
         }
-        let report = iam.get_credential_report().send().await.map_err(|e| JanitorError::from_sdk("iam", "GetCredentialReport", e))?;
+        let report = iam
+            .get_credential_report()
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("iam", "GetCredentialReport", e))?;
         let content = report.content().map(|b| b.as_ref().to_vec()).unwrap_or_default();
         parse_credential_report(&content)
     }
@@ -207,7 +211,9 @@ impl Inventory for AwsInventory {
                 .send()
                 .await
                 .map_err(|e| JanitorError::from_sdk("s3", "ListBuckets", e))?;
-            listed.extend(out.buckets().iter().filter_map(|b| Some((b.name()?.to_owned(), b.bucket_region().map(str::to_owned)))));
+            listed.extend(
+                out.buckets().iter().filter_map(|b| Some((b.name()?.to_owned(), b.bucket_region().map(str::to_owned)))),
+            );
             match out.continuation_token() {
                 Some(next) if !next.is_empty() => token = Some(next.to_owned()),
                 _ => break,
@@ -257,7 +263,9 @@ impl AwsInventory {
         );
         let policy = match policy {
             Ok(out) => out.policy().map(str::to_owned),
-            Err(e) => absent_if(&e, "NoSuchBucketPolicy").ok_or_else(|| JanitorError::from_sdk("s3", "GetBucketPolicy", e))?,
+            Err(e) => {
+                absent_if(&e, "NoSuchBucketPolicy").ok_or_else(|| JanitorError::from_sdk("s3", "GetBucketPolicy", e))?
+            }
         };
         let acl = acl.map_err(|e| JanitorError::from_sdk("s3", "GetBucketAcl", e))?;
         let acl_grants = acl
@@ -287,8 +295,11 @@ pub fn parse_credential_report(content: &[u8]) -> Result<Vec<IamCredential>> {
     let bad = |message: String| JanitorError::Aws { service: "iam", operation: "GetCredentialReport", message };
     let mut reader = csv::Reader::from_reader(content);
     let headers = reader.headers().map_err(|e| bad(format!("unreadable report header: {e}")))?.clone();
-    let column = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| bad(format!("report has no `{name}` column")));
-    let (user, arn, password, mfa) = (column("user")?, column("arn")?, column("password_enabled")?, column("mfa_active")?);
+    let column = |name: &str| {
+        headers.iter().position(|h| h == name).ok_or_else(|| bad(format!("report has no `{name}` column")))
+    };
+    let (user, arn, password, mfa) =
+        (column("user")?, column("arn")?, column("password_enabled")?, column("mfa_active")?);
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| bad(format!("unreadable report row: {e}")))?;
@@ -302,7 +313,6 @@ pub fn parse_credential_report(content: &[u8]) -> Result<Vec<IamCredential>> {
     }
     Ok(rows)
 }
-
 
 #[cfg(test)]
 mod tests {

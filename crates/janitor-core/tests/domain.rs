@@ -1,0 +1,284 @@
+//! Fast domain tests on the in-memory fakes of the ports.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use janitor_core::audit::AuditEventType;
+use janitor_core::error::JanitorError;
+use janitor_core::memory::*;
+use janitor_core::model::*;
+use janitor_core::policy::Policy;
+use janitor_core::ports::*;
+use janitor_core::{Deps, step};
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "111122223333";
+const REGION: &str = "eu-central-1";
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn testing_instance(id: &str) -> Ec2Instance {
+    Ec2Instance {
+        id: id.into(),
+        state: "running".into(),
+        launched_at: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+        tags: tags(&[("Environment", "testing"), ("Owner", "o"), ("CostCenter", "c"), ("Project", "p")]),
+    }
+}
+
+struct World {
+    deps: Deps,
+    audit: Arc<InMemoryAuditLog>,
+    snoozes: Arc<InMemorySnoozeStore>,
+}
+
+fn world(inventory: InMemoryInventory, policy: Policy) -> World {
+    let audit = Arc::new(InMemoryAuditLog::default());
+    let snoozes = Arc::new(InMemorySnoozeStore::default());
+    let deps = Deps {
+        policy,
+        inventory: Arc::new(inventory),
+        metrics: Arc::new(InMemoryMetrics::default()),
+        snoozes: snoozes.clone(),
+        locks: Arc::new(InMemoryLockStore::default()),
+        audit: audit.clone(),
+        clock: Arc::new(FixedClock(Utc.with_ymd_and_hms(2026, 11, 23, 16, 0, 0).unwrap())),
+    };
+    World { deps, audit, snoozes }
+}
+
+fn scope_item(run_id: &str) -> Value {
+    json!({"run": {"id": run_id, "mode": "dry-run", "scope": {"account": ACCOUNT, "region": REGION}}})
+}
+
+#[tokio::test]
+async fn malformed_input_is_a_clear_invalid_input_error_for_every_step() {
+    let w = world(InMemoryInventory::default(), Policy::builtin().unwrap());
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("discovery", json!("go"), "expected a JSON object"),
+        ("discovery", json!(null), "expected a JSON object"),
+        ("discovery", json!({"mode": "enforced"}), "unknown variant `enforced`"),
+        ("discovery", json!({"mode": "dry-run", "regionz": ["eu-west-1"]}), "unknown field `regionz`"),
+        ("discovery", json!({"regions": ["Europe"]}), "not an AWS region name"),
+        ("discovery", json!({"accounts": ["12345"]}), "12-digit account id"),
+        ("discovery", json!({"run_id": "a/b"}), "run_id"),
+        ("discovery", json!({"run": {"id": "r"}}), "run.scope is required"),
+        ("discovery", json!({"run": {"id": "r", "scope": {"account": ACCOUNT}}}), "missing field `region`"),
+        ("metric-check", json!([]), "expected a JSON object"),
+        ("metric-check", json!({"findings": []}), "missing field `run`"),
+        ("metric-check", json!({"run": {"id": "r"}, "findings": [{"key": "nonsense"}]}), "resource key"),
+        ("lock", json!({"run": {"id": "r"}}), "run.scope is required"),
+        (
+            "lock",
+            json!({"run": {"id": "r", "scope": {"account": ACCOUNT, "region": REGION}}, "candidates": [{"key": format!("{ACCOUNT}/{REGION}/ec2-instance/i-1")}]}),
+            "run metric-check first",
+        ),
+        (
+            "lock",
+            json!({"run": {"id": "r", "scope": {"account": ACCOUNT, "region": REGION}}, "count": "three"}),
+            "invalid type",
+        ),
+    ];
+    for (step_name, input, needle) in cases {
+        let result = match step_name {
+            "discovery" => step::discovery(&w.deps, input.clone()).await,
+            "metric-check" => step::metric_check(&w.deps, input.clone()).await,
+            _ => step::lock(&w.deps, input.clone()).await,
+        };
+        let err = result.expect_err(&format!("{step_name} accepted {input}")).0;
+        assert_eq!(err.error_name(), "Janitor.InvalidInput", "{step_name} {input}: {err}");
+        assert!(err.to_string().contains(needle), "{step_name} {input}: `{err}` lacks `{needle}`");
+        let diagnostic: lambda_runtime::Diagnostic = step::StepError(err).into();
+        assert_eq!(diagnostic.error_type, "Janitor.InvalidInput");
+    }
+}
+
+#[tokio::test]
+async fn plan_defaults_to_home_account_enabled_regions_plus_account_wide_scope() {
+    let inventory = InMemoryInventory {
+        home_account: ACCOUNT.into(),
+        regions: [(ACCOUNT.to_owned(), vec!["us-east-1".to_owned(), REGION.to_owned()])].into(),
+        ..Default::default()
+    };
+    let w = world(inventory, Policy::builtin().unwrap());
+    let plan: step::RunPlan = serde_json::from_value(step::discovery(&w.deps, json!({})).await.unwrap()).unwrap();
+    assert_eq!(plan.run.mode, Mode::DryRun, "dry-run is the default");
+    let scopes: Vec<String> = plan.scopes.iter().map(|s| s.run.scope.as_ref().unwrap().to_string()).collect();
+    assert_eq!(scopes, [format!("{ACCOUNT}/{REGION}"), format!("{ACCOUNT}/us-east-1"), format!("{ACCOUNT}/global")]);
+    assert!(plan.scopes.iter().all(|s| s.run.id == plan.run.id));
+}
+
+#[tokio::test]
+async fn protect_tag_and_live_snoozes_exempt_while_expired_snoozes_do_not() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let mut protected = testing_instance("i-protected");
+    protected.tags.insert("janitor:protect".into(), "yes".into());
+    let inventory = InMemoryInventory {
+        ec2: [(
+            scope.clone(),
+            vec![testing_instance("i-plain"), protected, testing_instance("i-snoozed"), testing_instance("i-expired")],
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let w = world(inventory, Policy::builtin().unwrap());
+    let now = w.deps.clock.now();
+    let key = |id: &str| ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, id);
+    w.snoozes
+        .put_snooze(&Snooze { key: key("i-snoozed"), until: now + Duration::minutes(1), by: "U1".into(), at: now })
+        .await
+        .unwrap();
+    w.snoozes
+        .put_snooze(&Snooze { key: key("i-expired"), until: now - Duration::seconds(1), by: "U1".into(), at: now })
+        .await
+        .unwrap();
+
+    let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
+    let ids: Vec<&str> = out.findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, ["i-expired", "i-plain"]);
+    let exempt: Vec<(String, String)> = w
+        .audit
+        .events()
+        .into_iter()
+        .filter(|e| e.event == AuditEventType::Exempt)
+        .map(|e| (e.resource, e.detail["reason"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    assert!(exempt.contains(&(key("i-protected").to_string(), "protect tag".into())));
+    assert!(exempt.contains(&(key("i-snoozed").to_string(), "snoozed".into())));
+}
+
+#[tokio::test]
+async fn scope_cap_defers_the_overflow_with_an_audit_row_each() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let instances = (0..7).map(|i| testing_instance(&format!("i-{i}"))).collect();
+    let inventory = InMemoryInventory { ec2: [(scope, instances)].into(), ..Default::default() };
+    let policy = Policy::from_toml_str(
+        "max_findings_per_scope = 5\n[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n",
+        "cap policy",
+    )
+    .unwrap();
+    let w = world(inventory, policy);
+    let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
+    assert_eq!((out.count, out.findings.len(), out.deferred), (5, 5, 2));
+    assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Deferred).count(), 2);
+}
+
+#[tokio::test]
+async fn times_flagged_counts_earlier_runs_once_even_when_a_step_is_retried() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let inventory = InMemoryInventory { ec2: [(scope, vec![testing_instance("i-1")])].into(), ..Default::default() };
+    let w = world(inventory, Policy::builtin().unwrap());
+    let flagged = |v: Value| -> (u32, Option<chrono::DateTime<Utc>>) {
+        let p: StepPayload = serde_json::from_value(v).unwrap();
+        (p.findings[0].times_flagged, p.findings[0].first_flagged)
+    };
+    let first = flagged(step::discovery(&w.deps, scope_item("r1")).await.unwrap());
+    let retried = flagged(step::discovery(&w.deps, scope_item("r1")).await.unwrap());
+    let next = flagged(step::discovery(&w.deps, scope_item("r2")).await.unwrap());
+    assert_eq!(first.0, 0);
+    assert_eq!(retried.0, 0, "a retry of the same run is not an earlier run");
+    assert_eq!(next.0, 1);
+    assert_eq!(first.1, next.1, "first flagged stays put");
+}
+
+#[tokio::test]
+async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_step() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let inventory = InMemoryInventory { denied: [scope].into(), ..Default::default() };
+    let w = world(inventory, Policy::builtin().unwrap());
+    let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
+    assert_eq!(out.failures.len(), 3);
+    assert!(out.failures.iter().all(|f| f.error == "Janitor.AccessDenied"));
+    assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Failed).count(), 3);
+
+    struct Throttled;
+    #[async_trait::async_trait]
+    impl Inventory for Throttled {
+        async fn home_account(&self) -> janitor_core::Result<String> {
+            Ok(ACCOUNT.into())
+        }
+        async fn enabled_regions(&self, _: &str) -> janitor_core::Result<Vec<String>> {
+            Ok(vec![])
+        }
+        async fn ec2_instances(&self, _: &Scope) -> janitor_core::Result<Vec<Ec2Instance>> {
+            Err(JanitorError::Transient {
+                service: "ec2",
+                operation: "DescribeInstances",
+                message: "Throttling: Rate exceeded".into(),
+            })
+        }
+        async fn rds_instances(&self, _: &Scope) -> janitor_core::Result<Vec<RdsInstance>> {
+            Ok(vec![])
+        }
+        async fn elastic_ips(&self, _: &Scope) -> janitor_core::Result<Vec<ElasticIp>> {
+            Ok(vec![])
+        }
+        async fn iam_credentials(&self, _: &str) -> janitor_core::Result<Vec<IamCredential>> {
+            Ok(vec![])
+        }
+        async fn iam_user_tags(&self, _: &str, _: &str) -> janitor_core::Result<Tags> {
+            Ok(Tags::new())
+        }
+        async fn account_public_access_block(&self, _: &str) -> janitor_core::Result<Option<PublicAccessBlock>> {
+            Ok(None)
+        }
+        async fn s3_buckets(&self, _: &str) -> janitor_core::Result<Vec<S3Bucket>> {
+            Ok(vec![])
+        }
+        async fn s3_bucket_tags(&self, _: &str, _: &S3Bucket) -> janitor_core::Result<Tags> {
+            Ok(Tags::new())
+        }
+    }
+    let mut w = world(InMemoryInventory::default(), Policy::builtin().unwrap());
+    w.deps.inventory = Arc::new(Throttled);
+    let err = step::discovery(&w.deps, scope_item("r1")).await.unwrap_err().0;
+    assert_eq!(err.error_name(), "Janitor.Transient", "{err}");
+    assert!(w.audit.events().iter().any(|e| e.event == AuditEventType::Failed), "the failure is still audited");
+}
+
+#[tokio::test]
+async fn metric_check_uses_one_batched_read_per_kind() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let mut instances = Vec::new();
+    for i in 0..50 {
+        let mut inst = testing_instance(&format!("i-{i:02}"));
+        inst.tags.insert("Environment".into(), "production".into());
+        instances.push(inst);
+    }
+    let inventory = InMemoryInventory { ec2: [(scope, instances)].into(), ..Default::default() };
+    let mut w = world(inventory, Policy::builtin().unwrap());
+    let window = janitor_core::metrics::window_ending(w.deps.clock.now(), 7);
+    let mut series = std::collections::HashMap::new();
+    for i in 0..50 {
+        let value = if i < 10 { 1.0 } else { 50.0 };
+        series.insert(
+            format!("i-{i:02}"),
+            (0..7).map(|d| (window.start + Duration::days(d) + Duration::hours(1), value)).collect(),
+        );
+    }
+    let metrics = Arc::new(InMemoryMetrics { series, ..Default::default() });
+    w.deps.metrics = metrics.clone();
+    let found = step::discovery(&w.deps, scope_item("r1")).await.unwrap();
+    let checked: StepPayload = serde_json::from_value(step::metric_check(&w.deps, found).await.unwrap()).unwrap();
+    assert_eq!(checked.count, 10);
+    assert!(checked.candidates.is_empty());
+    assert_eq!(metrics.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn every_events_sample_is_a_valid_handler_input() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let request: step::RunRequest = serde_json::from_value(read("discovery.json")).unwrap();
+    request.validate().unwrap();
+    let _: step::ScopeItem = serde_json::from_value(read("discovery-scope.json")).unwrap();
+    let checked: StepPayload = serde_json::from_value(read("metric-check.json")).unwrap();
+    assert!(!checked.candidates.is_empty());
+    let locked: StepPayload = serde_json::from_value(read("lock.json")).unwrap();
+    assert_eq!(locked.count, locked.findings.len());
+}

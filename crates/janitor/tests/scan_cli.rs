@@ -1,0 +1,104 @@
+//! `janitor scan` end to end: the real binary against moto, as someone outside the project
+//! would check our findings.
+
+use std::collections::BTreeSet;
+
+use janitor_core::aws::{DynamoSnoozeStore, TableNames, dynamo};
+use serde_json::Value;
+use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, seed_twins};
+use testkit::proxy::FaultProxy;
+use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_toml};
+
+async fn janitor_scan(endpoint: &str, policy: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_janitor"))
+        .arg("scan")
+        .args(["--regions", &format!("{HOME_REGION},{SECOND_REGION}")])
+        .args(["--policy", policy.to_str().unwrap(), "--output", "json", "--quiet"])
+        .args(extra)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", HOME_REGION)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn policy_file(dir: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("janitor-{dir}-{}.toml", std::process::id()));
+    std::fs::write(&path, emulator_policy_toml()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_json_lists_exactly_the_seeded_violations_and_writes_nothing() {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let tables = TableNames::with_prefix("cli");
+    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
+    let snoozes = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
+    let estate = seed_twins(
+        &Seeder::new(clients.clone(), HOME_ACCOUNT),
+        &Seeder::new(clients.clone(), MEMBER_ACCOUNT),
+        &snoozes,
+    )
+    .await
+    .unwrap();
+    let policy = policy_file("scan");
+
+    let accounts = format!("{HOME_ACCOUNT},{MEMBER_ACCOUNT}");
+    let (code, report) = janitor_scan(
+        &moto.endpoint,
+        &policy,
+        &["--accounts", &accounts, "--snooze-table", &tables.snooze, "--audit-table", &tables.audit],
+    )
+    .await;
+    assert_eq!(code, 0, "{report}");
+    let found: BTreeSet<String> =
+        report["findings"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(found, estate.expected_findings);
+    for f in report["findings"].as_array().unwrap() {
+        for field in ["key", "kind", "policy", "reason", "action"] {
+            assert!(f[field].is_string(), "finding lacks {field}: {f}");
+        }
+    }
+    assert_eq!(report["summary"]["scopes_scanned"], 6);
+    assert_eq!(report["summary"]["scopes_failed"], 0);
+    assert!(report["failures"].as_array().unwrap().is_empty());
+    // One batched read per region and kind (EC2, RDS), not one per metric-checked resource.
+    assert!(report["api_calls"]["CloudWatch"]["GetMetricData"].as_u64().unwrap() <= 4, "{}", report["api_calls"]);
+
+    // Read-only: the audit table got no rows and the lock table no locks.
+    let dynamodb = clients.dynamodb();
+    for table in [&tables.audit, &tables.lock] {
+        let scan = dynamodb.scan().table_name(table).send().await.unwrap();
+        assert_eq!(scan.count(), 0, "janitor scan wrote to {table}");
+    }
+    let _ = std::fs::remove_file(policy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_reports_a_denied_region_and_exits_non_zero() {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let seeder = Seeder::new(clients, HOME_ACCOUNT);
+    seeder.instance(HOME_REGION, &[("Environment", "testing")]).await.unwrap();
+    let proxy = FaultProxy::start(&moto.endpoint, &[SECOND_REGION]).await.unwrap();
+    let policy = policy_file("denied");
+    let (code, report) = janitor_scan(&proxy.endpoint, &policy, &[]).await;
+    assert_eq!(code, 2, "incomplete scan must not look like success: {report}");
+    assert_eq!(report["summary"]["findings"], 1);
+    assert_eq!(report["summary"]["scopes_failed"], 1);
+    let failures = report["failures"].as_array().unwrap();
+    assert!(!failures.is_empty());
+    assert!(
+        failures.iter().all(|f| f["scope"]["region"] == SECOND_REGION && f["error"] == "Janitor.AccessDenied"),
+        "{failures:?}"
+    );
+    let _ = std::fs::remove_file(policy);
+}

@@ -1,0 +1,18 @@
+# Sourced by demo.sh and bench.sh: starts moto in server mode on a free loopback port,
+# points the AWS SDK at it, and stops it when the calling script exits.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MOTO="${MOTO_SERVER:-$ROOT/.venv/bin/moto_server}"
+[ -x "$MOTO" ] || { echo "moto_server not found at $MOTO: run 'make venv'" >&2; exit 1; }
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$MOTO" -H 127.0.0.1 -p "$PORT" >"${TMPDIR:-/tmp}/cloud-janitor-moto-$PORT.log" 2>&1 &
+MOTO_PID=$!
+trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  curl -sf "http://127.0.0.1:$PORT/moto-api/" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$PORT/moto-api/" >/dev/null || { echo "moto did not start" >&2; exit 1; }
+export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN

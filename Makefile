@@ -26,7 +26,7 @@ demo: venv
 
 ## test: everything CI runs (unit, domain, emulator and CLI tests; moto is started by the tests).
 test: venv
-	cargo test --workspace --no-fail-fast
+	cargo test --workspace --all-targets --no-fail-fast
 
 ## build: release arm64 Lambda binaries, as SAM deploys them.
 build: build-venv

@@ -68,6 +68,10 @@ impl AuditEvent {
         }
     }
 
+    pub fn with_policy(self, policy: Option<RuleId>) -> Self {
+        AuditEvent { policy, ..self }
+    }
+
     pub fn for_finding(
         finding: &Finding,
         run_id: &str,
@@ -77,8 +81,7 @@ impl AuditEvent {
         detail: serde_json::Value,
     ) -> Self {
         AuditEvent {
-            policy: Some(finding.policy),
-            ..AuditEvent::new(finding.key.as_str(), run_id, event, at, actor, detail)
+            ..AuditEvent::new(finding.key.as_str(), run_id, event, at, actor, detail).with_policy(Some(finding.policy))
         }
     }
 }

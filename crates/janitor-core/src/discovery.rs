@@ -11,7 +11,7 @@ use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
 use crate::model::*;
-use crate::ports::{Ec2Instance, ElasticIp, IamCredential, RdsInstance, S3Bucket};
+use crate::ports::{Ec2Instance, ElasticIp, IamCredential, RdsInstance};
 use crate::s3_public;
 
 const ACTOR: &str = "discovery";
@@ -214,16 +214,11 @@ pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload
             Verdict::Finding(f) => payload.findings.push(f),
             Verdict::Candidate(c) => payload.candidates.push(c),
             Verdict::Protected { key, policy } => {
-                let mut e = AuditEvent::new(
-                    key.as_str(),
-                    &run.id,
-                    AuditEventType::Exempt,
-                    now,
-                    ACTOR,
-                    json!({ "reason": "protect tag", "tag": p.protect_tag }),
+                let detail = json!({ "reason": "protect tag", "tag": p.protect_tag });
+                events.push(
+                    AuditEvent::new(key.as_str(), &run.id, AuditEventType::Exempt, now, ACTOR, detail)
+                        .with_policy(policy),
                 );
-                e.policy = policy;
-                events.push(e);
             }
             Verdict::Compliant => {}
         }
@@ -272,16 +267,10 @@ async fn drop_snoozed(
     let run_id = payload.run.id.clone();
     let mut exempt = |key: &ResourceKey, policy: Option<RuleId>| {
         let snooze = &live[key];
-        let mut e = AuditEvent::new(
-            key.as_str(),
-            &run_id,
-            AuditEventType::Exempt,
-            now,
-            ACTOR,
-            json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by }),
+        let detail = json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by });
+        events.push(
+            AuditEvent::new(key.as_str(), &run_id, AuditEventType::Exempt, now, ACTOR, detail).with_policy(policy),
         );
-        e.policy = policy;
-        events.push(e);
     };
     payload.findings.retain(|f| {
         let snoozed = live.contains_key(&f.key);
@@ -377,55 +366,64 @@ pub(crate) fn apply_scope_caps(
 
 type PartialScan = (Vec<Verdict>, Vec<(String, JanitorError)>);
 
-async fn scan_iam(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
-    let p = &deps.policy;
-    if !p.iam_console_without_mfa() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let report = deps.inventory.iam_credentials(&scope.account).await?;
-    let violators: Vec<IamCredential> = report.into_iter().filter(iam_violates).collect();
-    let tagged: Vec<_> = stream::iter(violators)
-        .map(|user| async move {
-            let tags = deps.inventory.iam_user_tags(&scope.account, &user.user).await;
-            (user, tags)
-        })
+/// Account-wide violators keep their tags elsewhere (IAM user tags, bucket tagging), so
+/// they are read for the violators only; then the protect tag is honoured and the owner
+/// taken from them. A violator whose tags cannot be read is not judged: it might be
+/// protected.
+async fn judge_with_tags<Fut>(p: &crate::policy::Policy, violators: Vec<(Finding, Fut)>) -> PartialScan
+where
+    Fut: std::future::Future<Output = Result<Tags>>,
+{
+    let tagged: Vec<(Finding, Result<Tags>)> = stream::iter(violators)
+        .map(|(finding, read_tags)| async move { (finding, read_tags.await) })
         .buffered(TAG_READ_CONCURRENCY)
         .collect()
         .await;
     let mut verdicts = Vec::new();
     let mut failures = Vec::new();
-    for (user, tags) in tagged {
-        let key = ResourceKey::new(&scope.account, GLOBAL_REGION, ResourceKind::IamUser, &user.user);
-        // Without tags we cannot tell whether the user is protected, so no judgement.
-        let tags = match tags {
-            Ok(t) => t,
-            Err(e) => {
-                failures.push((user.user.clone(), e));
-                continue;
+    for (mut f, tags) in tagged {
+        match tags {
+            Err(e) => failures.push((f.id.clone(), e)),
+            Ok(tags) if is_protected(&tags, &p.protect_tag) => {
+                verdicts.push(Verdict::Protected { key: f.key, policy: Some(f.policy) })
             }
-        };
-        if is_protected(&tags, &p.protect_tag) {
-            verdicts.push(Verdict::Protected { key, policy: Some(RuleId::IamConsoleWithoutMfa) });
-            continue;
+            Ok(tags) => {
+                f.owner = owner_of(&tags, p);
+                verdicts.push(Verdict::Finding(f));
+            }
         }
-        let mut f = finding(
-            key,
-            &user.user,
-            RuleId::IamConsoleWithoutMfa,
-            "console password enabled without MFA".into(),
-            Action::TagMfaRequired,
-        );
-        f.arn = Some(user.arn.clone());
-        f.evidence = json!({ "password_enabled": true, "mfa_active": false });
-        f.owner = owner_of(&tags, p);
-        verdicts.push(Verdict::Finding(f));
     }
-    Ok((verdicts, failures))
+    (verdicts, failures)
+}
+
+async fn scan_iam(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
+    if !deps.policy.iam_console_without_mfa() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let report = deps.inventory.iam_credentials(&scope.account).await?;
+    let violators = report
+        .into_iter()
+        .filter(iam_violates)
+        .map(|user| {
+            let key = ResourceKey::new(&scope.account, GLOBAL_REGION, ResourceKind::IamUser, &user.user);
+            let mut f = finding(
+                key,
+                &user.user,
+                RuleId::IamConsoleWithoutMfa,
+                "console password enabled without MFA".into(),
+                Action::TagMfaRequired,
+            );
+            f.arn = Some(user.arn);
+            f.evidence = json!({ "password_enabled": true, "mfa_active": false });
+            let read_tags = async move { deps.inventory.iam_user_tags(&scope.account, &user.user).await };
+            (f, read_tags)
+        })
+        .collect();
+    Ok(judge_with_tags(&deps.policy, violators).await)
 }
 
 async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
-    let p = &deps.policy;
-    if !p.s3_public_bucket() {
+    if !deps.policy.s3_public_bucket() {
         return Ok((Vec::new(), Vec::new()));
     }
     let (account_block, buckets) = tokio::join!(
@@ -433,40 +431,21 @@ async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
         deps.inventory.s3_buckets(&scope.account)
     );
     let account_block = account_block?;
-    let mut failures = Vec::new();
-    let mut public: Vec<(S3Bucket, s3_public::Exposure)> = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut violators = Vec::new();
     for bucket in buckets? {
-        match s3_public::assess(&bucket, account_block.as_ref()) {
-            Ok(Some(exposure)) => public.push((bucket, exposure)),
-            Ok(None) => {}
-            Err(message) => failures.push((
-                bucket.name.clone(),
-                JanitorError::Aws { service: "s3", operation: "GetBucketPolicy", message },
-            )),
-        }
-    }
-    let tagged: Vec<_> = stream::iter(public)
-        .map(|(bucket, exposure)| async move {
-            let tags = deps.inventory.s3_bucket_tags(&scope.account, &bucket).await;
-            (bucket, exposure, tags)
-        })
-        .buffered(TAG_READ_CONCURRENCY)
-        .collect()
-        .await;
-    let mut verdicts = Vec::new();
-    for (bucket, exposure, tags) in tagged {
-        let key = ResourceKey::new(&scope.account, &bucket.region, ResourceKind::S3Bucket, &bucket.name);
-        let tags = match tags {
-            Ok(t) => t,
-            Err(e) => {
-                failures.push((bucket.name.clone(), e));
+        let exposure = match s3_public::assess(&bucket, account_block.as_ref()) {
+            Ok(Some(exposure)) => exposure,
+            Ok(None) => continue,
+            Err(message) => {
+                unreadable.push((
+                    bucket.name.clone(),
+                    JanitorError::Aws { service: "s3", operation: "GetBucketPolicy", message },
+                ));
                 continue;
             }
         };
-        if is_protected(&tags, &p.protect_tag) {
-            verdicts.push(Verdict::Protected { key, policy: Some(RuleId::S3PublicBucket) });
-            continue;
-        }
+        let key = ResourceKey::new(&scope.account, &bucket.region, ResourceKind::S3Bucket, &bucket.name);
         let mut f = finding(
             key,
             &bucket.name,
@@ -476,9 +455,11 @@ async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
         );
         f.arn = Some(format!("arn:aws:s3:::{}", bucket.name));
         f.evidence = json!({ "via": exposure.via, "bucket_block": bucket.block.map(|b| b.all_on()) });
-        f.owner = owner_of(&tags, p);
-        verdicts.push(Verdict::Finding(f));
+        let read_tags = async move { deps.inventory.s3_bucket_tags(&scope.account, &bucket).await };
+        violators.push((f, read_tags));
     }
+    let (verdicts, mut failures) = judge_with_tags(&deps.policy, violators).await;
+    failures.extend(unreadable);
     Ok((verdicts, failures))
 }
 

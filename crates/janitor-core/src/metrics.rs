@@ -194,44 +194,28 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
             ResourceKind::RdsInstance => (RuleId::RdsIdle, Action::SnapshotAndDeleteDb),
             _ => (RuleId::Ec2IdleCpu, Action::StopInstance),
         };
-        match verdict {
-            IdleVerdict::Idle { reason, evidence } => {
-                let mut e = AuditEvent::new(
-                    candidate.key.as_str(),
-                    &run_id,
-                    AuditEventType::Idle,
-                    now,
-                    ACTOR,
-                    json!({ "reason": reason, "evidence": evidence }),
-                );
-                e.policy = Some(policy);
-                events.push(e);
-                idle.push(Finding {
-                    key: candidate.key.clone(),
-                    kind: candidate.key.kind(),
-                    id: candidate.key.id().to_owned(),
-                    arn: candidate.arn.clone(),
-                    policy,
-                    reason,
-                    evidence,
-                    owner: candidate.owner.clone(),
-                    action,
-                    first_flagged: None,
-                    times_flagged: 0,
-                });
-            }
-            IdleVerdict::NotIdle { reason, evidence } => {
-                let mut e = AuditEvent::new(
-                    candidate.key.as_str(),
-                    &run_id,
-                    AuditEventType::NotIdle,
-                    now,
-                    ACTOR,
-                    json!({ "reason": reason, "evidence": evidence }),
-                );
-                e.policy = Some(policy);
-                events.push(e);
-            }
+        let (event, is_idle, reason, evidence) = match verdict {
+            IdleVerdict::Idle { reason, evidence } => (AuditEventType::Idle, true, reason, evidence),
+            IdleVerdict::NotIdle { reason, evidence } => (AuditEventType::NotIdle, false, reason, evidence),
+        };
+        let detail = json!({ "reason": reason, "evidence": evidence });
+        events.push(
+            AuditEvent::new(candidate.key.as_str(), &run_id, event, now, ACTOR, detail).with_policy(Some(policy)),
+        );
+        if is_idle {
+            idle.push(Finding {
+                key: candidate.key.clone(),
+                kind: candidate.key.kind(),
+                id: candidate.key.id().to_owned(),
+                arn: candidate.arn.clone(),
+                policy,
+                reason,
+                evidence,
+                owner: candidate.owner.clone(),
+                action,
+                first_flagged: None,
+                times_flagged: 0,
+            });
         }
     }
     idle.sort_by(|a, b| a.key.cmp(&b.key));

@@ -16,6 +16,17 @@ pub enum AuditEventType {
     Locked,
     LockHeld,
     Failed,
+    Notified,
+    NotifyFailed,
+    Snoozed,
+    Rechecked,
+    Cleared,
+    Gone,
+    WouldRemediate,
+    Remediated,
+    AlreadyCompliant,
+    Skipped,
+    Halted,
 }
 
 impl AuditEventType {
@@ -29,6 +40,17 @@ impl AuditEventType {
             AuditEventType::Locked => "LOCKED",
             AuditEventType::LockHeld => "LOCK_HELD",
             AuditEventType::Failed => "FAILED",
+            AuditEventType::Notified => "NOTIFIED",
+            AuditEventType::NotifyFailed => "NOTIFY_FAILED",
+            AuditEventType::Snoozed => "SNOOZED",
+            AuditEventType::Rechecked => "RECHECKED",
+            AuditEventType::Cleared => "CLEARED",
+            AuditEventType::Gone => "GONE",
+            AuditEventType::WouldRemediate => "WOULD_REMEDIATE",
+            AuditEventType::Remediated => "REMEDIATED",
+            AuditEventType::AlreadyCompliant => "ALREADY_COMPLIANT",
+            AuditEventType::Skipped => "SKIPPED",
+            AuditEventType::Halted => "HALTED",
         }
     }
 }

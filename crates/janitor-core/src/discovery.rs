@@ -49,6 +49,7 @@ fn finding(key: ResourceKey, id: &str, policy: RuleId, reason: String, action: A
         action,
         first_flagged: None,
         times_flagged: 0,
+        notified: None,
     }
 }
 
@@ -165,6 +166,36 @@ impl ScanParts {
 pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload> {
     let scope = run.scope()?.clone();
     let now = deps.clock.now();
+    let (mut payload, mut events) = scan(deps, run, now, ACTOR).await?;
+    payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
+    payload.candidates.sort_by(|a, b| a.key.cmp(&b.key));
+    annotate_history(deps, &run.id, &mut payload.findings, now).await?;
+    for f in &payload.findings {
+        events.push(AuditEvent::for_finding(
+            f,
+            &run.id,
+            AuditEventType::Discovered,
+            now,
+            ACTOR,
+            json!({ "reason": f.reason, "action": f.action, "evidence": f.evidence, "owner": f.owner }),
+        ));
+    }
+    events.extend(apply_scope_caps(&deps.policy, &mut payload, now, ACTOR));
+    payload.recount();
+    deps.audit.record(&events).await?;
+    tracing::info!(scope = %scope, findings = payload.findings.len(), candidates = payload.candidates.len(), failures = payload.failures.len(), "scope discovered");
+    Ok(payload)
+}
+
+/// The scope as it is now: violations, candidates for the metric check and failures, with
+/// the FAILED and EXEMPT events that explain them. Writes nothing.
+pub(crate) async fn scan(
+    deps: &Deps,
+    run: &RunContext,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<(StepPayload, Vec<AuditEvent>)> {
+    let scope = run.scope()?.clone();
     let p = &deps.policy;
     let mut parts = ScanParts::default();
 
@@ -199,7 +230,7 @@ pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload
             &run.id,
             AuditEventType::Failed,
             now,
-            ACTOR,
+            actor,
             json!({ "what": what, "error": error.error_name(), "message": error.to_string() }),
         ));
         payload.failures.push(ScopeFailure {
@@ -216,7 +247,7 @@ pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload
             Verdict::Protected { key, policy } => {
                 let detail = json!({ "reason": "protect tag", "tag": p.protect_tag });
                 events.push(
-                    AuditEvent::new(key.as_str(), &run.id, AuditEventType::Exempt, now, ACTOR, detail)
+                    AuditEvent::new(key.as_str(), &run.id, AuditEventType::Exempt, now, actor, detail)
                         .with_policy(policy),
                 );
             }
@@ -224,31 +255,15 @@ pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload
         }
     }
 
-    drop_snoozed(deps, &mut payload, now, &mut events).await?;
-    payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
-    payload.candidates.sort_by(|a, b| a.key.cmp(&b.key));
-    annotate_history(deps, &run.id, &mut payload.findings, now).await?;
-    for f in &payload.findings {
-        events.push(AuditEvent::for_finding(
-            f,
-            &run.id,
-            AuditEventType::Discovered,
-            now,
-            ACTOR,
-            json!({ "reason": f.reason, "action": f.action, "evidence": f.evidence, "owner": f.owner }),
-        ));
-    }
-    events.extend(apply_scope_caps(p, &mut payload, now, ACTOR));
-    payload.recount();
-    deps.audit.record(&events).await?;
-    tracing::info!(scope = %scope, findings = payload.findings.len(), candidates = payload.candidates.len(), failures = payload.failures.len(), "scope discovered");
-    Ok(payload)
+    drop_snoozed(deps, &mut payload, now, actor, &mut events).await?;
+    Ok((payload, events))
 }
 
 async fn drop_snoozed(
     deps: &Deps,
     payload: &mut StepPayload,
     now: DateTime<Utc>,
+    actor: &str,
     events: &mut Vec<AuditEvent>,
 ) -> Result<()> {
     let keys: Vec<ResourceKey> = payload
@@ -269,7 +284,7 @@ async fn drop_snoozed(
         let snooze = &live[key];
         let detail = json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by });
         events.push(
-            AuditEvent::new(key.as_str(), &run_id, AuditEventType::Exempt, now, ACTOR, detail).with_policy(policy),
+            AuditEvent::new(key.as_str(), &run_id, AuditEventType::Exempt, now, actor, detail).with_policy(policy),
         );
     };
     payload.findings.retain(|f| {

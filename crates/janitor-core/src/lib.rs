@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod ports;
+pub mod recheck;
+pub mod remediate;
 pub mod s3_public;
 pub mod step;
 pub mod telemetry;
@@ -28,5 +30,7 @@ pub struct Deps {
     pub snoozes: Arc<dyn ports::SnoozeStore>,
     pub locks: Arc<dyn ports::LockStore>,
     pub audit: Arc<dyn ports::AuditLog>,
+    pub remediator: Arc<dyn ports::Remediator>,
+    pub alerts: Arc<dyn ports::AlertSink>,
     pub clock: Arc<dyn ports::Clock>,
 }

@@ -32,6 +32,8 @@ pub struct InMemoryInventory {
     pub bucket_tags: HashMap<String, Tags>,
     /// Scopes whose every call answers AccessDenied.
     pub denied: HashSet<Scope>,
+    /// Resources that no longer exist.
+    pub gone: HashSet<ResourceKey>,
 }
 
 impl InMemoryInventory {
@@ -81,6 +83,48 @@ impl Inventory for InMemoryInventory {
     }
     async fn s3_bucket_tags(&self, _account: &str, bucket: &S3Bucket) -> Result<Tags> {
         Ok(self.bucket_tags.get(&bucket.name).cloned().unwrap_or_default())
+    }
+    async fn exists(&self, key: &ResourceKey) -> Result<bool> {
+        Ok(!self.gone.contains(key))
+    }
+}
+
+/// Records what it was asked to do and answers `Done`.
+#[derive(Default)]
+pub struct InMemoryRemediator {
+    applied: Mutex<Vec<(ResourceKey, crate::model::Action)>>,
+}
+
+impl InMemoryRemediator {
+    pub fn applied(&self) -> Vec<(ResourceKey, crate::model::Action)> {
+        lock(&self.applied).clone()
+    }
+}
+
+#[async_trait]
+impl Remediator for InMemoryRemediator {
+    async fn apply(&self, finding: &crate::model::Finding, _now: DateTime<Utc>) -> Result<ActionOutcome> {
+        lock(&self.applied).push((finding.key.clone(), finding.action));
+        Ok(ActionOutcome::Done(serde_json::Value::Null))
+    }
+}
+
+#[derive(Default)]
+pub struct InMemoryAlerts {
+    published: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl InMemoryAlerts {
+    pub fn published(&self) -> Vec<(String, serde_json::Value)> {
+        lock(&self.published).clone()
+    }
+}
+
+#[async_trait]
+impl AlertSink for InMemoryAlerts {
+    async fn publish(&self, subject: &str, message: &serde_json::Value) -> Result<()> {
+        lock(&self.published).push((subject.to_owned(), message.clone()));
+        Ok(())
     }
 }
 
@@ -137,6 +181,8 @@ impl SnoozeStore for InMemorySnoozeStore {
 #[derive(Default)]
 pub struct InMemoryLockStore {
     locks: Mutex<HashMap<ResourceKey, (String, DateTime<Utc>)>>,
+    /// Per run: scopes that reserved actions, and the total reserved.
+    reservations: Mutex<HashMap<String, (HashSet<String>, usize)>>,
 }
 
 impl InMemoryLockStore {
@@ -171,6 +217,26 @@ impl LockStore for InMemoryLockStore {
             locks.remove(key);
         }
         Ok(())
+    }
+    async fn reserve_actions(
+        &self,
+        run_id: &str,
+        scope: &str,
+        count: usize,
+        cap: usize,
+        _until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut reservations = lock(&self.reservations);
+        let (scopes, total) = reservations.entry(run_id.to_owned()).or_default();
+        if scopes.contains(scope) {
+            return Ok(true);
+        }
+        if *total + count > cap {
+            return Ok(false);
+        }
+        scopes.insert(scope.to_owned());
+        *total += count;
+        Ok(true)
     }
 }
 

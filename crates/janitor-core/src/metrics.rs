@@ -119,11 +119,31 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
     let scope = payload.run.scope()?.clone();
     let now = deps.clock.now();
     let run_id = payload.run.id.clone();
-    let p = &deps.policy;
     let candidates = std::mem::take(&mut payload.candidates);
+    let (mut idle, mut events) = judge_candidates(deps, &scope, &run_id, &candidates, now, ACTOR).await?;
+    annotate_history(deps, &run_id, &mut idle, now).await?;
+    payload.findings.extend(idle);
+    payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
+    events.extend(apply_scope_caps(&deps.policy, &mut payload, now, ACTOR));
+    payload.recount();
+    deps.audit.record(&events).await?;
+    tracing::info!(scope = %scope, findings = payload.count, "metric check done");
+    Ok(payload)
+}
+
+/// The idle candidates as findings (sorted by key), with an IDLE / NOT_IDLE event for each
+/// candidate saying why. Writes nothing.
+pub(crate) async fn judge_candidates(
+    deps: &Deps,
+    scope: &Scope,
+    run_id: &str,
+    candidates: &[Candidate],
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<(Vec<Finding>, Vec<AuditEvent>)> {
+    let p = &deps.policy;
     let mut events = Vec::new();
     let mut verdicts: Vec<(&Candidate, IdleVerdict)> = Vec::new();
-
     let mut groups: Vec<Group> = Vec::new();
     if let Some(rule) = p.idle_cpu() {
         groups.push(Group { kind: ResourceKind::Ec2Instance, window: rule.window(), candidates: Vec::new() });
@@ -131,7 +151,7 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
     if let Some(rule) = p.idle_rds() {
         groups.push(Group { kind: ResourceKind::RdsInstance, window: rule.window(), candidates: Vec::new() });
     }
-    for c in &candidates {
+    for c in candidates {
         let kind = c.key.kind();
         match groups.iter_mut().find(|g| g.kind == kind) {
             Some(group) => match too_young(c.launched_at, group.window, now) {
@@ -176,7 +196,7 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
                 },
             })
             .collect();
-        let series = deps.metrics.daily_series(&scope, &queries, &window).await?;
+        let series = deps.metrics.daily_series(scope, &queries, &window).await?;
         let threshold = p.idle_cpu().map(|r| r.cpu_threshold_percent).unwrap_or_default();
         for (query, candidate) in queries.iter().zip(&group.candidates) {
             let points = series.get(&query.id).cloned().unwrap_or_default();
@@ -199,9 +219,8 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
             IdleVerdict::NotIdle { reason, evidence } => (AuditEventType::NotIdle, false, reason, evidence),
         };
         let detail = json!({ "reason": reason, "evidence": evidence });
-        events.push(
-            AuditEvent::new(candidate.key.as_str(), &run_id, event, now, ACTOR, detail).with_policy(Some(policy)),
-        );
+        events
+            .push(AuditEvent::new(candidate.key.as_str(), run_id, event, now, actor, detail).with_policy(Some(policy)));
         if is_idle {
             idle.push(Finding {
                 key: candidate.key.clone(),
@@ -215,18 +234,12 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
                 action,
                 first_flagged: None,
                 times_flagged: 0,
+                notified: None,
             });
         }
     }
     idle.sort_by(|a, b| a.key.cmp(&b.key));
-    annotate_history(deps, &run_id, &mut idle, now).await?;
-    payload.findings.extend(idle);
-    payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
-    events.extend(apply_scope_caps(p, &mut payload, now, ACTOR));
-    payload.recount();
-    deps.audit.record(&events).await?;
-    tracing::info!(scope = %scope, findings = payload.count, "metric check done");
-    Ok(payload)
+    Ok((idle, events))
 }
 
 #[cfg(test)]

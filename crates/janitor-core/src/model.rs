@@ -278,6 +278,21 @@ pub struct Finding {
     /// How many earlier runs flagged this resource.
     #[serde(default)]
     pub times_flagged: u32,
+    /// Where and when the owner was told; set by notify, required by remediate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<Notice>,
+}
+
+/// A Slack message that told the owner about a finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notice {
+    pub channel: String,
+    pub ts: String,
+    pub at: DateTime<Utc>,
+    /// The Slack user the owner tag resolved to, if any; that user may snooze.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_user: Option<String>,
 }
 
 /// A running resource that only the metric check can judge; kept compact because a scope
@@ -322,9 +337,21 @@ pub struct StepPayload {
     /// Findings dropped because another live run holds their lock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_elsewhere: Vec<ResourceKey>,
+    /// What remediation did (or would do) per finding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<Outcome>,
     /// What the Choice states read: findings still in play.
     #[serde(default)]
     pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    pub key: ResourceKey,
+    /// The audit event name: REMEDIATED, WOULD_REMEDIATE, ALREADY_COMPLIANT, SKIPPED, HALTED, FAILED.
+    pub result: String,
+    pub detail: serde_json::Value,
 }
 
 impl StepPayload {
@@ -336,6 +363,7 @@ impl StepPayload {
             failures: Vec::new(),
             deferred: 0,
             held_elsewhere: Vec::new(),
+            outcomes: Vec::new(),
             count: 0,
         }
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEvent;
 use crate::error::Result;
-use crate::model::{FlagHistory, ResourceKey, Scope, Snooze, Tags};
+use crate::model::{Finding, FlagHistory, ResourceKey, Scope, Snooze, Tags};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ec2Instance {
@@ -89,6 +89,28 @@ pub trait Inventory: Send + Sync {
     async fn account_public_access_block(&self, account: &str) -> Result<Option<PublicAccessBlock>>;
     async fn s3_buckets(&self, account: &str) -> Result<Vec<S3Bucket>>;
     async fn s3_bucket_tags(&self, account: &str, bucket: &S3Bucket) -> Result<Tags>;
+    /// Whether the resource still exists (a terminated instance does not).
+    async fn exists(&self, key: &ResourceKey) -> Result<bool>;
+}
+
+/// What one remediation did. Acting is always preceded by a fresh read, so an action that
+/// is no longer needed, or no longer safe, is reported rather than done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionOutcome {
+    Done(serde_json::Value),
+    AlreadyCompliant(String),
+    Skipped(String),
+}
+
+#[async_trait]
+pub trait Remediator: Send + Sync {
+    async fn apply(&self, finding: &Finding, now: DateTime<Utc>) -> Result<ActionOutcome>;
+}
+
+/// Operator alerts and run summaries (SNS, read by Amazon Q Developer in chat applications).
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    async fn publish(&self, subject: &str, message: &serde_json::Value) -> Result<()>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +186,16 @@ pub trait LockStore: Send + Sync {
     ) -> Result<LockOutcome>;
     /// Releases the lock if this run holds it.
     async fn release(&self, key: &ResourceKey, run_id: &str) -> Result<()>;
+    /// Reserves `count` actions of the run-wide cap for one scope. False when the cap
+    /// would be exceeded; re-entrant for a scope that already reserved.
+    async fn reserve_actions(
+        &self,
+        run_id: &str,
+        scope: &str,
+        count: usize,
+        cap: usize,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
 }
 
 #[async_trait]

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::Deps;
 use crate::error::JanitorError;
 use crate::model::{Mode, RunContext, ScopeFailure, StepPayload};
-use crate::{discovery, lock, metrics};
+use crate::{discovery, lock, metrics, recheck, remediate};
 
 /// A handler failure as Lambda reports it: `errorType` is the stable name ASL matches.
 #[derive(Debug)]
@@ -152,6 +152,16 @@ pub async fn lock(deps: &Deps, input: Value) -> StepResult {
     let payload: StepPayload = parse("lock", input)?;
     payload.run.scope()?;
     to_json(&lock::lock_findings(deps, payload).await?)
+}
+
+pub async fn recheck(deps: &Deps, input: Value) -> StepResult {
+    let payload: StepPayload = parse("recheck", input)?;
+    to_json(&recheck::recheck(deps, payload).await?)
+}
+
+pub async fn remediate(deps: &Deps, input: Value) -> StepResult {
+    let payload: StepPayload = parse("remediate", input)?;
+    to_json(&remediate::remediate(deps, payload).await?)
 }
 
 fn kind_of(v: &Value) -> &'static str {

@@ -44,6 +44,8 @@ fn world(inventory: InMemoryInventory, policy: Policy) -> World {
         snoozes: snoozes.clone(),
         locks: Arc::new(InMemoryLockStore::default()),
         audit: audit.clone(),
+        remediator: Arc::new(InMemoryRemediator::default()),
+        alerts: Arc::new(InMemoryAlerts::default()),
         clock: Arc::new(FixedClock(Utc.with_ymd_and_hms(2026, 11, 23, 16, 0, 0).unwrap())),
     };
     World { deps, audit, snoozes }
@@ -229,6 +231,9 @@ async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_ste
         }
         async fn s3_bucket_tags(&self, _: &str, _: &S3Bucket) -> janitor_core::Result<Tags> {
             Ok(Tags::new())
+        }
+        async fn exists(&self, _: &ResourceKey) -> janitor_core::Result<bool> {
+            Ok(true)
         }
     }
     let mut w = world(InMemoryInventory::default(), Policy::builtin().unwrap());

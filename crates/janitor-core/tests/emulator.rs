@@ -167,6 +167,7 @@ fn synthetic_payload(run_id: &str, count: usize) -> StepPayload {
                 action: Action::ReleaseAddress,
                 first_flagged: None,
                 times_flagged: 0,
+                notified: None,
             }
         })
         .collect();

@@ -199,6 +199,9 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         snoozes,
         locks: Arc::new(InMemoryLockStore::default()),
         audit: Arc::new(audit),
+        // A scan never acts or alerts; these are never reached from detection.
+        remediator: Arc::new(janitor_core::memory::InMemoryRemediator::default()),
+        alerts: Arc::new(janitor_core::memory::InMemoryAlerts::default()),
         clock: Arc::new(SystemClock),
     };
     let request =

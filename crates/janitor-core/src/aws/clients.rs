@@ -256,6 +256,20 @@ impl AwsClients {
         Ok(aws_sdk_s3control::Client::from_conf(builder.build()))
     }
 
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(&self.inner.base).interceptor(CountCalls(self.stats())).build(),
+        )
+    }
+
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&self.inner.base)
+                .interceptor(CountCalls(self.stats()))
+                .build(),
+        )
+    }
+
     /// The janitor's own tables live in its home account and region.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::from_conf(

@@ -393,6 +393,57 @@ impl LockStore for DynamoLockStore {
         })
     }
 
+    async fn reserve_actions(
+        &self,
+        run_id: &str,
+        scope: &str,
+        count: usize,
+        cap: usize,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let resource = format!("run/{run_id}/actions");
+        let key = Item::from([("resource".to_owned(), AttributeValue::S(resource.clone()))]);
+        if count <= cap {
+            let update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .update_expression("SET actions = if_not_exists(actions, :zero) + :n, expires_at = :ttl ADD scopes :scopes")
+                .condition_expression(
+                    "(attribute_not_exists(actions) OR actions <= :limit) AND (attribute_not_exists(scopes) OR NOT contains(scopes, :scope))",
+                )
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .expression_attribute_values(":n", AttributeValue::N(count.to_string()))
+                .expression_attribute_values(":limit", AttributeValue::N((cap - count).to_string()))
+                .expression_attribute_values(":ttl", AttributeValue::N(until.timestamp().to_string()))
+                .expression_attribute_values(":scopes", AttributeValue::Ss(vec![scope.to_owned()]))
+                .expression_attribute_values(":scope", AttributeValue::S(scope.to_owned()))
+                .send()
+                .await;
+            match update {
+                Ok(_) => return Ok(true),
+                Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
+                Err(e) => return Err(JanitorError::from_sdk("dynamodb", "UpdateItem", e)),
+            }
+        }
+        // Refused: either this scope reserved before (a retried step) or the cap is reached.
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("dynamodb", "GetItem", e))?;
+        let reserved_before = out
+            .item
+            .and_then(|item| item.get("scopes").and_then(|v| v.as_ss().ok()).map(|set| set.iter().any(|s| s == scope)))
+            .unwrap_or(false);
+        Ok(reserved_before)
+    }
+
     async fn release(&self, key: &ResourceKey, run_id: &str) -> Result<()> {
         let out = self
             .client

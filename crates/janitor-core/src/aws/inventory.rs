@@ -6,7 +6,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{AwsClients, to_chrono};
 use crate::error::{JanitorError, Result};
-use crate::model::{Scope, Tags};
+use crate::model::{ResourceKey, ResourceKind, Scope, Tags};
 use crate::ports::*;
 
 /// Per-bucket reads in flight at once.
@@ -224,6 +224,57 @@ impl Inventory for AwsInventory {
             .buffered(BUCKET_CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    async fn exists(&self, key: &ResourceKey) -> Result<bool> {
+        let (account, region, id) = (key.account(), key.region(), key.id());
+        match key.kind() {
+            ResourceKind::Ec2Instance => {
+                let ec2 = self.clients.ec2(account, region).await?;
+                match ec2.describe_instances().instance_ids(id).send().await {
+                    Ok(out) => Ok(out.reservations().iter().flat_map(|r| r.instances()).any(|i| {
+                        !matches!(
+                            i.state().and_then(|s| s.name()).map(|n| n.as_str()),
+                            Some("terminated" | "shutting-down")
+                        )
+                    })),
+                    Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => Ok(false),
+                    Err(e) => Err(JanitorError::from_sdk("ec2", "DescribeInstances", e)),
+                }
+            }
+            ResourceKind::RdsInstance => {
+                let rds = self.clients.rds(account, region).await?;
+                match rds.describe_db_instances().db_instance_identifier(id).send().await {
+                    Ok(out) => Ok(!out.db_instances().is_empty()),
+                    Err(e) if e.code().is_some_and(|c| c.starts_with("DBInstanceNotFound")) => Ok(false),
+                    Err(e) => Err(JanitorError::from_sdk("rds", "DescribeDBInstances", e)),
+                }
+            }
+            ResourceKind::ElasticIp => {
+                let ec2 = self.clients.ec2(account, region).await?;
+                match ec2.describe_addresses().allocation_ids(id).send().await {
+                    Ok(out) => Ok(!out.addresses().is_empty()),
+                    Err(e) if e.code() == Some("InvalidAllocationID.NotFound") => Ok(false),
+                    Err(e) => Err(JanitorError::from_sdk("ec2", "DescribeAddresses", e)),
+                }
+            }
+            ResourceKind::IamUser => {
+                let iam = self.clients.iam(account).await?;
+                match iam.get_user().user_name(id).send().await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.code() == Some("NoSuchEntity") => Ok(false),
+                    Err(e) => Err(JanitorError::from_sdk("iam", "GetUser", e)),
+                }
+            }
+            ResourceKind::S3Bucket => {
+                let s3 = self.clients.s3(account, region).await?;
+                match s3.head_bucket().bucket(id).send().await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+                    Err(e) => Err(JanitorError::from_sdk("s3", "HeadBucket", e)),
+                }
+            }
+        }
     }
 
     async fn s3_bucket_tags(&self, account: &str, bucket: &S3Bucket) -> Result<Tags> {

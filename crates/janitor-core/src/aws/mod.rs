@@ -4,6 +4,8 @@ pub mod clients;
 pub mod cloudwatch;
 pub mod dynamo;
 pub mod inventory;
+pub mod remediator;
+pub mod sns;
 
 use std::sync::Arc;
 
@@ -11,6 +13,8 @@ pub use clients::{ApiStats, AwsClients};
 pub use cloudwatch::CloudWatchMetrics;
 pub use dynamo::{DynamoAuditLog, DynamoLockStore, DynamoSnoozeStore, TableNames};
 pub use inventory::AwsInventory;
+pub use remediator::AwsRemediator;
+pub use sns::SnsAlerts;
 
 use crate::Deps;
 use crate::error::Result;
@@ -35,6 +39,11 @@ pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> De
         snoozes: Arc::new(DynamoSnoozeStore::new(dynamodb.clone(), &tables.snooze)),
         locks: Arc::new(DynamoLockStore::new(dynamodb.clone(), &tables.lock)),
         audit: Arc::new(DynamoAuditLog::new(dynamodb, &tables.audit)),
+        remediator: Arc::new(AwsRemediator::new(clients.clone())),
+        alerts: Arc::new(SnsAlerts::new(
+            &clients,
+            std::env::var("JANITOR_ALERT_TOPIC_ARN").ok().filter(|t| !t.is_empty()),
+        )),
         clock: Arc::new(SystemClock),
     }
 }

@@ -1,0 +1,195 @@
+//! `AwsRemediator`: every action reads the resource first, so an action that is no longer
+//! needed (already stopped, released, blocked) or no longer safe (deletion protection, an
+//! address attached again) is reported instead of done.
+
+use async_trait::async_trait;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::AwsClients;
+use crate::error::{JanitorError, Result};
+use crate::model::{Action, Finding};
+use crate::ports::{ActionOutcome, Remediator};
+
+pub const MFA_REQUIRED_TAG: &str = "janitor:mfa-required";
+
+pub struct AwsRemediator {
+    clients: AwsClients,
+}
+
+impl AwsRemediator {
+    pub fn new(clients: AwsClients) -> Self {
+        AwsRemediator { clients }
+    }
+
+    async fn stop_instance(&self, f: &Finding) -> Result<ActionOutcome> {
+        let ec2 = self.clients.ec2(f.key.account(), f.key.region()).await?;
+        let state = match ec2.describe_instances().instance_ids(&f.id).send().await {
+            Ok(out) => out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned())),
+            Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => None,
+            Err(e) => return Err(JanitorError::from_sdk("ec2", "DescribeInstances", e)),
+        };
+        match state.as_deref() {
+            None | Some("terminated" | "shutting-down") => {
+                Ok(ActionOutcome::Skipped("instance no longer exists".into()))
+            }
+            Some("stopped" | "stopping") => {
+                Ok(ActionOutcome::AlreadyCompliant(format!("instance is {}", state.unwrap_or_default())))
+            }
+            Some(previous) => {
+                ec2.stop_instances()
+                    .instance_ids(&f.id)
+                    .send()
+                    .await
+                    .map_err(|e| JanitorError::from_sdk("ec2", "StopInstances", e))?;
+                Ok(ActionOutcome::Done(json!({ "stopped": f.id, "previous_state": previous })))
+            }
+        }
+    }
+
+    async fn snapshot_and_delete(&self, f: &Finding, now: DateTime<Utc>) -> Result<ActionOutcome> {
+        let rds = self.clients.rds(f.key.account(), f.key.region()).await?;
+        let db = match rds.describe_db_instances().db_instance_identifier(&f.id).send().await {
+            Ok(out) => out.db_instances().first().cloned(),
+            Err(e) if e.code().is_some_and(|c| c.starts_with("DBInstanceNotFound")) => None,
+            Err(e) => return Err(JanitorError::from_sdk("rds", "DescribeDBInstances", e)),
+        };
+        let Some(db) = db else { return Ok(ActionOutcome::Skipped("DB instance no longer exists".into())) };
+        if db.deletion_protection().unwrap_or(false) {
+            return Ok(ActionOutcome::Skipped("deletion protection is on; the janitor never turns it off".into()));
+        }
+        if db.db_instance_status() == Some("deleting") {
+            return Ok(ActionOutcome::AlreadyCompliant("DB instance is already being deleted".into()));
+        }
+        let snapshot = final_snapshot_id(&f.id, now);
+        // Never skip the final snapshot: a deletion without one cannot be undone.
+        rds.delete_db_instance()
+            .db_instance_identifier(&f.id)
+            .skip_final_snapshot(false)
+            .final_db_snapshot_identifier(&snapshot)
+            .delete_automated_backups(false)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("rds", "DeleteDBInstance", e))?;
+        Ok(ActionOutcome::Done(json!({ "deleted": f.id, "final_snapshot": snapshot })))
+    }
+
+    async fn release_address(&self, f: &Finding) -> Result<ActionOutcome> {
+        let ec2 = self.clients.ec2(f.key.account(), f.key.region()).await?;
+        let address = match ec2.describe_addresses().allocation_ids(&f.id).send().await {
+            Ok(out) => out.addresses().first().cloned(),
+            Err(e) if e.code() == Some("InvalidAllocationID.NotFound") => None,
+            Err(e) => return Err(JanitorError::from_sdk("ec2", "DescribeAddresses", e)),
+        };
+        let Some(address) = address else {
+            return Ok(ActionOutcome::AlreadyCompliant("address already released".into()));
+        };
+        if address.association_id().is_some_and(|a| !a.is_empty())
+            || address.instance_id().is_some_and(|i| !i.is_empty())
+        {
+            return Ok(ActionOutcome::Skipped("address is associated again; not released".into()));
+        }
+        ec2.release_address()
+            .allocation_id(&f.id)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("ec2", "ReleaseAddress", e))?;
+        Ok(ActionOutcome::Done(json!({ "released": f.id, "public_ip": address.public_ip() })))
+    }
+
+    async fn tag_mfa_required(&self, f: &Finding, now: DateTime<Utc>) -> Result<ActionOutcome> {
+        let iam = self.clients.iam(f.key.account()).await?;
+        let devices = match iam.list_mfa_devices().user_name(&f.id).send().await {
+            Ok(out) => out.mfa_devices().len(),
+            Err(e) if e.code() == Some("NoSuchEntity") => {
+                return Ok(ActionOutcome::Skipped("user no longer exists".into()));
+            }
+            Err(e) => return Err(JanitorError::from_sdk("iam", "ListMFADevices", e)),
+        };
+        if devices > 0 {
+            return Ok(ActionOutcome::AlreadyCompliant("user has MFA now".into()));
+        }
+        let tags = iam
+            .list_user_tags()
+            .user_name(&f.id)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("iam", "ListUserTags", e))?;
+        if tags.tags().iter().any(|t| t.key() == MFA_REQUIRED_TAG) {
+            return Ok(ActionOutcome::AlreadyCompliant(format!("user already tagged {MFA_REQUIRED_TAG}")));
+        }
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key(MFA_REQUIRED_TAG)
+            .value(now.format("%Y-%m-%d").to_string())
+            .build()
+            .map_err(|e| JanitorError::InvalidInput(e.to_string()))?;
+        iam.tag_user()
+            .user_name(&f.id)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("iam", "TagUser", e))?;
+        Ok(ActionOutcome::Done(json!({ "tagged": f.id, "tag": MFA_REQUIRED_TAG })))
+    }
+
+    async fn block_public_access(&self, f: &Finding) -> Result<ActionOutcome> {
+        use aws_sdk_s3::types::PublicAccessBlockConfiguration;
+        let s3 = self.clients.s3(f.key.account(), f.key.region()).await?;
+        let current = match s3.get_public_access_block().bucket(&f.id).send().await {
+            Ok(out) => out.public_access_block_configuration().cloned(),
+            Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => None,
+            Err(e) if e.code() == Some("NoSuchBucket") => {
+                return Ok(ActionOutcome::Skipped("bucket no longer exists".into()));
+            }
+            Err(e) => return Err(JanitorError::from_sdk("s3", "GetPublicAccessBlock", e)),
+        };
+        let all_on = current.as_ref().is_some_and(|c| {
+            c.block_public_acls() == Some(true)
+                && c.ignore_public_acls() == Some(true)
+                && c.block_public_policy() == Some(true)
+                && c.restrict_public_buckets() == Some(true)
+        });
+        if all_on {
+            return Ok(ActionOutcome::AlreadyCompliant("all four Block Public Access settings are on".into()));
+        }
+        let config = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        s3.put_public_access_block()
+            .bucket(&f.id)
+            .public_access_block_configuration(config)
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("s3", "PutPublicAccessBlock", e))?;
+        Ok(ActionOutcome::Done(json!({ "blocked": f.id })))
+    }
+}
+
+/// `janitor-final-<id>-<utc timestamp>`, within RDS's 255-character identifier limit.
+pub fn final_snapshot_id(db: &str, now: DateTime<Utc>) -> String {
+    let mut id = format!("janitor-final-{db}");
+    id.truncate(255 - 15);
+    format!("{}-{}", id.trim_end_matches('-'), now.format("%Y%m%d%H%M%S"))
+}
+
+#[async_trait]
+impl Remediator for AwsRemediator {
+    async fn apply(&self, finding: &Finding, now: DateTime<Utc>) -> Result<ActionOutcome> {
+        match finding.action {
+            Action::StopInstance => self.stop_instance(finding).await,
+            Action::SnapshotAndDeleteDb => self.snapshot_and_delete(finding, now).await,
+            Action::ReleaseAddress => self.release_address(finding).await,
+            Action::TagMfaRequired => self.tag_mfa_required(finding, now).await,
+            Action::BlockPublicAccess => self.block_public_access(finding).await,
+            Action::NotifyOnly => Ok(ActionOutcome::Skipped("the policy says notify only".into())),
+        }
+    }
+}

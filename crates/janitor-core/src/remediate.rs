@@ -1,0 +1,162 @@
+//! Remediation: only for findings whose owner was notified in this run, whose grace period
+//! has passed, and which a recheck after the grace period still found violating — checked
+//! against the audit trail, not just the payload. Dry-run records WOULD_REMEDIATE; enforce
+//! acts within the run-wide blast-radius cap or not at all.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use crate::Deps;
+use crate::audit::{AuditEvent, AuditEventType};
+use crate::error::Result;
+use crate::model::{Finding, Mode, Outcome, StepPayload};
+use crate::ports::ActionOutcome;
+
+const ACTOR: &str = "remediate";
+
+/// Why a finding may not be acted on, if it may not.
+fn guard(finding: &Finding, trail: &[AuditEvent], grace: Duration, now: DateTime<Utc>) -> Option<String> {
+    let latest = |event: AuditEventType| {
+        trail.iter().filter(|e| e.resource == finding.key.as_str() && e.event == event).map(|e| e.at).max()
+    };
+    let (Some(_), Some(notified_at)) = (&finding.notified, latest(AuditEventType::Notified)) else {
+        return Some("the owner was not notified in this run".into());
+    };
+    if notified_at + grace > now {
+        return Some(format!("the grace period runs until {}", notified_at + grace));
+    }
+    match latest(AuditEventType::Rechecked) {
+        Some(at) if at >= notified_at + grace => None,
+        _ => Some("no recheck after the grace period".into()),
+    }
+}
+
+pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload> {
+    let scope = payload.run.scope()?.clone();
+    let now = deps.clock.now();
+    let run_id = payload.run.id.clone();
+    let grace = Duration::hours(i64::from(deps.policy.grace_period_hours));
+    let trail = deps.audit.events_for_run(&run_id).await?;
+    let mut events = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut record = |f: &Finding, event: AuditEventType, detail: serde_json::Value| {
+        outcomes.push(Outcome { key: f.key.clone(), result: event.as_str().to_owned(), detail: detail.clone() });
+        events.push(AuditEvent::for_finding(f, &run_id, event, now, ACTOR, detail));
+    };
+
+    let mut eligible = Vec::new();
+    for f in &payload.findings {
+        match guard(f, &trail, grace, now) {
+            Some(reason) => record(f, AuditEventType::Skipped, json!({ "reason": reason })),
+            None => eligible.push(f),
+        }
+    }
+
+    let cap = deps.policy.max_actions_per_run;
+    let mut halted = false;
+    match payload.run.mode {
+        Mode::DryRun => {
+            for f in &eligible {
+                record(f, AuditEventType::WouldRemediate, json!({ "action": f.action, "would": f.action.describe() }));
+            }
+        }
+        Mode::Enforce if eligible.is_empty() => {}
+        Mode::Enforce => {
+            let until = now + deps.policy.lock_ttl();
+            if deps.locks.reserve_actions(&run_id, &scope.to_string(), eligible.len(), cap, until).await? {
+                for f in &eligible {
+                    match deps.remediator.apply(f, now).await {
+                        Ok(ActionOutcome::Done(detail)) => {
+                            record(f, AuditEventType::Remediated, json!({ "action": f.action, "result": detail }))
+                        }
+                        Ok(ActionOutcome::AlreadyCompliant(reason)) => {
+                            record(f, AuditEventType::AlreadyCompliant, json!({ "reason": reason }))
+                        }
+                        Ok(ActionOutcome::Skipped(reason)) => {
+                            record(f, AuditEventType::Skipped, json!({ "reason": reason }))
+                        }
+                        Err(e) => record(
+                            f,
+                            AuditEventType::Failed,
+                            json!({ "error": e.error_name(), "message": e.to_string() }),
+                        ),
+                    }
+                }
+            } else {
+                halted = true;
+                for f in &eligible {
+                    record(
+                        f,
+                        AuditEventType::Halted,
+                        json!({ "reason": format!("the run would act on more than {cap} resources") }),
+                    );
+                }
+            }
+        }
+    }
+    deps.audit.record(&events).await?;
+    for f in &payload.findings {
+        deps.locks.release(&f.key, &run_id).await?;
+    }
+    payload.outcomes = outcomes;
+    payload.count = payload.outcomes.iter().filter(|o| o.result == "REMEDIATED").count();
+
+    let summary = summary_message(&payload, halted, cap);
+    if halted {
+        // Acting on nothing is safe; not telling anyone would be a silent failure.
+        deps.alerts.publish(&format!("Cloud Janitor halted run {run_id} in {scope}"), &summary).await?;
+    } else if let Err(e) = deps.alerts.publish(&format!("Cloud Janitor run {run_id}: {scope}"), &summary).await {
+        let detail = json!({ "what": "summary", "error": e.error_name(), "message": e.to_string() });
+        deps.audit
+            .record(&[AuditEvent::new(scope.audit_key(), &run_id, AuditEventType::Failed, now, ACTOR, detail)])
+            .await?;
+        return Err(e);
+    }
+    tracing::info!(scope = %scope, remediated = payload.count, halted, "remediation done");
+    Ok(payload)
+}
+
+/// Amazon Q Developer in chat applications custom notification (schema version 1.0).
+pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde_json::Value {
+    let count = |result: &str| payload.outcomes.iter().filter(|o| o.result == result).count();
+    let scope = payload.run.scope.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    let title = if halted {
+        format!(":octagonal_sign: Cloud Janitor halted in {scope}: more than {cap} actions")
+    } else {
+        format!(":broom: Cloud Janitor {} run in {scope}", payload.run.mode)
+    };
+    let mut lines = vec![format!(
+        "*Run* `{}` ({}): {} remediated, {} would be remediated, {} already compliant, {} skipped, {} halted, {} failed.",
+        payload.run.id,
+        payload.run.mode,
+        count("REMEDIATED"),
+        count("WOULD_REMEDIATE"),
+        count("ALREADY_COMPLIANT"),
+        count("SKIPPED"),
+        count("HALTED"),
+        count("FAILED"),
+    )];
+    for o in payload.outcomes.iter().take(20) {
+        lines.push(format!("• `{}` {}", o.key, o.result));
+    }
+    if payload.outcomes.len() > 20 {
+        lines.push(format!("… and {} more (see the audit table, run {})", payload.outcomes.len() - 20, payload.run.id));
+    }
+    json!({
+        "version": "1.0",
+        "source": "custom",
+        "id": format!("{}-{}", payload.run.id, scope),
+        "content": {
+            "textType": "client-markdown",
+            "title": title,
+            "description": lines.join("\n"),
+            "keywords": ["cloud-janitor", payload.run.mode.to_string()],
+        },
+        "metadata": {
+            "threadId": payload.run.id,
+            "summary": format!("Cloud Janitor {} {}", payload.run.mode, scope),
+            "eventType": if halted { "JanitorHalted" } else { "JanitorRunSummary" },
+            "relatedResources": payload.outcomes.iter().take(20).map(|o| o.key.to_string()).collect::<Vec<_>>(),
+        },
+    })
+}

@@ -26,6 +26,9 @@ pub enum JanitorError {
     /// Any other AWS error.
     #[error("{service} {operation} failed: {message}")]
     Aws { service: &'static str, operation: &'static str, message: String },
+    /// Slack refused or failed a call (after waiting out rate limits).
+    #[error("slack {method} failed: {message}")]
+    Slack { method: &'static str, message: String },
     /// The audit record could not be written; the step must fail rather than lose it.
     #[error("audit write failed: {0}")]
     AuditWrite(String),
@@ -41,18 +44,20 @@ impl JanitorError {
             JanitorError::AccessDenied { .. } => "Janitor.AccessDenied",
             JanitorError::Transient { .. } => "Janitor.Transient",
             JanitorError::Aws { .. } => "Janitor.AwsError",
+            JanitorError::Slack { .. } => "Janitor.SlackError",
             JanitorError::AuditWrite(_) => "Janitor.AuditWriteFailed",
         }
     }
 
     /// Every name the core can emit, so template/ASL checks can compare against it.
-    pub const ALL_ERROR_NAMES: [&'static str; 7] = [
+    pub const ALL_ERROR_NAMES: [&'static str; 8] = [
         "Janitor.InvalidInput",
         "Janitor.InvalidPolicy",
         "Janitor.Config",
         "Janitor.AccessDenied",
         "Janitor.Transient",
         "Janitor.AwsError",
+        "Janitor.SlackError",
         "Janitor.AuditWriteFailed",
     ];
 
@@ -131,6 +136,7 @@ mod tests {
             JanitorError::AccessDenied { service: "ec2", operation: "DescribeInstances", message: "m".into() },
             JanitorError::Transient { service: "ec2", operation: "DescribeInstances", message: "m".into() },
             JanitorError::Aws { service: "ec2", operation: "DescribeInstances", message: "m".into() },
+            JanitorError::Slack { method: "chat.postMessage", message: "m".into() },
             JanitorError::AuditWrite("x".into()),
         ];
         let names: Vec<_> = samples.iter().map(JanitorError::error_name).collect();

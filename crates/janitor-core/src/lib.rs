@@ -9,11 +9,14 @@ pub mod lock;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod policy;
 pub mod ports;
 pub mod recheck;
 pub mod remediate;
 pub mod s3_public;
+pub mod slack;
+pub mod snooze;
 pub mod step;
 pub mod telemetry;
 
@@ -32,5 +35,9 @@ pub struct Deps {
     pub audit: Arc<dyn ports::AuditLog>,
     pub remediator: Arc<dyn ports::Remediator>,
     pub alerts: Arc<dyn ports::AlertSink>,
+    pub chat: Arc<dyn slack::Chat>,
+    pub slack: slack::SlackSettings,
+    /// Loaded when `JANITOR_SLACK_SECRET_ID` is set; the snooze handler needs its signing secret.
+    pub slack_secret: Option<slack::SlackSecret>,
     pub clock: Arc<dyn ports::Clock>,
 }

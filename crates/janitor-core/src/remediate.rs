@@ -100,6 +100,7 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     }
     payload.outcomes = outcomes;
     payload.count = payload.outcomes.iter().filter(|o| o.result == "REMEDIATED").count();
+    report_in_threads(deps, &payload).await;
 
     let summary = summary_message(&payload, halted, cap);
     if halted {
@@ -114,6 +115,36 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     }
     tracing::info!(scope = %scope, remediated = payload.count, halted, "remediation done");
     Ok(payload)
+}
+
+/// Tells each notification's thread what became of its resources. Best effort: the
+/// outcome is already in the audit log and the summary.
+async fn report_in_threads(deps: &Deps, payload: &StepPayload) {
+    let mut threads: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    for f in &payload.findings {
+        let (Some(notice), Some(outcome)) = (&f.notified, payload.outcomes.iter().find(|o| o.key == f.key)) else {
+            continue;
+        };
+        let what = match outcome.result.as_str() {
+            "REMEDIATED" => format!("done: {}", f.action.describe()),
+            "WOULD_REMEDIATE" => format!("dry-run, would {}", f.action.describe()),
+            other => format!(
+                "{} ({})",
+                other.to_lowercase().replace('_', " "),
+                outcome.detail["reason"].as_str().unwrap_or("-")
+            ),
+        };
+        threads
+            .entry((notice.channel.clone(), notice.ts.clone()))
+            .or_default()
+            .push(format!("• `{}` {}: {what}", f.id, f.kind));
+    }
+    for ((channel, ts), lines) in threads {
+        let text = format!("Grace period over, rechecked. Outcome:\n{}", lines.join("\n"));
+        if let Err(e) = deps.chat.reply_in_thread(&channel, &ts, &text).await {
+            tracing::warn!(%channel, %ts, error = %e, "could not post the outcome to Slack");
+        }
+    }
 }
 
 /// Amazon Q Developer in chat applications custom notification (schema version 1.0).

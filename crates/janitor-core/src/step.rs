@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::Deps;
 use crate::error::JanitorError;
 use crate::model::{Mode, RunContext, ScopeFailure, StepPayload};
-use crate::{discovery, lock, metrics, recheck, remediate};
+use crate::{discovery, lock, metrics, notify, recheck, remediate};
 
 /// A handler failure as Lambda reports it: `errorType` is the stable name ASL matches.
 #[derive(Debug)]
@@ -152,6 +152,11 @@ pub async fn lock(deps: &Deps, input: Value) -> StepResult {
     let payload: StepPayload = parse("lock", input)?;
     payload.run.scope()?;
     to_json(&lock::lock_findings(deps, payload).await?)
+}
+
+pub async fn notify(deps: &Deps, input: Value) -> StepResult {
+    let payload: StepPayload = parse("notify", input)?;
+    to_json(&notify::notify(deps, payload).await?)
 }
 
 pub async fn recheck(deps: &Deps, input: Value) -> StepResult {

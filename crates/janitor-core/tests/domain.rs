@@ -46,6 +46,9 @@ fn world(inventory: InMemoryInventory, policy: Policy) -> World {
         audit: audit.clone(),
         remediator: Arc::new(InMemoryRemediator::default()),
         alerts: Arc::new(InMemoryAlerts::default()),
+        chat: Arc::new(janitor_core::slack::NoChat),
+        slack: janitor_core::slack::SlackSettings::from_env(),
+        slack_secret: None,
         clock: Arc::new(FixedClock(Utc.with_ymd_and_hms(2026, 11, 23, 16, 0, 0).unwrap())),
     };
     World { deps, audit, snoozes }

@@ -202,6 +202,9 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         // A scan never acts or alerts; these are never reached from detection.
         remediator: Arc::new(janitor_core::memory::InMemoryRemediator::default()),
         alerts: Arc::new(janitor_core::memory::InMemoryAlerts::default()),
+        chat: Arc::new(janitor_core::slack::NoChat),
+        slack: janitor_core::slack::SlackSettings::from_env(),
+        slack_secret: None,
         clock: Arc::new(SystemClock),
     };
     let request =

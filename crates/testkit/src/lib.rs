@@ -4,6 +4,7 @@
 
 pub mod estate;
 pub mod proxy;
+pub mod slack;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

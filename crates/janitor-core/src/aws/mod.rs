@@ -20,6 +20,7 @@ use crate::Deps;
 use crate::error::Result;
 use crate::policy::Policy;
 use crate::ports::SystemClock;
+use crate::slack::{NoChat, SlackChat, SlackSecret, SlackSettings};
 
 /// The Lambda wiring: policy and table names from the environment, clients from the
 /// default credential chain. Built once per cold start.
@@ -27,7 +28,25 @@ pub async fn deps_from_env() -> Result<Deps> {
     let policy = Policy::from_env()?;
     let tables = TableNames::from_env()?;
     let clients = AwsClients::load(None, None).await;
-    Ok(deps_with(policy, clients, &tables))
+    let mut deps = deps_with(policy, clients.clone(), &tables);
+    if let Some(secret_id) = std::env::var("JANITOR_SLACK_SECRET_ID").ok().filter(|s| !s.is_empty()) {
+        let secret = slack_secret(&clients, &secret_id).await?;
+        deps.chat = Arc::new(SlackChat::new(deps.slack.clone(), secret.bot_token.clone())?);
+        deps.slack_secret = Some(secret);
+    }
+    Ok(deps)
+}
+
+/// Reads the Slack secret (JSON with `bot_token` and `signing_secret`) once per cold start.
+pub async fn slack_secret(clients: &AwsClients, secret_id: &str) -> Result<SlackSecret> {
+    let out = clients
+        .secrets_manager()
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| crate::JanitorError::from_sdk("secretsmanager", "GetSecretValue", e))?;
+    SlackSecret::parse(out.secret_string().unwrap_or_default())
 }
 
 pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> Deps {
@@ -44,6 +63,9 @@ pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> De
             &clients,
             std::env::var("JANITOR_ALERT_TOPIC_ARN").ok().filter(|t| !t.is_empty()),
         )),
+        chat: Arc::new(NoChat),
+        slack: SlackSettings::from_env(),
+        slack_secret: None,
         clock: Arc::new(SystemClock),
     }
 }

@@ -1,0 +1,104 @@
+//! Notify: one Slack message per owner (split to stay inside Block Kit limits), not one per
+//! resource. A resource whose notification failed leaves the run and can never be
+//! remediated.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::Duration;
+use serde_json::json;
+
+use crate::Deps;
+use crate::audit::{AuditEvent, AuditEventType};
+use crate::error::Result;
+use crate::model::{Finding, Notice, StepPayload};
+use crate::slack::{RESOURCES_PER_MESSAGE, notification_blocks};
+
+const ACTOR: &str = "notify";
+
+/// Where an owner's messages go: their Slack user for an email Slack knows, a channel
+/// named in the tag, else the configured channel.
+async fn recipient(
+    deps: &Deps,
+    owner: Option<&str>,
+    cache: &mut HashMap<String, Option<String>>,
+) -> (String, Option<String>) {
+    let fallback = (deps.slack.default_channel.clone(), None);
+    match owner {
+        Some(channel) if channel.starts_with('#') => (channel.to_owned(), None),
+        Some(email) if email.contains('@') => {
+            if !cache.contains_key(email) {
+                let user = deps.chat.lookup_user_by_email(email).await.unwrap_or_else(|e| {
+                    tracing::warn!(owner = email, error = %e, "owner lookup failed; using the default channel");
+                    None
+                });
+                cache.insert(email.to_owned(), user);
+            }
+            match cache.get(email).cloned().flatten() {
+                Some(user) => (user.clone(), Some(user)),
+                None => fallback,
+            }
+        }
+        _ => fallback,
+    }
+}
+
+pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload> {
+    let scope = payload.run.scope()?.clone();
+    let now = deps.clock.now();
+    let run_id = payload.run.id.clone();
+    let grace_ends = now + Duration::hours(i64::from(deps.policy.grace_period_hours));
+
+    let mut lookups = HashMap::new();
+    let mut by_recipient: BTreeMap<(String, Option<String>), Vec<Finding>> = BTreeMap::new();
+    for f in std::mem::take(&mut payload.findings) {
+        let to = recipient(deps, f.owner.as_deref(), &mut lookups).await;
+        by_recipient.entry(to).or_default().push(f);
+    }
+
+    let mut events = Vec::new();
+    let mut notified = Vec::new();
+    for ((to, owner_user), findings) in by_recipient {
+        let parts = findings.len().div_ceil(RESOURCES_PER_MESSAGE);
+        for (index, chunk) in findings.chunks(RESOURCES_PER_MESSAGE).enumerate() {
+            let refs: Vec<&Finding> = chunk.iter().collect();
+            let (text, blocks) = notification_blocks(&refs, &run_id, payload.run.mode, grace_ends, (index + 1, parts));
+            match deps.chat.post_message(&to, &text, &blocks).await {
+                Ok(posted) => {
+                    for f in chunk {
+                        let detail = json!({ "channel": posted.channel, "ts": posted.ts, "recipient": to, "owner_user": owner_user });
+                        events.push(AuditEvent::for_finding(f, &run_id, AuditEventType::Notified, now, ACTOR, detail));
+                        let notice = Notice {
+                            channel: posted.channel.clone(),
+                            ts: posted.ts.clone(),
+                            at: now,
+                            owner_user: owner_user.clone(),
+                        };
+                        notified.push(Finding { notified: Some(notice), ..f.clone() });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(recipient = %to, error = %e, "notification failed");
+                    for f in chunk {
+                        let detail = json!({ "recipient": to, "error": e.error_name(), "message": e.to_string() });
+                        events.push(AuditEvent::for_finding(
+                            f,
+                            &run_id,
+                            AuditEventType::NotifyFailed,
+                            now,
+                            ACTOR,
+                            detail,
+                        ));
+                        // Never notified, never remediated: it leaves the run now.
+                        deps.locks.release(&f.key, &run_id).await?;
+                    }
+                }
+            }
+        }
+    }
+    notified.sort_by(|a, b| a.key.cmp(&b.key));
+    payload.findings = notified;
+    payload.recount();
+    deps.audit.record(&events).await?;
+    tracing::info!(scope = %scope, notified = payload.count, "notifications sent");
+    Ok(payload)
+}

@@ -1,0 +1,417 @@
+//! Slack: the `Chat` port, its Web API adapter `SlackChat`, request signature checks, and
+//! the Block Kit messages the janitor sends.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hmac::{KeyInit, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{JanitorError, Result};
+use crate::model::{Finding, Mode};
+
+/// Slack's limit is 50 blocks a message; each resource takes two (text and buttons).
+pub const RESOURCES_PER_MESSAGE: usize = 20;
+/// Slack rejects section text over 3,000 characters.
+const SECTION_TEXT_MAX: usize = 2900;
+const MAX_RATE_LIMIT_WAITS: u32 = 5;
+/// Requests older (or newer) than this are replays.
+pub const SIGNATURE_WINDOW_SECONDS: i64 = 300;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostedMessage {
+    pub channel: String,
+    pub ts: String,
+}
+
+#[async_trait]
+pub trait Chat: Send + Sync {
+    /// The Slack user id of an email address, if Slack knows it.
+    async fn lookup_user_by_email(&self, email: &str) -> Result<Option<String>>;
+    async fn post_message(&self, channel: &str, text: &str, blocks: &Value) -> Result<PostedMessage>;
+    async fn update_message(&self, channel: &str, ts: &str, text: &str, blocks: &Value) -> Result<()>;
+    /// Adds a reply in the thread of an earlier message.
+    async fn reply_in_thread(&self, channel: &str, ts: &str, text: &str) -> Result<()>;
+    /// Answers an interaction through its `response_url`.
+    async fn respond(&self, response_url: &str, body: &Value) -> Result<()>;
+}
+
+/// Bot token and signing secret, kept together in one Secrets Manager secret (JSON).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSecret {
+    pub bot_token: String,
+    pub signing_secret: String,
+}
+
+impl std::fmt::Debug for SlackSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlackSecret { .. }")
+    }
+}
+
+impl SlackSecret {
+    pub fn parse(json: &str) -> Result<SlackSecret> {
+        serde_json::from_str(json).map_err(|e| {
+            JanitorError::Config(format!("the Slack secret must be JSON {{\"bot_token\", \"signing_secret\"}}: {e}"))
+        })
+    }
+}
+
+/// Slack settings from the environment; the API base URL is configuration so tests and
+/// the demo point it at a local stub.
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    pub api_url: String,
+    pub default_channel: String,
+    /// `response_url`s must start with this, so a forged one cannot make us call elsewhere.
+    pub response_url_prefix: String,
+}
+
+impl SlackSettings {
+    pub fn from_env() -> SlackSettings {
+        let var = |name: &str, default: &str| {
+            std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.into())
+        };
+        SlackSettings {
+            api_url: var("JANITOR_SLACK_API_URL", "https://slack.com/api"),
+            default_channel: var("JANITOR_SLACK_CHANNEL", "#cloud-janitor"),
+            response_url_prefix: var("JANITOR_SLACK_RESPONSE_URL_PREFIX", "https://hooks.slack.com/"),
+        }
+    }
+}
+
+pub struct SlackChat {
+    http: reqwest::Client,
+    settings: SlackSettings,
+    token: String,
+}
+
+impl SlackChat {
+    pub fn new(settings: SlackSettings, token: String) -> Result<SlackChat> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| JanitorError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(SlackChat { http, settings, token })
+    }
+
+    /// Sends one request, waiting out HTTP 429 as Slack's `Retry-After` asks.
+    async fn send(&self, method: &'static str, build: impl Fn() -> reqwest::RequestBuilder) -> Result<Value> {
+        let fail = |message: String| JanitorError::Slack { method, message };
+        for _ in 0..=MAX_RATE_LIMIT_WAITS {
+            let response = build().send().await.map_err(|e| fail(e.to_string()))?;
+            let status = response.status();
+            if status.as_u16() == 429 {
+                let wait = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(1);
+                tracing::warn!(method, wait, "rate limited by Slack");
+                tokio::time::sleep(Duration::from_secs(wait.min(60))).await;
+                continue;
+            }
+            let text = response.text().await.map_err(|e| fail(e.to_string()))?;
+            if !status.is_success() {
+                return Err(fail(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())));
+            }
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+        }
+        Err(fail("still rate limited after waiting".into()))
+    }
+
+    async fn call(&self, method: &'static str, body: &Value) -> Result<Value> {
+        let url = format!("{}/{method}", self.settings.api_url.trim_end_matches('/'));
+        let answer = self.send(method, || self.http.post(&url).bearer_auth(&self.token).json(body)).await?;
+        if answer["ok"] != true {
+            let error = answer["error"].as_str().unwrap_or("unknown error").to_owned();
+            return Err(JanitorError::Slack { method, message: error });
+        }
+        Ok(answer)
+    }
+}
+
+#[async_trait]
+impl Chat for SlackChat {
+    async fn lookup_user_by_email(&self, email: &str) -> Result<Option<String>> {
+        let url = format!("{}/users.lookupByEmail", self.settings.api_url.trim_end_matches('/'));
+        let answer = self
+            .send("users.lookupByEmail", || self.http.post(&url).bearer_auth(&self.token).form(&[("email", email)]))
+            .await?;
+        match (answer["ok"].as_bool(), answer["error"].as_str()) {
+            (Some(true), _) => Ok(answer["user"]["id"].as_str().map(str::to_owned)),
+            (_, Some("users_not_found")) => Ok(None),
+            (_, error) => {
+                Err(JanitorError::Slack { method: "users.lookupByEmail", message: error.unwrap_or("unknown").into() })
+            }
+        }
+    }
+
+    async fn post_message(&self, channel: &str, text: &str, blocks: &Value) -> Result<PostedMessage> {
+        let answer = self
+            .call(
+                "chat.postMessage",
+                &json!({ "channel": channel, "text": text, "blocks": blocks, "unfurl_links": false }),
+            )
+            .await?;
+        match (answer["channel"].as_str(), answer["ts"].as_str()) {
+            (Some(channel), Some(ts)) => Ok(PostedMessage { channel: channel.into(), ts: ts.into() }),
+            _ => {
+                Err(JanitorError::Slack { method: "chat.postMessage", message: "answer without channel or ts".into() })
+            }
+        }
+    }
+
+    async fn update_message(&self, channel: &str, ts: &str, text: &str, blocks: &Value) -> Result<()> {
+        self.call("chat.update", &json!({ "channel": channel, "ts": ts, "text": text, "blocks": blocks }))
+            .await
+            .map(|_| ())
+    }
+
+    async fn reply_in_thread(&self, channel: &str, ts: &str, text: &str) -> Result<()> {
+        self.call("chat.postMessage", &json!({ "channel": channel, "thread_ts": ts, "text": text })).await.map(|_| ())
+    }
+
+    async fn respond(&self, response_url: &str, body: &Value) -> Result<()> {
+        if !response_url.starts_with(&self.settings.response_url_prefix) {
+            return Err(JanitorError::InvalidInput(format!("response_url {response_url} is not a Slack URL")));
+        }
+        self.send("response_url", || self.http.post(response_url).json(body)).await.map(|_| ())
+    }
+}
+
+/// Used where Slack is not configured; every call says so.
+pub struct NoChat;
+
+#[async_trait]
+impl Chat for NoChat {
+    async fn lookup_user_by_email(&self, _: &str) -> Result<Option<String>> {
+        Err(not_configured())
+    }
+    async fn post_message(&self, _: &str, _: &str, _: &Value) -> Result<PostedMessage> {
+        Err(not_configured())
+    }
+    async fn update_message(&self, _: &str, _: &str, _: &str, _: &Value) -> Result<()> {
+        Err(not_configured())
+    }
+    async fn reply_in_thread(&self, _: &str, _: &str, _: &str) -> Result<()> {
+        Err(not_configured())
+    }
+    async fn respond(&self, _: &str, _: &Value) -> Result<()> {
+        Err(not_configured())
+    }
+}
+
+fn not_configured() -> JanitorError {
+    JanitorError::Config("Slack is not configured (JANITOR_SLACK_SECRET_ID)".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    Missing,
+    Stale,
+    Mismatch,
+}
+
+/// Slack's v0 scheme: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{raw body}` with the
+/// signing secret, timestamps within five minutes, compared in constant time.
+pub fn verify_signature(
+    signing_secret: &str,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> std::result::Result<(), SignatureError> {
+    let (Some(timestamp), Some(signature)) = (timestamp, signature) else { return Err(SignatureError::Missing) };
+    let sent: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Stale)?;
+    if (now.timestamp() - sent).abs() > SIGNATURE_WINDOW_SECONDS {
+        return Err(SignatureError::Stale);
+    }
+    let Some(hex_digest) = signature.strip_prefix("v0=") else { return Err(SignatureError::Mismatch) };
+    let Ok(expected) = hex::decode(hex_digest) else { return Err(SignatureError::Mismatch) };
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(signing_secret.as_bytes()).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
+}
+
+/// The signature Slack would send for `body` at `timestamp` (for tests, the demo and the stub).
+pub fn sign(signing_secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(signing_secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub const SNOOZE_ACTIONS: [(&str, u32, &str); 2] =
+    [("snooze_7d", 7, "Snooze 7 days"), ("snooze_30d", 30, "Snooze 30 days")];
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
+
+fn evidence_line(evidence: &Value) -> Option<String> {
+    match evidence {
+        Value::Object(map) if !map.is_empty() => {
+            Some(map.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
+        }
+        _ => None,
+    }
+}
+
+/// One resource: what, where, why, since when, and what happens at the end of the grace period.
+pub fn resource_blocks(f: &Finding, mode: Mode, grace_ends: DateTime<Utc>) -> [Value; 2] {
+    let mut text = format!("*{}* `{}` in {} ({})\n{}", f.kind, f.id, f.key.region(), f.key.account(), f.reason);
+    if let Some(evidence) = evidence_line(&f.evidence) {
+        text.push_str(&format!("\n_Evidence:_ {evidence}"));
+    }
+    let seen = match (f.first_flagged, f.times_flagged) {
+        (Some(first), 0) => format!("first flagged {}", first.format("%Y-%m-%d")),
+        (Some(first), n) => format!("first flagged {}, by {n} earlier runs", first.format("%Y-%m-%d")),
+        (None, _) => "first flagged now".to_owned(),
+    };
+    let then = match mode {
+        Mode::DryRun => format!("nothing (dry-run; enforce would {})", f.action.describe()),
+        Mode::Enforce => f.action.describe().to_owned(),
+    };
+    text.push_str(&format!("\n_{seen}._ After {}: *{then}*", grace_ends.format("%Y-%m-%d %H:%M UTC")));
+    let buttons: Vec<Value> = SNOOZE_ACTIONS
+        .iter()
+        .map(|(action_id, _, label)| {
+            json!({
+                "type": "button",
+                "action_id": action_id,
+                "text": { "type": "plain_text", "text": label },
+                "value": f.key.as_str(),
+            })
+        })
+        .collect();
+    [
+        json!({ "type": "section", "block_id": format!("r:{}", f.key), "text": { "type": "mrkdwn", "text": truncate(&text, SECTION_TEXT_MAX) } }),
+        json!({ "type": "actions", "block_id": format!("a:{}", f.key), "elements": buttons }),
+    ]
+}
+
+/// One message (of possibly several) for one recipient.
+pub fn notification_blocks(
+    findings: &[&Finding],
+    run_id: &str,
+    mode: Mode,
+    grace_ends: DateTime<Utc>,
+    part: (usize, usize),
+) -> (String, Value) {
+    let title = format!(
+        "Cloud Janitor: {} resource{} need{} your attention",
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" },
+        if findings.len() == 1 { "s" } else { "" }
+    );
+    let mut context = format!("Run `{run_id}` ({mode}). Snooze a resource to keep it as it is.");
+    if part.1 > 1 {
+        context.push_str(&format!(" Part {} of {}.", part.0, part.1));
+    }
+    let mut blocks = vec![
+        json!({ "type": "header", "text": { "type": "plain_text", "text": truncate(&title, 140) } }),
+        json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] }),
+    ];
+    for f in findings {
+        blocks.extend(resource_blocks(f, mode, grace_ends));
+    }
+    (title, Value::Array(blocks))
+}
+
+/// The message after a click: the clicked resource's buttons become a note of who snoozed
+/// it until when; everything else stays as it was.
+pub fn mark_snoozed(blocks: &Value, key: &str, note: &str) -> Value {
+    let Value::Array(blocks) = blocks else { return blocks.clone() };
+    Value::Array(
+        blocks
+            .iter()
+            .map(|block| {
+                if block["block_id"] == format!("a:{key}") {
+                    json!({ "type": "context", "block_id": format!("s:{key}"), "elements": [{ "type": "mrkdwn", "text": note }] })
+                } else {
+                    block.clone()
+                }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// The example request from Slack's "Verifying requests from Slack" documentation.
+    const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const SLACK_TIMESTAMP: &str = "1531420618";
+    const SLACK_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    const SLACK_SIGNATURE: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+
+    fn at(ts: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(ts, 0).unwrap()
+    }
+
+    #[test]
+    fn slacks_published_example_verifies() {
+        let now = at(1531420618 + 30);
+        assert_eq!(
+            verify_signature(SLACK_SECRET, Some(SLACK_TIMESTAMP), Some(SLACK_SIGNATURE), SLACK_BODY.as_bytes(), now),
+            Ok(())
+        );
+        assert_eq!(sign(SLACK_SECRET, 1531420618, SLACK_BODY.as_bytes()), SLACK_SIGNATURE);
+    }
+
+    #[test]
+    fn forged_stale_tampered_and_missing_are_rejected() {
+        let now = at(1531420618);
+        let body = SLACK_BODY.as_bytes();
+        let check = |secret, ts: Option<&str>, sig: Option<&str>, body: &[u8], now| {
+            verify_signature(secret, ts, sig, body, now)
+        };
+        assert_eq!(
+            check("another-secret", Some(SLACK_TIMESTAMP), Some(SLACK_SIGNATURE), body, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(SLACK_SECRET, Some(SLACK_TIMESTAMP), Some(SLACK_SIGNATURE), body, at(1531420618 + 301)),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            check(SLACK_SECRET, Some(SLACK_TIMESTAMP), Some(SLACK_SIGNATURE), body, at(1531420618 - 301)),
+            Err(SignatureError::Stale)
+        );
+        let tampered = SLACK_BODY.replace("roadrunner", "coyote");
+        assert_eq!(
+            check(SLACK_SECRET, Some(SLACK_TIMESTAMP), Some(SLACK_SIGNATURE), tampered.as_bytes(), now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(SLACK_SECRET, Some("1531420619"), Some(SLACK_SIGNATURE), body, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(check(SLACK_SECRET, None, Some(SLACK_SIGNATURE), body, now), Err(SignatureError::Missing));
+        assert_eq!(check(SLACK_SECRET, Some(SLACK_TIMESTAMP), None, body, now), Err(SignatureError::Missing));
+        assert_eq!(
+            check(SLACK_SECRET, Some("yesterday"), Some(SLACK_SIGNATURE), body, now),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            check(SLACK_SECRET, Some(SLACK_TIMESTAMP), Some("v1=abc"), body, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(check(SLACK_SECRET, Some(SLACK_TIMESTAMP), Some("v0=zz"), body, now), Err(SignatureError::Mismatch));
+    }
+}

@@ -1,0 +1,345 @@
+//! The whole loop on moto and a local Slack stub: detection → notify → a signed snooze click
+//! → recheck → remediate, in dry-run and then enforce. Every assertion reads real state:
+//! instance states, snapshots, addresses, bucket settings, IAM tags, Slack calls, audit rows.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::Utc;
+use janitor_core::audit::AuditEventType;
+use janitor_core::aws::{self, AwsClients, DynamoSnoozeStore, SnsAlerts, TableNames, dynamo};
+use janitor_core::memory::InMemoryAlerts;
+use janitor_core::model::{ResourceKey, ResourceKind, Scope, StepPayload};
+use janitor_core::ports::{AlertSink, SnoozeStore};
+use janitor_core::slack::{SlackChat, SlackSettings, sign};
+use janitor_core::{Deps, snooze, step};
+use serde_json::{Value, json};
+use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinEstate, seed_twins};
+use testkit::slack::SlackStub;
+use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_toml};
+
+const SIGNING_SECRET: &str = "test-signing-secret";
+
+struct World {
+    moto: Moto,
+    clients: AwsClients,
+    tables: TableNames,
+    slack: SlackStub,
+    estate: TwinEstate,
+    home: Seeder,
+}
+
+/// The emulator policy with no grace period (the test plays its passing), plus `edits`.
+fn policy(edits: &[(&str, &str)]) -> janitor_core::policy::Policy {
+    let mut text = emulator_policy_toml().replace("grace_period_hours = 72", "grace_period_hours = 0");
+    for (from, to) in edits {
+        text = text.replace(from, to);
+    }
+    janitor_core::policy::Policy::from_toml_str(&text, "scenario policy").unwrap()
+}
+
+async fn world() -> World {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let tables = TableNames::with_prefix("scenario");
+    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
+    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
+    let member = Seeder::new(clients.clone(), MEMBER_ACCOUNT);
+    let estate = seed_twins(&home, &member, &DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze)).await.unwrap();
+    let slack = SlackStub::start().await.unwrap();
+    slack.add_user("alice@example.com", "UALICE");
+    slack.add_user("bob@example.com", "UBOB");
+    slack.add_user("dana@example.com", "UDANA");
+    // Bob's direct messages fail: his findings must never be remediated.
+    slack.fail_channel("UBOB");
+    World { moto, clients, tables, slack, estate, home }
+}
+
+fn deps(w: &World, policy: janitor_core::policy::Policy, alerts: Arc<dyn AlertSink>) -> Deps {
+    let mut deps = aws::deps_with(policy, w.clients.clone(), &w.tables);
+    let settings = SlackSettings {
+        api_url: w.slack.api_url(),
+        default_channel: "#cloud-janitor".into(),
+        response_url_prefix: w.slack.base_url.clone(),
+    };
+    deps.chat = Arc::new(SlackChat::new(settings.clone(), "xoxb-test".into()).unwrap());
+    deps.slack = settings;
+    deps.alerts = alerts;
+    deps
+}
+
+/// Runs every scope through the steps, in order, via the handlers' JSON entry points.
+async fn run_steps(deps: &Deps, run_id: &str, mode: &str, steps: &[&str]) -> Vec<StepPayload> {
+    let request = json!({
+        "mode": mode,
+        "regions": [HOME_REGION, SECOND_REGION],
+        "accounts": [HOME_ACCOUNT, MEMBER_ACCOUNT],
+        "run_id": run_id,
+    });
+    let plan = step::discovery(deps, request).await.unwrap();
+    let mut out = Vec::new();
+    for item in plan["scopes"].as_array().unwrap() {
+        let mut payload = step::discovery(deps, item.clone()).await.unwrap();
+        for name in steps {
+            payload = match *name {
+                "metric-check" => step::metric_check(deps, payload).await,
+                "lock" => step::lock(deps, payload).await,
+                "notify" => step::notify(deps, payload).await,
+                "recheck" => step::recheck(deps, payload).await,
+                "remediate" => step::remediate(deps, payload).await,
+                other => panic!("no step {other}"),
+            }
+            .unwrap_or_else(|e| panic!("{name} failed: {e}"));
+        }
+        out.push(serde_json::from_value(payload).unwrap());
+    }
+    out
+}
+
+async fn continue_steps(deps: &Deps, payloads: Vec<StepPayload>, steps: &[&str]) -> Vec<StepPayload> {
+    let mut out = Vec::new();
+    for p in payloads {
+        let mut payload = serde_json::to_value(p).unwrap();
+        for name in steps {
+            payload = match *name {
+                "recheck" => step::recheck(deps, payload).await,
+                "remediate" => step::remediate(deps, payload).await,
+                other => panic!("no step {other}"),
+            }
+            .unwrap_or_else(|e| panic!("{name} failed: {e}"));
+        }
+        out.push(serde_json::from_value(payload).unwrap());
+    }
+    out
+}
+
+/// Clicks a Snooze button as Slack would: a signed block_actions form post.
+async fn click(deps: &Deps, w: &World, user: &str, key: &str, action: &str, message: &Value) -> snooze::HttpReply {
+    let payload = json!({
+        "type": "block_actions",
+        "user": { "id": user },
+        "actions": [{ "action_id": action, "value": key, "type": "button" }],
+        "response_url": w.slack.response_url(user),
+        "message": message,
+    });
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    let ts = Utc::now().timestamp();
+    let signature = sign(SIGNING_SECRET, ts, body.as_bytes());
+    snooze::handle_interaction(deps, SIGNING_SECRET, Some(&ts.to_string()), Some(&signature), body.as_bytes()).await
+}
+
+async fn instance_state(w: &World, region: &str, id: &str) -> String {
+    let ec2 = w.clients.ec2(HOME_ACCOUNT, region).await.unwrap();
+    let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    let state = out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_owned();
+    state
+}
+
+async fn bucket_blocked(w: &World, account: &str, region: &str, bucket: &str) -> bool {
+    let s3 = w.clients.s3(account, region).await.unwrap();
+    match s3.get_public_access_block().bucket(bucket).send().await {
+        Ok(out) => out.public_access_block_configuration().is_some_and(|c| {
+            c.block_public_acls() == Some(true)
+                && c.ignore_public_acls() == Some(true)
+                && c.block_public_policy() == Some(true)
+                && c.restrict_public_buckets() == Some(true)
+        }),
+        Err(_) => false,
+    }
+}
+
+async fn user_tags(w: &World, account: &str, user: &str) -> Vec<String> {
+    let iam = w.clients.iam(account).await.unwrap();
+    let out = iam.list_user_tags().user_name(user).send().await.unwrap();
+    out.tags().iter().map(|t| t.key().to_owned()).collect()
+}
+
+async fn eip_exists(w: &World, region: &str, allocation: &str) -> bool {
+    let ec2 = w.clients.ec2(HOME_ACCOUNT, region).await.unwrap();
+    ec2.describe_addresses().allocation_ids(allocation).send().await.is_ok_and(|o| !o.addresses().is_empty())
+}
+
+fn key(region: &str, kind: ResourceKind, id: &str) -> String {
+    ResourceKey::new(HOME_ACCOUNT, region, kind, id).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
+    let w = world().await;
+    let alerts = Arc::new(InMemoryAlerts::default());
+    let deps = deps(&w, policy(&[]), alerts.clone());
+    let ec2 = ResourceKind::Ec2Instance;
+    let id = |name: &str| w.estate.id(name).to_owned();
+
+    // ---- dry-run: detection and notification
+    w.slack.rate_limit_next(1);
+    let notified = run_steps(&deps, "dry-1", "dry-run", &["metric-check", "lock", "notify"]).await;
+    let posts = w.slack.calls("chat.postMessage");
+    assert_eq!(posts[0].status, 429, "the first post was rate limited ...");
+    assert!(posts.iter().skip(1).any(|c| c.status == 200), "... and retried after Retry-After");
+    assert!(posts.iter().all(|c| c.authorization.as_deref() == Some("Bearer xoxb-test")));
+    let to_alice: Vec<&testkit::slack::RecordedCall> =
+        posts.iter().filter(|c| c.status == 200 && c.body["channel"] == "UALICE").collect();
+    // us-east-1: unused-env, protect-false, idle, snooze-expired, db-idle; eu-west-1: eu-idle.
+    assert_eq!(to_alice.len(), 2, "one message per owner per scope, not one per resource");
+    let us_message = to_alice.iter().find(|c| c.body["blocks"].to_string().contains(&id("idle"))).unwrap();
+    let buttons = us_message.body["blocks"].as_array().unwrap().iter().filter(|b| b["type"] == "actions").count();
+    assert_eq!(buttons, 5);
+    let text = us_message.body["blocks"].to_string();
+    assert!(text.contains("Snooze 7 days") && text.contains("Snooze 30 days") && text.contains("dry-run"));
+    assert!(text.contains("daily average CPU at most 4.90%"), "evidence in the message");
+    let bob_key = key(HOME_REGION, ec2, &id("missing-tags"));
+    let all_notified: BTreeSet<String> =
+        notified.iter().flat_map(|p| p.findings.iter().map(|f| f.key.to_string())).collect();
+    assert!(!all_notified.contains(&bob_key), "a failed notification leaves the run");
+    assert_eq!(all_notified.len(), w.estate.expected_findings.len() - 1);
+    let events = deps.audit.events_for_run("dry-1").await.unwrap();
+    assert!(events.iter().any(|e| e.resource == bob_key && e.event == AuditEventType::NotifyFailed));
+    let notified_rows = events.iter().filter(|e| e.event == AuditEventType::Notified).count();
+    assert_eq!(notified_rows, all_notified.len());
+
+    // ---- the owner snoozes the idle instance; a stranger's click is refused
+    let idle_key = key(HOME_REGION, ec2, &id("idle"));
+    let message = json!({ "text": us_message.body["text"], "blocks": us_message.body["blocks"] });
+    let reply = click(&deps, &w, "UALICE", &idle_key, "snooze_30d", &message).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let unused_key = key(HOME_REGION, ec2, &id("unused-env"));
+    let refused = click(&deps, &w, "UMALLORY", &unused_key, "snooze_7d", &message).await;
+    assert_eq!(refused.status, 200);
+    let snoozes = DynamoSnoozeStore::new(w.clients.dynamodb(), &w.tables.snooze);
+    let live = snoozes
+        .live_snoozes(&[ResourceKey::parse(&idle_key).unwrap(), ResourceKey::parse(&unused_key).unwrap()], Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(live.keys().map(|k| k.to_string()).collect::<Vec<_>>(), vec![idle_key.clone()]);
+    assert_eq!(live.values().next().unwrap().by, "UALICE");
+    let responses = w.slack.calls("response_url");
+    let update = responses.iter().find(|c| c.body["replace_original"] == true).expect("message updated");
+    assert!(update.body["blocks"].to_string().contains("Snoozed by <@UALICE>"));
+    assert!(!update.body["blocks"].to_string().contains(&format!("\"value\":\"{idle_key}\"")), "its buttons are gone");
+    let ephemeral = responses.iter().find(|c| c.body["response_type"] == "ephemeral").expect("refusal shown");
+    assert!(ephemeral.body["text"].as_str().unwrap().contains("only the owner"));
+
+    // ---- the world changes during the grace period
+    let iam = w.clients.iam(HOME_ACCOUNT).await.unwrap();
+    let device = iam.create_virtual_mfa_device().virtual_mfa_device_name("dana-late").send().await.unwrap();
+    let serial = device.virtual_mfa_device().unwrap().serial_number().to_owned();
+    iam.enable_mfa_device()
+        .user_name("dana-no-mfa")
+        .serial_number(serial)
+        .authentication_code1("1")
+        .authentication_code2("2")
+        .send()
+        .await
+        .unwrap();
+    let gone = id("protect-false");
+    w.clients
+        .ec2(HOME_ACCOUNT, HOME_REGION)
+        .await
+        .unwrap()
+        .terminate_instances()
+        .instance_ids(&gone)
+        .send()
+        .await
+        .unwrap();
+
+    // ---- recheck and dry-run remediation: everything recorded, nothing touched
+    let finished = continue_steps(&deps, notified, &["recheck", "remediate"]).await;
+    let events = deps.audit.events_for_run("dry-1").await.unwrap();
+    let event_of =
+        |resource: &str, event: AuditEventType| events.iter().any(|e| e.resource == resource && e.event == event);
+    assert!(event_of(&idle_key, AuditEventType::Snoozed));
+    assert!(event_of(&format!("{HOME_ACCOUNT}/global/iam-user/dana-no-mfa"), AuditEventType::Cleared));
+    assert!(event_of(&key(HOME_REGION, ec2, &gone), AuditEventType::Gone));
+    let would: BTreeSet<String> = finished
+        .iter()
+        .flat_map(|p| &p.outcomes)
+        .filter(|o| o.result == "WOULD_REMEDIATE")
+        .map(|o| o.key.to_string())
+        .collect();
+    assert!(would.contains(&unused_key) && !would.contains(&idle_key) && !would.contains(&bob_key));
+    assert_eq!(instance_state(&w, HOME_REGION, &id("unused-env")).await, "running", "dry-run changes nothing");
+    assert!(eip_exists(&w, HOME_REGION, &id("eip-free")).await);
+    assert!(!bucket_blocked(&w, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);
+    assert!(alerts.published().iter().all(|(_, m)| m["version"] == "1.0" && m["source"] == "custom"));
+
+    // ---- enforce: a fresh run acts on what is still violating, and only that
+    let enforced =
+        run_steps(&deps, "enforce-1", "enforce", &["metric-check", "lock", "notify", "recheck", "remediate"]).await;
+    let done: BTreeSet<String> = enforced
+        .iter()
+        .flat_map(|p| &p.outcomes)
+        .filter(|o| o.result == "REMEDIATED")
+        .map(|o| o.key.to_string())
+        .collect();
+    for name in ["unused-env", "snooze-expired"] {
+        assert_eq!(instance_state(&w, HOME_REGION, &id(name)).await, "stopped", "{name}");
+    }
+    assert_eq!(instance_state(&w, SECOND_REGION, &id("eu-idle")).await, "stopped");
+    for name in ["idle", "busy", "protected", "snoozed", "missing-tags", "no-data", "partial-data"] {
+        assert_eq!(instance_state(&w, HOME_REGION, &id(name)).await, "running", "{name} must be untouched");
+    }
+    let rds = w.clients.rds(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    let snapshots = rds.describe_db_snapshots().db_instance_identifier("db-idle").send().await.unwrap();
+    assert!(
+        snapshots
+            .db_snapshots()
+            .iter()
+            .any(|s| s.db_snapshot_identifier().unwrap_or_default().starts_with("janitor-final-db-idle-")),
+        "final snapshot exists"
+    );
+    assert!(rds.describe_db_instances().db_instance_identifier("db-busy").send().await.is_ok());
+    assert!(!eip_exists(&w, HOME_REGION, &id("eip-free")).await, "released");
+    assert!(eip_exists(&w, HOME_REGION, &id("eip-used")).await, "associated address kept");
+    assert!(bucket_blocked(&w, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);
+    assert!(bucket_blocked(&w, HOME_ACCOUNT, SECOND_REGION, "janitor-twin-public-acl").await);
+    assert!(!bucket_blocked(&w, HOME_ACCOUNT, HOME_REGION, "janitor-twin-private").await, "private bucket untouched");
+    assert!(user_tags(&w, MEMBER_ACCOUNT, "member-no-mfa").await.contains(&"janitor:mfa-required".to_owned()));
+    assert!(!user_tags(&w, HOME_ACCOUNT, "dana-no-mfa").await.contains(&"janitor:mfa-required".to_owned()));
+    assert!(!user_tags(&w, HOME_ACCOUNT, "break-glass").await.contains(&"janitor:mfa-required".to_owned()));
+    assert!(!done.contains(&bob_key) && !done.contains(&idle_key));
+    let threads = w.slack.calls("chat.postMessage").into_iter().filter(|c| c.body["thread_ts"].is_string()).count();
+    assert!(threads > 0, "outcomes reported in the notification threads");
+
+    // ---- idempotent: the same remediation again finds nothing left to do
+    let us = enforced.iter().find(|p| p.run.scope == Some(Scope::new(HOME_ACCOUNT, HOME_REGION))).unwrap().clone();
+    let mut again = us.clone();
+    again.outcomes.clear();
+    let again: StepPayload =
+        serde_json::from_value(step::remediate(&deps, serde_json::to_value(again).unwrap()).await.unwrap()).unwrap();
+    let unused = again.outcomes.iter().find(|o| o.key.to_string() == unused_key).unwrap();
+    assert_eq!(unused.result, "ALREADY_COMPLIANT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blast_radius_cap_halts_a_run_and_alerts() {
+    let w = world().await;
+    let alerts = Arc::new(InMemoryAlerts::default());
+    let deps = deps(&w, policy(&[("max_actions_per_run = 25", "max_actions_per_run = 2")]), alerts.clone());
+    let finished =
+        run_steps(&deps, "capped", "enforce", &["metric-check", "lock", "notify", "recheck", "remediate"]).await;
+    let us = finished.iter().find(|p| p.run.scope == Some(Scope::new(HOME_ACCOUNT, HOME_REGION))).unwrap();
+    assert!(us.outcomes.iter().all(|o| o.result == "HALTED"), "{:?}", us.outcomes);
+    assert_eq!(instance_state(&w, HOME_REGION, w.estate.id("unused-env")).await, "running");
+    assert!(eip_exists(&w, HOME_REGION, w.estate.id("eip-free")).await);
+    let halts: Vec<_> =
+        alerts.published().into_iter().filter(|(_, m)| m["metadata"]["eventType"] == "JanitorHalted").collect();
+    assert!(!halts.is_empty());
+    assert!(halts[0].1["content"]["title"].as_str().unwrap().contains("more than 2 actions"));
+    let total: usize = finished.iter().map(|p| p.count).sum();
+    assert!(total <= 2, "never more actions than the cap across the run: {total}");
+    let _ = &w.home;
+    let _ = &w.moto;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_reach_a_real_sns_topic() {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let topic =
+        clients.sns().create_topic().name("janitor-alerts").send().await.unwrap().topic_arn().unwrap().to_owned();
+    let alerts = SnsAlerts::new(&clients, Some(topic));
+    alerts.publish("Cloud Janitor run r1", &json!({ "version": "1.0", "source": "custom" })).await.unwrap();
+    let unset = SnsAlerts::new(&clients, None).publish("x", &json!({})).await.unwrap_err();
+    assert_eq!(unset.error_name(), "Janitor.Config");
+}

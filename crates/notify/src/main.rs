@@ -1,0 +1,13 @@
+//! `notify` Lambda: builds its dependencies once per cold start, then hands every event to
+//! `janitor_core::step::notify`.
+
+use janitor_core::{aws, step, telemetry};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init_lambda();
+    let deps = aws::deps_from_env().await?;
+    run(service_fn(|event: LambdaEvent<Value>| step::notify(&deps, event.payload))).await
+}

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/cloud-janitor/target
 VENV := .venv
-HANDLERS := discovery metric-check lock
+HANDLERS := discovery metric-check lock notify snooze recheck remediate
 
 .PHONY: demo test venv build-venv build lambdas lint bench invoke-% clean-venv
 

@@ -102,6 +102,10 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     payload.count = payload.outcomes.iter().filter(|o| o.result == "REMEDIATED").count();
     report_in_threads(deps, &payload).await;
 
+    if payload.outcomes.is_empty() {
+        tracing::info!(scope = %scope, "nothing to remediate");
+        return Ok(payload);
+    }
     let summary = summary_message(&payload, halted, cap);
     if halted {
         // Acting on nothing is safe; not telling anyone would be a silent failure.

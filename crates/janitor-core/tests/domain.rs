@@ -289,4 +289,10 @@ fn every_events_sample_is_a_valid_handler_input() {
     assert!(!checked.candidates.is_empty());
     let locked: StepPayload = serde_json::from_value(read("lock.json")).unwrap();
     assert_eq!(locked.count, locked.findings.len());
+    for later in ["notify.json", "recheck.json", "remediate.json"] {
+        let payload: StepPayload = serde_json::from_value(read(later)).unwrap();
+        assert!(payload.run.scope.is_some(), "{later}");
+    }
+    let remediate: StepPayload = serde_json::from_value(read("remediate.json")).unwrap();
+    assert!(remediate.findings.iter().all(|f| f.notified.is_some()), "remediate needs notified findings");
 }

@@ -11,10 +11,11 @@ use janitor_core::aws::{self, AwsClients, DynamoSnoozeStore, SnsAlerts, TableNam
 use janitor_core::memory::InMemoryAlerts;
 use janitor_core::model::{ResourceKey, ResourceKind, Scope, StepPayload};
 use janitor_core::ports::{AlertSink, SnoozeStore};
-use janitor_core::slack::{SlackChat, SlackSettings, sign};
+use janitor_core::slack::{SlackChat, SlackSettings};
 use janitor_core::{Deps, snooze, step};
 use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinEstate, seed_twins};
+use testkit::pipeline::{click_snooze, continue_scopes, run_scopes};
 use testkit::slack::SlackStub;
 use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_toml};
 
@@ -68,7 +69,6 @@ fn deps(w: &World, policy: janitor_core::policy::Policy, alerts: Arc<dyn AlertSi
     deps
 }
 
-/// Runs every scope through the steps, in order, via the handlers' JSON entry points.
 async fn run_steps(deps: &Deps, run_id: &str, mode: &str, steps: &[&str]) -> Vec<StepPayload> {
     let request = json!({
         "mode": mode,
@@ -76,56 +76,11 @@ async fn run_steps(deps: &Deps, run_id: &str, mode: &str, steps: &[&str]) -> Vec
         "accounts": [HOME_ACCOUNT, MEMBER_ACCOUNT],
         "run_id": run_id,
     });
-    let plan = step::discovery(deps, request).await.unwrap();
-    let mut out = Vec::new();
-    for item in plan["scopes"].as_array().unwrap() {
-        let mut payload = step::discovery(deps, item.clone()).await.unwrap();
-        for name in steps {
-            payload = match *name {
-                "metric-check" => step::metric_check(deps, payload).await,
-                "lock" => step::lock(deps, payload).await,
-                "notify" => step::notify(deps, payload).await,
-                "recheck" => step::recheck(deps, payload).await,
-                "remediate" => step::remediate(deps, payload).await,
-                other => panic!("no step {other}"),
-            }
-            .unwrap_or_else(|e| panic!("{name} failed: {e}"));
-        }
-        out.push(serde_json::from_value(payload).unwrap());
-    }
-    out
+    run_scopes(deps, request, steps).await.unwrap()
 }
 
-async fn continue_steps(deps: &Deps, payloads: Vec<StepPayload>, steps: &[&str]) -> Vec<StepPayload> {
-    let mut out = Vec::new();
-    for p in payloads {
-        let mut payload = serde_json::to_value(p).unwrap();
-        for name in steps {
-            payload = match *name {
-                "recheck" => step::recheck(deps, payload).await,
-                "remediate" => step::remediate(deps, payload).await,
-                other => panic!("no step {other}"),
-            }
-            .unwrap_or_else(|e| panic!("{name} failed: {e}"));
-        }
-        out.push(serde_json::from_value(payload).unwrap());
-    }
-    out
-}
-
-/// Clicks a Snooze button as Slack would: a signed block_actions form post.
 async fn click(deps: &Deps, w: &World, user: &str, key: &str, action: &str, message: &Value) -> snooze::HttpReply {
-    let payload = json!({
-        "type": "block_actions",
-        "user": { "id": user },
-        "actions": [{ "action_id": action, "value": key, "type": "button" }],
-        "response_url": w.slack.response_url(user),
-        "message": message,
-    });
-    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    let ts = Utc::now().timestamp();
-    let signature = sign(SIGNING_SECRET, ts, body.as_bytes());
-    snooze::handle_interaction(deps, SIGNING_SECRET, Some(&ts.to_string()), Some(&signature), body.as_bytes()).await
+    click_snooze(deps, SIGNING_SECRET, user, key, action, &w.slack.response_url(user), message).await
 }
 
 async fn instance_state(w: &World, region: &str, id: &str) -> String {
@@ -244,7 +199,7 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
         .unwrap();
 
     // ---- recheck and dry-run remediation: everything recorded, nothing touched
-    let finished = continue_steps(&deps, notified, &["recheck", "remediate"]).await;
+    let finished = continue_scopes(&deps, notified, &["recheck", "remediate"]).await.unwrap();
     let events = deps.audit.events_for_run("dry-1").await.unwrap();
     let event_of =
         |resource: &str, event: AuditEventType| events.iter().any(|e| e.resource == resource && e.event == event);

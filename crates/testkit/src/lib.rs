@@ -2,7 +2,9 @@
 //! start their own; nothing has to be running beforehand), seeds estates through the real
 //! AWS SDK, and can put a fault-injecting proxy in front of the emulator.
 
+pub mod demo;
 pub mod estate;
+pub mod pipeline;
 pub mod proxy;
 pub mod slack;
 

@@ -38,6 +38,11 @@ enum Command {
     },
     /// Print the policy the emulator runs with (the shipped one, age gate off).
     Policy,
+    /// The action half of the demo: notify, a snooze click, recheck, remediate (dry-run, then enforce).
+    Loop {
+        #[arg(long, default_value = "demo")]
+        prefix: String,
+    },
 }
 
 #[tokio::main]
@@ -76,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{seeded}");
         }
         Command::Policy => print!("{}", testkit::emulator_policy_toml()),
+        Command::Loop { prefix } => testkit::demo::narrate(clients, &prefix).await?,
     }
     Ok(())
 }

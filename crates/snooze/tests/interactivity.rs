@@ -1,0 +1,137 @@
+//! The snooze endpoint as API Gateway delivers it: a real HTTP API (payload v2) event with a
+//! base64-encoded, Slack-signed form body, then forged, stale and malformed variants.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use janitor_core::memory::*;
+use janitor_core::model::ResourceKey;
+use janitor_core::policy::Policy;
+use janitor_core::ports::SnoozeStore;
+use janitor_core::slack::{NoChat, SlackSettings, sign};
+use janitor_core::{Deps, snooze};
+use lambda_http::Body;
+use serde_json::{Value, json};
+
+const SECRET: &str = "demo-signing-secret";
+const SENT_AT: i64 = 1_763_910_000;
+const KEY: &str = "123456789012/us-east-1/ec2-instance/i-0d4c3b2a190807060";
+
+fn deps(clock_at: i64, snoozes: Arc<InMemorySnoozeStore>) -> Deps {
+    let policy = Policy::from_toml_str("[snooze]\nallowed_users = [\"U0JANITOR\"]\n", "test").unwrap();
+    Deps {
+        policy,
+        inventory: Arc::new(InMemoryInventory::default()),
+        metrics: Arc::new(InMemoryMetrics::default()),
+        snoozes,
+        locks: Arc::new(InMemoryLockStore::default()),
+        audit: Arc::new(InMemoryAuditLog::default()),
+        remediator: Arc::new(InMemoryRemediator::default()),
+        alerts: Arc::new(InMemoryAlerts::default()),
+        chat: Arc::new(NoChat),
+        slack: SlackSettings::from_env(),
+        slack_secret: None,
+        clock: Arc::new(FixedClock(Utc.timestamp_opt(clock_at, 0).unwrap())),
+    }
+}
+
+fn sample_request() -> lambda_http::Request {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/snooze.json");
+    lambda_http::request::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn header<'a>(request: &'a lambda_http::Request, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn body(request: &lambda_http::Request) -> Vec<u8> {
+    match request.body() {
+        Body::Text(t) => t.as_bytes().to_vec(),
+        Body::Binary(b) => b.clone(),
+        Body::Empty => Vec::new(),
+        _ => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn the_signed_api_gateway_sample_snoozes_for_seven_days() {
+    let request = sample_request();
+    let raw = body(&request);
+    assert!(raw.starts_with(b"payload="), "lambda_http decoded the base64 body");
+    let snoozes = Arc::new(InMemorySnoozeStore::default());
+    let deps = deps(SENT_AT + 10, snoozes.clone());
+    let reply = snooze::handle_interaction(
+        &deps,
+        SECRET,
+        header(&request, "x-slack-request-timestamp"),
+        header(&request, "x-slack-signature"),
+        &raw,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let now = Utc.timestamp_opt(SENT_AT + 10, 0).unwrap();
+    let live = snoozes.live_snoozes(&[ResourceKey::parse(KEY).unwrap()], now).await.unwrap();
+    let snooze = live.values().next().expect("snooze stored");
+    assert_eq!((snooze.by.as_str(), snooze.until), ("U0JANITOR", now + Duration::days(7)));
+}
+
+#[tokio::test]
+async fn forged_stale_tampered_or_unsigned_requests_get_401_and_no_snooze() {
+    let request = sample_request();
+    let raw = body(&request);
+    let ts = header(&request, "x-slack-request-timestamp");
+    let sig = header(&request, "x-slack-signature");
+    let tampered = String::from_utf8(raw.clone()).unwrap().replace("snooze_7d", "snooze_30d");
+    let forged = sign("not-our-secret", SENT_AT, &raw);
+    let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>, i64)> = vec![
+        ("stale", ts, sig, raw.clone(), SENT_AT + 301),
+        ("from the future", ts, sig, raw.clone(), SENT_AT - 301),
+        ("tampered body", ts, sig, tampered.into_bytes(), SENT_AT),
+        ("forged signature", ts, Some(&forged), raw.clone(), SENT_AT),
+        ("no signature", ts, None, raw.clone(), SENT_AT),
+        ("no timestamp", None, sig, raw.clone(), SENT_AT),
+    ];
+    for (name, ts, sig, body, clock) in cases {
+        let snoozes = Arc::new(InMemorySnoozeStore::default());
+        let reply = snooze::handle_interaction(&deps(clock, snoozes.clone()), SECRET, ts, sig, &body).await;
+        assert_eq!(reply.status, 401, "{name}: {reply:?}");
+        let now = Utc.timestamp_opt(clock, 0).unwrap();
+        assert!(snoozes.live_snoozes(&[ResourceKey::parse(KEY).unwrap()], now).await.unwrap().is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_but_signed_payloads_get_400_never_500() {
+    let interaction =
+        |actions: Value| json!({ "type": "block_actions", "user": { "id": "U0JANITOR" }, "actions": actions });
+    let form = |payload: &str| serde_urlencoded::to_string([("payload", payload)]).unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        ("not a form", "%%%".into()),
+        ("no payload field", "token=abc".into()),
+        ("payload not JSON", form("{not json")),
+        ("wrong type", form(&json!({ "type": "view_submission", "user": { "id": "U1" } }).to_string())),
+        ("no user", form(&json!({ "type": "block_actions", "actions": [] }).to_string())),
+        ("no actions", form(&interaction(json!([])).to_string())),
+        ("unknown action", form(&interaction(json!([{ "action_id": "delete_now", "value": KEY }])).to_string())),
+        ("no value", form(&interaction(json!([{ "action_id": "snooze_7d" }])).to_string())),
+        ("bad key", form(&interaction(json!([{ "action_id": "snooze_7d", "value": "i-123" }])).to_string())),
+        (
+            "unknown kind",
+            form(&interaction(json!([{ "action_id": "snooze_7d", "value": "1/us-east-1/ufo/x" }])).to_string()),
+        ),
+    ];
+    for (name, body) in cases {
+        let signature = sign(SECRET, SENT_AT, body.as_bytes());
+        let snoozes = Arc::new(InMemorySnoozeStore::default());
+        let reply = snooze::handle_interaction(
+            &deps(SENT_AT, snoozes),
+            SECRET,
+            Some(&SENT_AT.to_string()),
+            Some(&signature),
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{name}: {reply:?}");
+        assert!(reply.body.contains("error"), "{name}: a reason is given");
+    }
+}

@@ -298,3 +298,77 @@ async fn summaries_reach_a_real_sns_topic() {
     let unset = SnsAlerts::new(&clients, None).publish("x", &json!({})).await.unwrap_err();
     assert_eq!(unset.error_name(), "Janitor.Config");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slack_secret_is_read_from_secrets_manager_and_checked() {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let sm = clients.secrets_manager();
+    sm.create_secret()
+        .name("janitor/slack")
+        .secret_string(r#"{"bot_token":"xoxb-1","signing_secret":"s3cr3t"}"#)
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret().name("janitor/bad").secret_string(r#"{"token":"xoxb-1"}"#).send().await.unwrap();
+    let secret = aws::slack_secret(&clients, "janitor/slack").await.unwrap();
+    assert_eq!((secret.bot_token.as_str(), secret.signing_secret.as_str()), ("xoxb-1", "s3cr3t"));
+    assert!(!format!("{secret:?}").contains("s3cr3t"), "secrets never reach the logs");
+    let bad = aws::slack_secret(&clients, "janitor/bad").await.unwrap_err();
+    assert_eq!(bad.error_name(), "Janitor.Config");
+    assert!(bad.to_string().contains("bot_token"), "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remediator_rereads_and_refuses_what_is_no_longer_safe_or_needed() {
+    use janitor_core::aws::AwsRemediator;
+    use janitor_core::model::{Action, Finding, RuleId};
+    use janitor_core::ports::{ActionOutcome, Remediator};
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
+    let finding = |kind: ResourceKind, id: &str, action: Action| Finding {
+        key: ResourceKey::new(HOME_ACCOUNT, HOME_REGION, kind, id),
+        kind,
+        id: id.to_owned(),
+        arn: None,
+        policy: RuleId::EipUnattached,
+        reason: "test".into(),
+        evidence: Value::Null,
+        owner: None,
+        action,
+        first_flagged: None,
+        times_flagged: 0,
+        notified: None,
+    };
+    let remediator = AwsRemediator::new(clients.clone());
+    let now = Utc::now();
+
+    let rds = clients.rds(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    home.database(HOME_REGION, "db-protected", &[]).await.unwrap();
+    rds.modify_db_instance()
+        .db_instance_identifier("db-protected")
+        .deletion_protection(true)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let out = remediator
+        .apply(&finding(ResourceKind::RdsInstance, "db-protected", Action::SnapshotAndDeleteDb), now)
+        .await
+        .unwrap();
+    assert!(matches!(&out, ActionOutcome::Skipped(r) if r.contains("deletion protection")), "{out:?}");
+    assert!(rds.describe_db_instances().db_instance_identifier("db-protected").send().await.is_ok(), "not deleted");
+
+    let instance = home.instance(HOME_REGION, &[]).await.unwrap();
+    let eip = home.elastic_ip(HOME_REGION, Some(&instance)).await.unwrap();
+    let out = remediator.apply(&finding(ResourceKind::ElasticIp, &eip, Action::ReleaseAddress), now).await.unwrap();
+    assert!(matches!(&out, ActionOutcome::Skipped(r) if r.contains("associated")), "{out:?}");
+
+    let stop = finding(ResourceKind::Ec2Instance, &instance, Action::StopInstance);
+    assert!(matches!(remediator.apply(&stop, now).await.unwrap(), ActionOutcome::Done(_)));
+    assert!(matches!(remediator.apply(&stop, now).await.unwrap(), ActionOutcome::AlreadyCompliant(_)), "idempotent");
+
+    let gone = finding(ResourceKind::ElasticIp, "eipalloc-00000000000000000", Action::ReleaseAddress);
+    assert!(matches!(remediator.apply(&gone, now).await.unwrap(), ActionOutcome::AlreadyCompliant(_)));
+}

@@ -104,8 +104,6 @@ impl AuditEvent {
         actor: &str,
         detail: serde_json::Value,
     ) -> Self {
-        AuditEvent {
-            ..AuditEvent::new(finding.key.as_str(), run_id, event, at, actor, detail).with_policy(Some(finding.policy))
-        }
+        AuditEvent::new(finding.key.as_str(), run_id, event, at, actor, detail).with_policy(Some(finding.policy))
     }
 }

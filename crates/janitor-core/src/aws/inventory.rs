@@ -328,16 +328,21 @@ impl AwsInventory {
             })
             .collect();
         let block = match block {
-            Ok(out) => out.public_access_block_configuration().map(|c| PublicAccessBlock {
-                block_public_acls: c.block_public_acls().unwrap_or(false),
-                ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
-                block_public_policy: c.block_public_policy().unwrap_or(false),
-                restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
-            }),
+            Ok(out) => out.public_access_block_configuration().map(bucket_block),
             Err(e) => absent_if(&e, "NoSuchPublicAccessBlockConfiguration")
                 .ok_or_else(|| JanitorError::from_sdk("s3", "GetPublicAccessBlock", e))?,
         };
         Ok(S3Bucket { name, region, policy, acl_grants, block })
+    }
+}
+
+/// A bucket's Block Public Access settings; an unset flag is off.
+pub fn bucket_block(c: &aws_sdk_s3::types::PublicAccessBlockConfiguration) -> PublicAccessBlock {
+    PublicAccessBlock {
+        block_public_acls: c.block_public_acls().unwrap_or(false),
+        ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+        block_public_policy: c.block_public_policy().unwrap_or(false),
+        restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
     }
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::AwsClients;
+use super::inventory::bucket_block;
 use crate::error::{JanitorError, Result};
 use crate::model::{Action, Finding};
 use crate::ports::{ActionOutcome, Remediator};
@@ -141,19 +142,14 @@ impl AwsRemediator {
         use aws_sdk_s3::types::PublicAccessBlockConfiguration;
         let s3 = self.clients.s3(f.key.account(), f.key.region()).await?;
         let current = match s3.get_public_access_block().bucket(&f.id).send().await {
-            Ok(out) => out.public_access_block_configuration().cloned(),
+            Ok(out) => out.public_access_block_configuration().map(bucket_block),
             Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => None,
             Err(e) if e.code() == Some("NoSuchBucket") => {
                 return Ok(ActionOutcome::Skipped("bucket no longer exists".into()));
             }
             Err(e) => return Err(JanitorError::from_sdk("s3", "GetPublicAccessBlock", e)),
         };
-        let all_on = current.as_ref().is_some_and(|c| {
-            c.block_public_acls() == Some(true)
-                && c.ignore_public_acls() == Some(true)
-                && c.block_public_policy() == Some(true)
-                && c.restrict_public_buckets() == Some(true)
-        });
+        let all_on = current.is_some_and(|b| b.all_on());
         if all_on {
             return Ok(ActionOutcome::AlreadyCompliant("all four Block Public Access settings are on".into()));
         }

@@ -86,8 +86,7 @@ async fn click(deps: &Deps, w: &World, user: &str, key: &str, action: &str, mess
 async fn instance_state(w: &World, region: &str, id: &str) -> String {
     let ec2 = w.clients.ec2(HOME_ACCOUNT, region).await.unwrap();
     let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
-    let state = out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_owned();
-    state
+    out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_owned()
 }
 
 async fn bucket_blocked(w: &World, account: &str, region: &str, bucket: &str) -> bool {

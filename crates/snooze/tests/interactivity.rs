@@ -83,7 +83,8 @@ async fn forged_stale_tampered_or_unsigned_requests_get_401_and_no_snooze() {
     let sig = header(&request, "x-slack-signature");
     let tampered = String::from_utf8(raw.clone()).unwrap().replace("snooze_7d", "snooze_30d");
     let forged = sign("not-our-secret", SENT_AT, &raw);
-    let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>, i64)> = vec![
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Vec<u8>, i64);
+    let cases: Vec<Case> = vec![
         ("stale", ts, sig, raw.clone(), SENT_AT + 301),
         ("from the future", ts, sig, raw.clone(), SENT_AT - 301),
         ("tampered body", ts, sig, tampered.into_bytes(), SENT_AT),

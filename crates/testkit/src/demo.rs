@@ -80,17 +80,10 @@ pub async fn narrate(clients: AwsClients, prefix: &str) -> Result<()> {
     let shown = json!({ "text": message.body["text"], "blocks": message.body["blocks"] });
     let reply =
         click_snooze(&deps, SECRET, "UALICE", &first_key, "snooze_30d", &slack.response_url("alice"), &shown).await;
-    println!(
-        "   snooze endpoint answered HTTP {}; the message now says: {}",
-        reply.status,
-        slack
-            .calls("response_url")
-            .last()
-            .map(|c| c.body["blocks"].to_string().contains("Snoozed by"))
-            .unwrap_or(false)
-            .then_some("Snoozed by @alice")
-            .unwrap_or("(unchanged)")
-    );
+    let updated =
+        slack.calls("response_url").last().is_some_and(|c| c.body["blocks"].to_string().contains("Snoozed by"));
+    let shows = if updated { "Snoozed by @alice" } else { "(unchanged)" };
+    println!("   snooze endpoint answered HTTP {}; the message now says: {shows}", reply.status);
 
     println!("\n== 5. After the grace period: recheck -> remediate (dry-run)");
     let finished = continue_scopes(&deps, notified, &["recheck", "remediate"]).await?;

@@ -310,7 +310,8 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     let mut estate = TwinEstate::default();
     let ec2 = ResourceKind::Ec2Instance;
 
-    let instances: [(&str, &str, Vec<(&str, &str)>); 12] = [
+    type Twin<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let instances: [Twin; 12] = [
         ("unused-env", r1, with_required(&[("Environment", "testing")])),
         ("protect-false", r1, with_required(&[("Environment", "unused"), ("janitor:protect", "false")])),
         ("missing-tags", r1, vec![("Owner", "bob@example.com"), ("Environment", "production")]),

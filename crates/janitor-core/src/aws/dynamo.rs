@@ -230,7 +230,7 @@ impl DynamoAuditLog {
                 _ => break,
             }
         }
-        events.sort_by(|a, b| a.at.cmp(&b.at));
+        events.sort_by_key(|e| e.at);
         Ok(events)
     }
 }

@@ -296,3 +296,55 @@ fn every_events_sample_is_a_valid_handler_input() {
     let remediate: StepPayload = serde_json::from_value(read("remediate.json")).unwrap();
     assert!(remediate.findings.iter().all(|f| f.notified.is_some()), "remediate needs notified findings");
 }
+
+#[tokio::test]
+async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_rechecked() {
+    use janitor_core::audit::AuditEvent;
+    let scope = Scope::new(ACCOUNT, REGION);
+    let inventory = InMemoryInventory {
+        ec2: [(scope, vec![testing_instance("i-told"), testing_instance("i-untold"), testing_instance("i-early")])]
+            .into(),
+        ..Default::default()
+    };
+    let mut w = world(inventory, Policy::builtin().unwrap());
+    let remediator = Arc::new(InMemoryRemediator::default());
+    w.deps.remediator = remediator.clone();
+    let now = w.deps.clock.now();
+    let mut item = scope_item("r1");
+    item["run"]["mode"] = json!("enforce");
+    let mut payload: StepPayload = serde_json::from_value(step::discovery(&w.deps, item).await.unwrap()).unwrap();
+    let key = |id: &str| ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, id).to_string();
+    let notice = |hours_ago: i64| Notice {
+        channel: "D1".into(),
+        ts: "1.0".into(),
+        at: now - Duration::hours(hours_ago),
+        owner_user: None,
+    };
+    let event = |id: &str, event: AuditEventType, hours_ago: i64| {
+        AuditEvent::new(key(id), "r1", event, now - Duration::hours(hours_ago), "test", Value::Null)
+    };
+    // Told 80 h ago and rechecked after the 72 h grace; never told (the payload claims
+    // otherwise); told only 10 h ago.
+    w.audit
+        .record(&[
+            event("i-told", AuditEventType::Notified, 80),
+            event("i-told", AuditEventType::Rechecked, 1),
+            event("i-early", AuditEventType::Notified, 10),
+            event("i-early", AuditEventType::Rechecked, 1),
+        ])
+        .await
+        .unwrap();
+    for f in &mut payload.findings {
+        f.notified = Some(notice(if f.id == "i-early" { 10 } else { 80 }));
+    }
+    let out: StepPayload =
+        serde_json::from_value(step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap())
+            .unwrap();
+    let result =
+        |id: &str| out.outcomes.iter().find(|o| o.key.to_string() == key(id)).map(|o| o.result.clone()).unwrap();
+    assert_eq!(result("i-told"), "REMEDIATED");
+    assert_eq!(result("i-untold"), "SKIPPED");
+    assert_eq!(result("i-early"), "SKIPPED");
+    let acted: Vec<String> = remediator.applied().into_iter().map(|(k, _)| k.to_string()).collect();
+    assert_eq!(acted, vec![key("i-told")], "only the notified, rechecked, past-grace finding is touched");
+}

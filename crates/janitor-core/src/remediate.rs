@@ -31,23 +31,39 @@ fn guard(finding: &Finding, trail: &[AuditEvent], grace: Duration, now: DateTime
     }
 }
 
+/// Outcomes and their audit rows, written in order.
+struct Recorder<'a> {
+    run_id: &'a str,
+    now: DateTime<Utc>,
+    events: Vec<AuditEvent>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Recorder<'_> {
+    fn push(&mut self, f: &Finding, event: AuditEventType, detail: serde_json::Value) {
+        self.outcomes.push(Outcome { key: f.key.clone(), result: event.as_str().to_owned(), detail: detail.clone() });
+        self.events.push(AuditEvent::for_finding(f, self.run_id, event, self.now, ACTOR, detail));
+    }
+
+    async fn flush(&mut self, deps: &Deps) -> Result<()> {
+        deps.audit.record(&self.events).await?;
+        self.events.clear();
+        Ok(())
+    }
+}
+
 pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload> {
     let scope = payload.run.scope()?.clone();
     let now = deps.clock.now();
     let run_id = payload.run.id.clone();
     let grace = Duration::hours(i64::from(deps.policy.grace_period_hours));
     let trail = deps.audit.events_for_run(&run_id).await?;
-    let mut events = Vec::new();
-    let mut outcomes = Vec::new();
-    let mut record = |f: &Finding, event: AuditEventType, detail: serde_json::Value| {
-        outcomes.push(Outcome { key: f.key.clone(), result: event.as_str().to_owned(), detail: detail.clone() });
-        events.push(AuditEvent::for_finding(f, &run_id, event, now, ACTOR, detail));
-    };
+    let mut log = Recorder { run_id: &run_id, now, events: Vec::new(), outcomes: Vec::new() };
 
     let mut eligible = Vec::new();
     for f in &payload.findings {
         match guard(f, &trail, grace, now) {
-            Some(reason) => record(f, AuditEventType::Skipped, json!({ "reason": reason })),
+            Some(reason) => log.push(f, AuditEventType::Skipped, json!({ "reason": reason })),
             None => eligible.push(f),
         }
     }
@@ -57,7 +73,11 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     match payload.run.mode {
         Mode::DryRun => {
             for f in &eligible {
-                record(f, AuditEventType::WouldRemediate, json!({ "action": f.action, "would": f.action.describe() }));
+                log.push(
+                    f,
+                    AuditEventType::WouldRemediate,
+                    json!({ "action": f.action, "would": f.action.describe() }),
+                );
             }
         }
         Mode::Enforce if eligible.is_empty() => {}
@@ -65,36 +85,33 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
             let until = now + deps.policy.lock_ttl();
             if deps.locks.reserve_actions(&run_id, &scope.to_string(), eligible.len(), cap, until).await? {
                 for f in &eligible {
-                    match deps.remediator.apply(f, now).await {
-                        Ok(ActionOutcome::Done(detail)) => {
-                            record(f, AuditEventType::Remediated, json!({ "action": f.action, "result": detail }))
+                    let (event, detail) = match deps.remediator.apply(f, now).await {
+                        Ok(ActionOutcome::Done(result)) => {
+                            (AuditEventType::Remediated, json!({ "action": f.action, "result": result }))
                         }
                         Ok(ActionOutcome::AlreadyCompliant(reason)) => {
-                            record(f, AuditEventType::AlreadyCompliant, json!({ "reason": reason }))
+                            (AuditEventType::AlreadyCompliant, json!({ "reason": reason }))
                         }
-                        Ok(ActionOutcome::Skipped(reason)) => {
-                            record(f, AuditEventType::Skipped, json!({ "reason": reason }))
+                        Ok(ActionOutcome::Skipped(reason)) => (AuditEventType::Skipped, json!({ "reason": reason })),
+                        Err(e) => {
+                            (AuditEventType::Failed, json!({ "error": e.error_name(), "message": e.to_string() }))
                         }
-                        Err(e) => record(
-                            f,
-                            AuditEventType::Failed,
-                            json!({ "error": e.error_name(), "message": e.to_string() }),
-                        ),
-                    }
+                    };
+                    log.push(f, event, detail);
+                    // Written as each action happens: a run cut short keeps the record of what it did.
+                    log.flush(deps).await?;
                 }
             } else {
                 halted = true;
                 for f in &eligible {
-                    record(
-                        f,
-                        AuditEventType::Halted,
-                        json!({ "reason": format!("the run would act on more than {cap} resources") }),
-                    );
+                    let reason = format!("the run would act on more than {cap} resources");
+                    log.push(f, AuditEventType::Halted, json!({ "reason": reason }));
                 }
             }
         }
     }
-    deps.audit.record(&events).await?;
+    log.flush(deps).await?;
+    let outcomes = log.outcomes;
     for f in &payload.findings {
         deps.locks.release(&f.key, &run_id).await?;
     }

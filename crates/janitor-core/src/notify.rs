@@ -93,12 +93,14 @@ pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload
                     }
                 }
             }
+            // Recorded message by message: a step cut short keeps the record of what it sent.
+            deps.audit.record(&events).await?;
+            events.clear();
         }
     }
     notified.sort_by(|a, b| a.key.cmp(&b.key));
     payload.findings = notified;
     payload.recount();
-    deps.audit.record(&events).await?;
     tracing::info!(scope = %scope, notified = payload.count, "notifications sent");
     Ok(payload)
 }

@@ -36,6 +36,27 @@ enum Command {
     /// Detection as the state machine runs it: discovery, metric check and locks, with
     /// every decision written to the audit table. Dry-run unless --mode enforce.
     Run(RunArgs),
+    /// The audit trail of one run or one resource.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("subject").required(true).args(["run", "resource"]))]
+struct AuditArgs {
+    /// Every event of this run (the by-run index).
+    #[arg(long)]
+    run: Option<String>,
+    /// Every event of this resource key (`account/region/kind/id`).
+    #[arg(long)]
+    resource: Option<String>,
+    #[arg(long, env = "JANITOR_AUDIT_TABLE")]
+    audit_table: String,
+    #[arg(long, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    output: Format,
 }
 
 #[derive(Args)]
@@ -235,6 +256,19 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(report.exit_code())
 }
 
+async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    use janitor_core::ports::AuditLog;
+    let clients = AwsClients::load(args.profile.as_deref(), args.region.as_deref()).await;
+    let log = DynamoAuditLog::new(clients.dynamodb(), &args.audit_table);
+    let events = match (&args.run, &args.resource) {
+        (Some(run), _) => log.events_for_run(run).await?,
+        (None, Some(resource)) => log.events_for_resource(resource).await?,
+        (None, None) => anyhow::bail!("give --run or --resource"),
+    };
+    report::print_audit(&events, output(args.output))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn some(list: &[String]) -> Option<Vec<String>> {
     (!list.is_empty()).then(|| list.to_vec())
 }
@@ -253,11 +287,13 @@ async fn main() -> ExitCode {
     let verbose = match &cli.command {
         Command::Scan(a) => a.common.verbose,
         Command::Run(a) => a.common.verbose,
+        Command::Audit(_) => false,
     };
     telemetry::init_cli(verbose);
     let result = match cli.command {
         Command::Scan(args) => scan(args).await,
         Command::Run(args) => run(args).await,
+        Command::Audit(args) => audit(args).await,
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use janitor_core::audit::AuditEvent;
 use janitor_core::model::{Finding, ResourceKey, RunContext, Scope, ScopeFailure, StepPayload};
 use janitor_core::step::RunPlan;
 use serde::Serialize;
@@ -201,4 +202,49 @@ impl ScanReport {
         }
         table
     }
+}
+
+/// Prints audit events oldest first.
+pub fn print_audit(events: &[AuditEvent], output: Output) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, events)?;
+            writeln!(out)?;
+        }
+        Output::Csv => {
+            let mut writer = csv::Writer::from_writer(out);
+            writer.write_record(["at", "run_id", "resource", "event", "actor", "policy", "detail"])?;
+            for e in events {
+                writer.write_record([
+                    e.at.to_rfc3339(),
+                    e.run_id.clone(),
+                    e.resource.clone(),
+                    e.event.as_str().to_owned(),
+                    e.actor.clone(),
+                    e.policy.map(|p| p.to_string()).unwrap_or_default(),
+                    e.detail.to_string(),
+                ])?;
+            }
+            writer.flush()?;
+        }
+        Output::Table => {
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+            table.set_header(["at", "run", "resource", "event", "actor", "detail"]);
+            for e in events {
+                table.add_row([
+                    e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    e.run_id.clone(),
+                    e.resource.clone(),
+                    e.event.as_str().to_owned(),
+                    e.actor.clone(),
+                    e.detail.to_string(),
+                ]);
+            }
+            writeln!(out, "{table}")?;
+            writeln!(out, "{} events", events.len())?;
+        }
+    }
+    Ok(())
 }

@@ -102,3 +102,49 @@ async fn scan_reports_a_denied_region_and_exits_non_zero() {
     );
     let _ = std::fs::remove_file(policy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_lists_a_runs_and_a_resources_events() {
+    use janitor_core::audit::{AuditEvent, AuditEventType};
+    use janitor_core::aws::DynamoAuditLog;
+    use janitor_core::ports::AuditLog;
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let tables = TableNames::with_prefix("audit");
+    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
+    let log = DynamoAuditLog::new(clients.dynamodb(), &tables.audit);
+    let key = format!("{HOME_ACCOUNT}/{HOME_REGION}/ec2-instance/i-1");
+    let now = chrono::Utc::now();
+    log.record(&[
+        AuditEvent::new(&key, "r1", AuditEventType::Discovered, now, "discovery", serde_json::json!({"reason": "x"})),
+        AuditEvent::new(&key, "r1", AuditEventType::Locked, now, "lock", Value::Null),
+        AuditEvent::new(&key, "r2", AuditEventType::LockHeld, now, "lock", Value::Null),
+    ])
+    .await
+    .unwrap();
+    let by_run = janitor_audit(&moto.endpoint, &tables.audit, &["--run", "r1"]).await;
+    assert_eq!(by_run.len(), 2);
+    assert!(by_run.contains(&"DISCOVERED".to_owned()) && by_run.contains(&"LOCKED".to_owned()));
+    let by_resource = janitor_audit(&moto.endpoint, &tables.audit, &["--resource", &key]).await;
+    assert_eq!(by_resource.len(), 3);
+    assert!(by_resource.contains(&"LOCK_HELD".to_owned()));
+}
+
+/// `janitor audit … --output json`, returning the event names.
+async fn janitor_audit(endpoint: &str, table: &str, args: &[&str]) -> Vec<String> {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_janitor"))
+        .arg("audit")
+        .args(args)
+        .args(["--audit-table", table, "--output", "json"])
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", HOME_REGION)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let events: Value = serde_json::from_slice(&output.stdout).unwrap();
+    events.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect()
+}

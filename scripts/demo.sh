@@ -20,3 +20,8 @@ echo "== 2. Read-only scan, as from a laptop: janitor scan"
 echo
 "$BIN/testkit" loop --prefix demo
 rm -f "$POLICY"
+
+echo
+echo "== 8. The audit trail of one resource: janitor audit --resource"
+KEY="123456789012/us-east-1/rds-instance/db-idle"
+"$BIN/janitor" audit --resource "$KEY" --audit-table demo-audit

@@ -6,6 +6,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub type Result<T, E = JanitorError> = std::result::Result<T, E>;
 
+const TRANSIENT: &str = "Janitor.Transient";
+
 #[derive(Debug, thiserror::Error)]
 pub enum JanitorError {
     /// The step's input could not be understood; retrying will not help.
@@ -42,7 +44,7 @@ impl JanitorError {
             JanitorError::InvalidPolicy(_) => "Janitor.InvalidPolicy",
             JanitorError::Config(_) => "Janitor.Config",
             JanitorError::AccessDenied { .. } => "Janitor.AccessDenied",
-            JanitorError::Transient { .. } => "Janitor.Transient",
+            JanitorError::Transient { .. } => TRANSIENT,
             JanitorError::Aws { .. } => "Janitor.AwsError",
             JanitorError::Slack { .. } => "Janitor.SlackError",
             JanitorError::AuditWrite(_) => "Janitor.AuditWriteFailed",
@@ -61,8 +63,18 @@ impl JanitorError {
         "Janitor.AuditWriteFailed",
     ];
 
-    pub fn is_transient(&self) -> bool {
-        matches!(self, JanitorError::Transient { .. })
+    /// Fails with `Janitor.Transient` when a scan part hit throttling or timeouts that
+    /// outlasted the SDK's retries, so the state machine retries the step instead of going
+    /// on with a partial scope.
+    pub fn retry_if_transient(step: &'static str, failures: &[crate::model::ScopeFailure]) -> Result<()> {
+        match failures.iter().find(|f| f.error == TRANSIENT) {
+            Some(f) => Err(JanitorError::Transient {
+                service: step,
+                operation: "scan",
+                message: format!("{}: {}", f.what, f.message),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Classifies an SDK failure by its error code, after the SDK's own retries.

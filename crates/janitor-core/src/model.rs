@@ -42,11 +42,6 @@ impl ResourceKind {
         }
     }
 
-    /// Kinds listed once per account rather than once per region.
-    pub fn is_account_wide(self) -> bool {
-        matches!(self, ResourceKind::IamUser | ResourceKind::S3Bucket)
-    }
-
     fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }

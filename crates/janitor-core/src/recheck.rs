@@ -24,13 +24,7 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
     let now = deps.clock.now();
     let run_id = payload.run.id.clone();
     let (fresh, scan_events) = discovery::scan(deps, &payload.run, now, ACTOR).await?;
-    if let Some(f) = fresh.failures.iter().find(|f| f.error == "Janitor.Transient") {
-        return Err(JanitorError::Transient {
-            service: "recheck",
-            operation: "scan",
-            message: format!("{}: {}", f.what, f.message),
-        });
-    }
+    JanitorError::retry_if_transient("recheck", &fresh.failures)?;
     let (idle, _) = metrics::judge_candidates(deps, &scope, &run_id, &fresh.candidates, now, ACTOR).await?;
     let violating: HashMap<_, Finding> = fresh.findings.into_iter().chain(idle).map(|f| (f.key.clone(), f)).collect();
     let exempt: HashMap<String, serde_json::Value> = scan_events

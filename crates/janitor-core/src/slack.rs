@@ -31,7 +31,6 @@ pub trait Chat: Send + Sync {
     /// The Slack user id of an email address, if Slack knows it.
     async fn lookup_user_by_email(&self, email: &str) -> Result<Option<String>>;
     async fn post_message(&self, channel: &str, text: &str, blocks: &Value) -> Result<PostedMessage>;
-    async fn update_message(&self, channel: &str, ts: &str, text: &str, blocks: &Value) -> Result<()>;
     /// Adds a reply in the thread of an earlier message.
     async fn reply_in_thread(&self, channel: &str, ts: &str, text: &str) -> Result<()>;
     /// Answers an interaction through its `response_url`.
@@ -166,12 +165,6 @@ impl Chat for SlackChat {
         }
     }
 
-    async fn update_message(&self, channel: &str, ts: &str, text: &str, blocks: &Value) -> Result<()> {
-        self.call("chat.update", &json!({ "channel": channel, "ts": ts, "text": text, "blocks": blocks }))
-            .await
-            .map(|_| ())
-    }
-
     async fn reply_in_thread(&self, channel: &str, ts: &str, text: &str) -> Result<()> {
         self.call("chat.postMessage", &json!({ "channel": channel, "thread_ts": ts, "text": text })).await.map(|_| ())
     }
@@ -193,9 +186,6 @@ impl Chat for NoChat {
         Err(not_configured())
     }
     async fn post_message(&self, _: &str, _: &str, _: &Value) -> Result<PostedMessage> {
-        Err(not_configured())
-    }
-    async fn update_message(&self, _: &str, _: &str, _: &str, _: &Value) -> Result<()> {
         Err(not_configured())
     }
     async fn reply_in_thread(&self, _: &str, _: &str, _: &str) -> Result<()> {

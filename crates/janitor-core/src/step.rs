@@ -132,14 +132,7 @@ pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
     let item: ScopeItem = parse("discovery", input)?;
     let payload = discovery::discover_scope(deps, &item.run).await?;
     // A throttled or timed-out listing must be retried by the state machine, not skipped.
-    if let Some(f) = payload.failures.iter().find(|f| f.error == "Janitor.Transient") {
-        return Err(JanitorError::Transient {
-            service: "discovery",
-            operation: "scan",
-            message: format!("{}: {}", f.what, f.message),
-        }
-        .into());
-    }
+    JanitorError::retry_if_transient("discovery", &payload.failures)?;
     to_json(&payload)
 }
 

@@ -9,17 +9,24 @@ use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, seed_twins};
 use testkit::proxy::FaultProxy;
 use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_toml};
 
-async fn janitor_scan(endpoint: &str, policy: &std::path::Path, extra: &[&str]) -> (i32, Value) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_janitor"))
-        .arg("scan")
-        .args(["--regions", &format!("{HOME_REGION},{SECOND_REGION}")])
-        .args(["--policy", policy.to_str().unwrap(), "--output", "json", "--quiet"])
-        .args(extra)
+/// The janitor binary aimed at the emulator, with throwaway credentials.
+fn janitor(endpoint: &str, subcommand: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_janitor"));
+    command
+        .arg(subcommand)
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", HOME_REGION)
-        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_PROFILE");
+    command
+}
+
+async fn janitor_scan(endpoint: &str, policy: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+    let out = janitor(endpoint, "scan")
+        .args(["--regions", &format!("{HOME_REGION},{SECOND_REGION}")])
+        .args(["--policy", policy.to_str().unwrap(), "--output", "json", "--quiet"])
+        .args(extra)
         .output()
         .await
         .unwrap();
@@ -132,15 +139,9 @@ async fn audit_lists_a_runs_and_a_resources_events() {
 
 /// `janitor audit … --output json`, returning the event names.
 async fn janitor_audit(endpoint: &str, table: &str, args: &[&str]) -> Vec<String> {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_janitor"))
-        .arg("audit")
+    let output = janitor(endpoint, "audit")
         .args(args)
         .args(["--audit-table", table, "--output", "json"])
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", HOME_REGION)
-        .env_remove("AWS_PROFILE")
         .output()
         .await
         .unwrap();

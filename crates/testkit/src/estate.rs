@@ -242,15 +242,9 @@ impl Seeder {
 
     pub async fn bucket_block_all(&self, name: &str, region: &str) -> Result<()> {
         let s3 = self.clients.s3(&self.account, region).await?;
-        let config = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-            .block_public_acls(true)
-            .ignore_public_acls(true)
-            .block_public_policy(true)
-            .restrict_public_buckets(true)
-            .build();
         s3.put_public_access_block()
             .bucket(name)
-            .public_access_block_configuration(config)
+            .public_access_block_configuration(janitor_core::aws::remediator::full_bucket_block())
             .send()
             .await
             .context("PutPublicAccessBlock")?;

@@ -87,6 +87,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn endpoint_is_remote(endpoint: &str) -> bool {
-    let host = endpoint.split("://").nth(1).unwrap_or(endpoint).split([':', '/']).next().unwrap_or_default();
-    !matches!(host, "127.0.0.1" | "localhost" | "[")
+    let authority = endpoint.split("://").nth(1).unwrap_or(endpoint).split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    !(host == "localhost" || host == "::1" || host.starts_with("127."))
 }

@@ -84,7 +84,6 @@ fn handle(state: &Mutex<State>, method: String, authorization: Option<String>, b
             Some(id) => (StatusCode::OK, json!({ "ok": true, "user": { "id": id } }), None),
             None => (StatusCode::OK, json!({ "ok": false, "error": "users_not_found" }), None),
         },
-        "chat.update" => (StatusCode::OK, json!({ "ok": true, "channel": body["channel"], "ts": body["ts"] }), None),
         "response_url" => (StatusCode::OK, json!({ "ok": true }), None),
         _ => (StatusCode::OK, json!({ "ok": false, "error": "unknown_method" }), None),
     };

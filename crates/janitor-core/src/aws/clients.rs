@@ -38,10 +38,6 @@ impl ApiStats {
     pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-
-    pub fn total(&self) -> u64 {
-        self.snapshot().values().flat_map(|ops| ops.values()).sum()
-    }
 }
 
 #[derive(Debug)]
@@ -144,10 +140,6 @@ impl AwsClients {
 
     pub fn stats(&self) -> Arc<ApiStats> {
         self.inner.stats.clone()
-    }
-
-    pub fn base(&self) -> &SdkConfig {
-        &self.inner.base
     }
 
     /// True when an endpoint override (an emulator) is in use.

@@ -139,7 +139,6 @@ impl AwsRemediator {
     }
 
     async fn block_public_access(&self, f: &Finding) -> Result<ActionOutcome> {
-        use aws_sdk_s3::types::PublicAccessBlockConfiguration;
         let s3 = self.clients.s3(f.key.account(), f.key.region()).await?;
         let current = match s3.get_public_access_block().bucket(&f.id).send().await {
             Ok(out) => out.public_access_block_configuration().map(bucket_block),
@@ -153,20 +152,24 @@ impl AwsRemediator {
         if all_on {
             return Ok(ActionOutcome::AlreadyCompliant("all four Block Public Access settings are on".into()));
         }
-        let config = PublicAccessBlockConfiguration::builder()
-            .block_public_acls(true)
-            .ignore_public_acls(true)
-            .block_public_policy(true)
-            .restrict_public_buckets(true)
-            .build();
         s3.put_public_access_block()
             .bucket(&f.id)
-            .public_access_block_configuration(config)
+            .public_access_block_configuration(full_bucket_block())
             .send()
             .await
             .map_err(|e| JanitorError::from_sdk("s3", "PutPublicAccessBlock", e))?;
         Ok(ActionOutcome::Done(json!({ "blocked": f.id })))
     }
+}
+
+/// All four S3 Block Public Access settings on.
+pub fn full_bucket_block() -> aws_sdk_s3::types::PublicAccessBlockConfiguration {
+    aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(true)
+        .restrict_public_buckets(true)
+        .build()
 }
 
 /// `janitor-final-<id>-<utc timestamp>`, within RDS's 255-character identifier limit.

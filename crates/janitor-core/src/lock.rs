@@ -75,6 +75,7 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
             }
         }
     }
+    payload.tally_events(&events);
     payload.recount();
     deps.audit.record(&events).await?;
     // Locks are re-entrant, so failing the step for a retry keeps every lock already taken.
@@ -83,4 +84,58 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
     }
     tracing::info!(run = %run_id, locked = payload.count, held_elsewhere = payload.held_elsewhere.len(), "locks taken");
     Ok(payload)
+}
+
+/// The state machine's Catch path: a scope whose step failed after its retries records the
+/// failure (per finding and for the scope), gives its locks back so the next run can take
+/// them, and raises an alert. Its findings are never remediated by this run.
+pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload> {
+    let scope = payload.run.scope()?.clone();
+    let Some(caught) = payload.error.clone() else {
+        return Err(JanitorError::InvalidInput("release needs the caught error at `error`".into()));
+    };
+    let now = deps.clock.now();
+    let run_id = payload.run.id.clone();
+    let message = caught_message(&caught.cause);
+    let detail = json!({ "error": caught.error, "message": message, "reason": "the scope failed; nothing in it is remediated by this run" });
+
+    let findings = std::mem::take(&mut payload.findings);
+    let mut events =
+        vec![AuditEvent::new(scope.audit_key(), &run_id, AuditEventType::Failed, now, ACTOR, detail.clone())];
+    for f in &findings {
+        events.push(AuditEvent::for_finding(f, &run_id, AuditEventType::Failed, now, ACTOR, detail.clone()));
+    }
+    // The record first: if releasing fails half-way, the failure is already on file.
+    deps.audit.record(&events).await?;
+    for f in &findings {
+        deps.locks.release(&f.key, &run_id).await?;
+    }
+    payload.tally.failed += findings.len();
+    payload.recount();
+    let alert = json!({
+        "version": "1.0",
+        "source": "custom",
+        "id": format!("{run_id}-{scope}-failed"),
+        "content": {
+            "textType": "client-markdown",
+            "title": format!(":rotating_light: Cloud Janitor run {run_id} failed in {scope}"),
+            "description": format!(
+                "`{}`: {}\n{} finding(s) released unremediated; see the audit table for run `{run_id}`.",
+                caught.error,
+                message,
+                findings.len()
+            ),
+        },
+    });
+    deps.alerts.publish(&format!("Cloud Janitor run {run_id} failed in {scope}"), &alert).await?;
+    tracing::error!(run = %run_id, scope = %scope, error = %caught.error, message = %message, released = findings.len(), "scope failed");
+    Ok(payload)
+}
+
+/// Step Functions passes a Lambda error's Cause as the JSON the runtime reported.
+fn caught_message(cause: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(cause)
+        .ok()
+        .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| cause.to_owned())
 }

@@ -125,6 +125,7 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
     payload.findings.extend(idle);
     payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
     events.extend(apply_scope_caps(&deps.policy, &mut payload, now, ACTOR));
+    payload.tally.found = payload.findings.len() + payload.deferred;
     payload.recount();
     deps.audit.record(&events).await?;
     tracing::info!(scope = %scope, findings = payload.count, "metric check done");

@@ -338,6 +338,93 @@ pub struct StepPayload {
     /// What the Choice states read: findings still in play.
     #[serde(default)]
     pub count: usize,
+    /// When the grace period ends; set by notify, read by the state machine's Wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_ends: Option<String>,
+    /// The scope's running totals, which the execution output reports per scope.
+    #[serde(default)]
+    pub tally: Tally,
+    /// What the state machine's Catch caught (`{Error, Cause}`), for the release step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CaughtError>,
+}
+
+/// What a Step Functions Catch puts at its `ResultPath`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaughtError {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScopeStatus {
+    /// Every part of the scope was read and every step finished.
+    #[default]
+    Ok,
+    /// The scope ran to its end, but something in it could not be read or acted on.
+    Incomplete,
+    /// A step failed after its retries; the scope stopped there.
+    Failed,
+}
+
+/// A scope's running totals: what the execution output summarises.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tally {
+    #[serde(default)]
+    pub status: ScopeStatus,
+    #[serde(default)]
+    pub found: usize,
+    #[serde(default)]
+    pub deferred: usize,
+    #[serde(default)]
+    pub held_elsewhere: usize,
+    #[serde(default)]
+    pub notified: usize,
+    #[serde(default)]
+    pub snoozed: usize,
+    #[serde(default)]
+    pub cleared: usize,
+    #[serde(default)]
+    pub would_remediate: usize,
+    #[serde(default)]
+    pub remediated: usize,
+    #[serde(default)]
+    pub skipped: usize,
+    #[serde(default)]
+    pub halted: usize,
+    /// Resources whose step failed (lock, notify, recheck read, action).
+    #[serde(default)]
+    pub failed: usize,
+    /// Parts of the scope that could not be listed (e.g. AccessDenied for one service).
+    #[serde(default)]
+    pub scan_failures: usize,
+    /// Everything that makes the scope not OK; the state machine's summary filters on it.
+    #[serde(default)]
+    pub problems: usize,
+}
+
+impl Tally {
+    /// Counts one audit event by its name; events that are not outcomes are ignored.
+    pub fn count(&mut self, event: &str) {
+        let field = match event {
+            "LOCK_HELD" => &mut self.held_elsewhere,
+            "NOTIFIED" => &mut self.notified,
+            "SNOOZED" => &mut self.snoozed,
+            "CLEARED" | "GONE" | "ALREADY_COMPLIANT" => &mut self.cleared,
+            "WOULD_REMEDIATE" => &mut self.would_remediate,
+            "REMEDIATED" => &mut self.remediated,
+            "SKIPPED" => &mut self.skipped,
+            "HALTED" => &mut self.halted,
+            "FAILED" | "NOTIFY_FAILED" => &mut self.failed,
+            _ => return,
+        };
+        *field += 1;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -360,11 +447,37 @@ impl StepPayload {
             held_elsewhere: Vec::new(),
             outcomes: Vec::new(),
             count: 0,
+            grace_ends: None,
+            tally: Tally::default(),
+            error: None,
         }
     }
 
+    /// Refreshes what the Choice states and the run summary read.
     pub fn recount(&mut self) {
         self.count = self.findings.len();
+        self.refresh_tally();
+    }
+
+    pub fn refresh_tally(&mut self) {
+        self.tally.deferred = self.deferred;
+        self.tally.scan_failures = self.failures.len();
+        self.tally.problems =
+            self.tally.failed + self.tally.scan_failures + self.tally.halted + usize::from(self.error.is_some());
+        self.tally.status = if self.error.is_some() {
+            ScopeStatus::Failed
+        } else if self.tally.problems > 0 {
+            ScopeStatus::Incomplete
+        } else {
+            ScopeStatus::Ok
+        };
+    }
+
+    /// Counts recorded audit events into the tally.
+    pub fn tally_events(&mut self, events: &[crate::audit::AuditEvent]) {
+        for e in events {
+            self.tally.count(e.event.as_str());
+        }
     }
 }
 

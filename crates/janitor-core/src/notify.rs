@@ -95,11 +95,14 @@ pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload
             }
             // Recorded message by message: a step cut short keeps the record of what it sent.
             deps.audit.record(&events).await?;
+            payload.tally_events(&events);
             events.clear();
         }
     }
     notified.sort_by(|a, b| a.key.cmp(&b.key));
     payload.findings = notified;
+    // Whole seconds with `Z`: the form a Step Functions Wait's TimestampPath accepts.
+    payload.grace_ends = Some(grace_ends.format("%Y-%m-%dT%H:%M:%SZ").to_string());
     payload.recount();
     tracing::info!(scope = %scope, notified = payload.count, "notifications sent");
     Ok(payload)

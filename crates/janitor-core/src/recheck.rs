@@ -36,6 +36,8 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
         fresh.failures.iter().map(|f| f.what.split('/').next().unwrap_or_default().to_owned()).collect();
 
     let mut events: Vec<AuditEvent> = scan_events.into_iter().filter(|e| e.event == AuditEventType::Failed).collect();
+    // Scan failures are counted once, as the scope's failures; the tally counts findings.
+    let first_finding_event = events.len();
     let mut kept = Vec::new();
     for finding in std::mem::take(&mut payload.findings) {
         let key = finding.key.as_str();
@@ -74,6 +76,7 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
     }
     payload.findings = kept;
     payload.failures.extend(fresh.failures);
+    payload.tally_events(&events[first_finding_event..]);
     payload.recount();
     deps.audit.record(&events).await?;
     tracing::info!(scope = %scope, still_violating = payload.count, "recheck done");

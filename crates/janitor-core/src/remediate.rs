@@ -115,8 +115,12 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     for f in &payload.findings {
         deps.locks.release(&f.key, &run_id).await?;
     }
+    for outcome in &outcomes {
+        payload.tally.count(&outcome.result);
+    }
     payload.outcomes = outcomes;
     payload.count = payload.outcomes.iter().filter(|o| o.result == "REMEDIATED").count();
+    payload.refresh_tally();
     report_in_threads(deps, &payload).await;
 
     if payload.outcomes.is_empty() {

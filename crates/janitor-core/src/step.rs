@@ -85,6 +85,29 @@ pub fn new_run_id() -> String {
     format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &short[..8])
 }
 
+/// The state machine's plan input: the execution input as given, and the execution name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanInput {
+    pub request: Value,
+    pub execution: String,
+}
+
+impl PlanInput {
+    fn into_request(self) -> Result<RunRequest, JanitorError> {
+        if !self.request.is_object() {
+            return Err(JanitorError::InvalidInput(format!(
+                "execution input: expected a JSON object like {{\"mode\": \"dry-run\"}}, got {}",
+                kind_of(&self.request)
+            )));
+        }
+        let mut request: RunRequest = serde_json::from_value(self.request)
+            .map_err(|e| JanitorError::InvalidInput(format!("execution input: {e}")))?;
+        request.run_id.get_or_insert(self.execution);
+        Ok(request)
+    }
+}
+
 /// One Map item: a run narrowed to one scope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScopeItem {
@@ -95,7 +118,8 @@ pub struct ScopeItem {
 pub struct RunPlan {
     pub run: RunContext,
     pub scopes: Vec<ScopeItem>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always present: the state machine's summary reads it.
+    #[serde(default)]
     pub failures: Vec<ScopeFailure>,
     pub count: usize,
 }
@@ -126,7 +150,11 @@ pub async fn plan(deps: &Deps, request: RunRequest) -> Result<RunPlan, JanitorEr
 /// a scope item (`{run: {id, mode, scope}}`) gives that scope's findings and candidates.
 pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
     if input.get("run").is_none() {
-        let request: RunRequest = parse("discovery", input)?;
+        // The state machine wraps the execution input with its execution name as run id.
+        let request = match input.get("request") {
+            Some(_) => parse::<PlanInput>("discovery", input)?.into_request()?,
+            None => parse("discovery", input)?,
+        };
         return to_json(&plan(deps, request).await?);
     }
     let item: ScopeItem = parse("discovery", input)?;
@@ -141,9 +169,14 @@ pub async fn metric_check(deps: &Deps, input: Value) -> StepResult {
     to_json(&metrics::check_candidates(deps, payload).await?)
 }
 
+/// `lock` takes a scope's locks; given a payload with a caught `error` (the state
+/// machine's Catch path), it records the failure and releases them instead.
 pub async fn lock(deps: &Deps, input: Value) -> StepResult {
     let payload: StepPayload = parse("lock", input)?;
     payload.run.scope()?;
+    if payload.error.is_some() {
+        return to_json(&lock::release_failed_scope(deps, payload).await?);
+    }
     to_json(&lock::lock_findings(deps, payload).await?)
 }
 

@@ -31,12 +31,35 @@ pub struct ApiStats {
 
 impl ApiStats {
     fn count(&self, service: &str, operation: &str) {
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        *calls.entry(service.to_owned()).or_default().entry(operation.to_owned()).or_default() += 1;
+        let first = {
+            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+            let count = calls.entry(service.to_owned()).or_default().entry(operation.to_owned()).or_default();
+            *count += 1;
+            *count == 1
+        };
+        if first && let Some(path) = std::env::var_os(CALL_LOG_ENV) {
+            log_call(&path, service, operation);
+        }
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// When set, every distinct AWS operation a process calls is appended to this file
+/// (`Service:Operation` per line), so a test can hold the IAM policy to what the code calls.
+pub const CALL_LOG_ENV: &str = "JANITOR_CALL_LOG";
+
+fn log_call(path: &std::ffi::OsStr, service: &str, operation: &str) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(format!("{service}:{operation}\n").as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot append to {CALL_LOG_ENV}");
     }
 }
 

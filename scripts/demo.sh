@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: a fresh emulator and the twin estate; a read-only scan; then the whole loop
-# (notify -> snooze click -> recheck -> remediate) in dry-run and in enforce.
+# make demo: a fresh emulator and the twin estate; a read-only scan; then the shipped state
+# machine run locally (every step the real handler binary) in dry-run, a snooze click through
+# the real snooze function, the same state machine in enforce, and the audit trail.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${CARGO_TARGET_DIR:-$HOME/.cache/cloud-janitor/target}/debug"
@@ -18,10 +19,13 @@ echo "== 2. Read-only scan, as from a laptop: janitor scan"
   --policy "$POLICY" --snooze-table demo-snooze --quiet
 
 echo
-"$BIN/testkit" loop --prefix demo
+WORK="$ROOT/.demo"
+rm -rf "$WORK"
+"$BIN/testkit" pipeline --prefix demo --work "$WORK"
 rm -f "$POLICY"
 
 echo
-echo "== 8. The audit trail of one resource: janitor audit --resource"
+echo "== 7. The audit trail of one resource across both runs: janitor audit --resource"
 KEY="123456789012/us-east-1/rds-instance/db-idle"
 "$BIN/janitor" audit --resource "$KEY" --audit-table demo-audit
+echo "   (janitor audit --run demo-enforce --output csv gives the whole run; handler logs: .demo/handlers.log)"

@@ -72,10 +72,11 @@ class LocalFunction {
     this.child = spawn(this.binary, [], { env, stdio: ['ignore', this.log, this.log] });
     this.child.on('exit', (code, signal) => {
       this.child = null;
-      for (const invocation of this.inflight.values()) {
-        invocation.reject(lambdaError('Runtime.ExitError', `${this.name} exited (code ${code}, signal ${signal})`));
-      }
+      // As Lambda reports a runtime that died, during init or mid-invocation.
+      const error = () => lambdaError('Runtime.ExitError', `${this.name} exited (code ${code}, signal ${signal})`);
+      for (const invocation of [...this.inflight.values(), ...this.queue.splice(0)]) invocation.reject(error());
       this.inflight.clear();
+      for (const res of this.waiting.splice(0)) res.destroy();
     });
     this.child.on('error', (e) => {
       for (const invocation of this.queue.splice(0)) invocation.reject(lambdaError('Runtime.InvalidEntrypoint', e.message));

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod aws;
 pub mod discovery;
 pub mod error;
+pub mod local;
 pub mod lock;
 pub mod memory;
 pub mod metrics;
@@ -23,6 +24,9 @@ pub mod telemetry;
 use std::sync::Arc;
 
 pub use error::{JanitorError, Result};
+
+/// The Lambda handlers: crate, binary, SAM function and state names all follow these.
+pub const HANDLERS: [&str; 7] = ["discovery", "metric-check", "lock", "notify", "snooze", "recheck", "remediate"];
 
 /// Everything a step needs, built once per cold start.
 #[derive(Clone)]

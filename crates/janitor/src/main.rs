@@ -113,6 +113,14 @@ struct RunArgs {
     /// Run id (default: a fresh one).
     #[arg(long)]
     run_id: Option<String>,
+    /// The whole pipeline on this machine: the shipped state machine run by
+    /// aws-local-stepfunctions, every step the real handler binary (built next to this one),
+    /// notify to recheck to remediate, with the grace Wait skipped.
+    #[arg(long)]
+    local: bool,
+    /// With --local: the repository holding statemachine/ (needs `make node_modules`).
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -236,6 +244,9 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.local {
+        return run_local(args).await;
+    }
     let c = &args.common;
     let policy = load_policy(c.policy.as_ref())?;
     let clients = AwsClients::load(c.profile.as_deref(), c.region.as_deref()).await;
@@ -254,6 +265,49 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let report = execute(&deps, c, request, Depth::Lock, &clients).await?;
     report.print(output(c.output))?;
     Ok(report.exit_code())
+}
+
+/// `janitor run --local`: one execution of the shipped state machine on this machine.
+async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
+    use janitor_core::local::{LocalRunner, ending, summary_rows};
+    let c = &args.common;
+    let bin_dir = std::env::current_exe()?.parent().map(PathBuf::from).unwrap_or_default();
+    let work = std::env::temp_dir().join(format!("janitor-local-{}", std::process::id()));
+    let mut runner = LocalRunner::new(&args.repo, &bin_dir, &work)?;
+    // Every handler gets this command's settings; the rest of the environment passes through.
+    runner.shared_env = vec![
+        ("JANITOR_AUDIT_TABLE".into(), args.audit_table.clone()),
+        ("JANITOR_LOCK_TABLE".into(), args.lock_table.clone()),
+        ("JANITOR_SNOOZE_TABLE".into(), args.snooze_table.clone()),
+    ];
+    if let Some(policy) = &c.policy {
+        runner.shared_env.push(("JANITOR_POLICY_FILE".into(), policy.display().to_string()));
+    }
+    let mode = match args.mode {
+        ModeArg::DryRun => Mode::DryRun,
+        ModeArg::Enforce => Mode::Enforce,
+    };
+    let request = RunRequest { mode, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };
+    let execution_name = args.run_id.clone().unwrap_or_else(janitor_core::step::new_run_id);
+    let execution = runner.execute(&serde_json::to_value(&request)?, &execution_name).await?;
+    let summary = execution.summary().unwrap_or_default();
+    match c.output {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "status": execution.status, "error": execution.error, "summary": summary,
+            }))?
+        ),
+        Format::Table | Format::Csv => {
+            println!("run {execution_name} ({mode}): {}", ending(&execution));
+            report::print_rows(&report::run_summary_header(), &summary_rows(&summary), output(c.output))?;
+            if summary.is_null() {
+                eprintln!("{}", execution.cause.as_deref().unwrap_or_default());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(if execution.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {

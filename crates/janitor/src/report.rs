@@ -248,3 +248,31 @@ pub fn print_audit(events: &[AuditEvent], output: Output) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+pub fn run_summary_header() -> Vec<&'static str> {
+    let mut header = vec!["scope", "status"];
+    header.extend(janitor_core::local::TALLY_COLUMNS);
+    header
+}
+
+/// Plain rows as a table or CSV (JSON callers print their own document).
+pub fn print_rows(header: &[&str], rows: &[Vec<String>], output: Output) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if let Output::Csv = output {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record(header)?;
+        for row in rows {
+            writer.write_record(row)?;
+        }
+        writer.flush()?;
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row.clone());
+    }
+    writeln!(out, "{table}")?;
+    Ok(())
+}

@@ -149,3 +149,38 @@ async fn janitor_audit(endpoint: &str, table: &str, args: &[&str]) -> Vec<String
     let events: Value = serde_json::from_slice(&output.stdout).unwrap();
     events.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_local_executes_the_state_machine_and_fails_loudly_when_a_notification_fails() {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let tables = TableNames::with_prefix("local");
+    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
+    let snoozes = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
+    seed_twins(&Seeder::new(clients.clone(), HOME_ACCOUNT), &Seeder::new(clients.clone(), MEMBER_ACCOUNT), &snoozes)
+        .await
+        .unwrap();
+    let policy = policy_file("local");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // No Slack is configured, so every notification fails: nothing may be remediated, and
+    // the run must not end as a success.
+    let out = janitor(&moto.endpoint, "run")
+        .args(["--local", "--repo", repo.to_str().unwrap(), "--mode", "enforce", "--run-id", "cli-local"])
+        .args(["--regions", HOME_REGION, "--accounts", HOME_ACCOUNT, "--policy", policy.to_str().unwrap()])
+        .args(["--audit-table", &tables.audit, "--lock-table", &tables.lock, "--snooze-table", &tables.snooze])
+        .env_remove("JANITOR_SLACK_SECRET_ID")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("run cli-local (enforce): FAILED with Janitor.RunIncomplete"), "{stdout}");
+    assert!(stdout.contains("123456789012/us-east-1") && stdout.contains("INCOMPLETE"), "{stdout}");
+
+    use janitor_core::ports::AuditLog;
+    let audit = janitor_core::aws::DynamoAuditLog::new(clients.dynamodb(), &tables.audit);
+    let events = audit.events_for_run("cli-local").await.unwrap();
+    let count = |name: &str| events.iter().filter(|e| e.event.as_str() == name).count();
+    assert!(count("NOTIFY_FAILED") >= 5, "{events:?}");
+    assert_eq!(count("REMEDIATED") + count("WOULD_REMEDIATE"), 0, "never remediated without a notification");
+}

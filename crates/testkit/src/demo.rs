@@ -1,23 +1,21 @@
-//! `testkit loop`: the action half of the demo, narrated. Runs the real steps against the
-//! emulator and a local Slack stub: notifications, a snooze click, the recheck, then
-//! remediation in dry-run and in enforce.
+//! `testkit pipeline`: the action half of the demo, narrated. The shipped state machine runs
+//! locally twice (dry-run, then enforce) with the real handler binaries against the emulator
+//! and a local Slack stub, with a Snooze click through the real snooze function in between.
 
-use std::sync::Arc;
+use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use janitor_core::aws::{self, AwsClients, TableNames};
-use janitor_core::memory::InMemoryAlerts;
-use janitor_core::model::StepPayload;
-use janitor_core::slack::{SlackChat, SlackSettings};
+use janitor_core::audit::AuditEvent;
+use janitor_core::aws::{AwsClients, DynamoAuditLog, TableNames};
+use janitor_core::local::{Execution, TALLY_COLUMNS, ending, summary_rows};
+use janitor_core::ports::AuditLog;
 use serde_json::{Value, json};
 
 use crate::estate::{MEMBER_ACCOUNT, SECOND_REGION};
-use crate::pipeline::{click_snooze, continue_scopes, run_scopes};
 use crate::slack::SlackStub;
+use crate::state_machine::{click_snooze, local_pipeline};
 use crate::{HOME_ACCOUNT, HOME_REGION};
-
-const SECRET: &str = "demo-signing-secret";
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -25,85 +23,102 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn outcomes(payloads: &[StepPayload]) -> Table {
-    let mut t = table(&["resource", "outcome", "detail"]);
-    for o in payloads.iter().flat_map(|p| &p.outcomes) {
-        let detail =
-            o.detail.get("reason").or(o.detail.get("would")).or(o.detail.get("result")).cloned().unwrap_or(Value::Null);
-        t.add_row([o.key.to_string(), o.result.clone(), detail.to_string().trim_matches('"').to_owned()]);
+fn request(mode: &str) -> Value {
+    json!({ "mode": mode, "regions": [HOME_REGION, SECOND_REGION], "accounts": [HOME_ACCOUNT, MEMBER_ACCOUNT] })
+}
+
+/// One row per scope: what the execution output (or the failure's Cause) reports.
+pub fn scope_table(execution: &Execution) -> Table {
+    let mut header = vec!["scope", "status"];
+    header.extend(TALLY_COLUMNS);
+    let mut t = table(&header);
+    for row in summary_rows(&execution.summary().unwrap_or(Value::Null)) {
+        t.add_row(row);
     }
     t
 }
 
-fn request(mode: &str, run_id: &str) -> Value {
-    json!({ "mode": mode, "regions": [HOME_REGION, SECOND_REGION], "accounts": [HOME_ACCOUNT, MEMBER_ACCOUNT], "run_id": run_id })
+fn events_table(events: &[AuditEvent], wanted: &[&str]) -> Table {
+    let mut t = table(&["resource", "event", "detail"]);
+    for e in events.iter().filter(|e| wanted.contains(&e.event.as_str())) {
+        let d = &e.detail;
+        let detail =
+            d.get("would").or(d.get("reason")).or(d.get("result")).or(d.get("error")).cloned().unwrap_or(Value::Null);
+        t.add_row([e.resource.clone(), e.event.as_str().to_owned(), detail.to_string().trim_matches('"').to_owned()]);
+    }
+    t
 }
 
-pub async fn narrate(clients: AwsClients, prefix: &str) -> Result<()> {
+pub async fn narrate(clients: AwsClients, endpoint: &str, prefix: &str, work: &Path) -> Result<()> {
     let slack = SlackStub::start().await?;
-    slack.add_user("alice@example.com", "UALICE");
-    slack.add_user("dana@example.com", "UDANA");
-    let text = crate::emulator_policy_toml().replace("grace_period_hours = 72", "grace_period_hours = 0");
-    let policy = janitor_core::policy::Policy::from_toml_str(&text, "demo policy")?;
-    let mut deps = aws::deps_with(policy, clients, &TableNames::with_prefix(prefix));
-    let settings = SlackSettings {
-        api_url: slack.api_url(),
-        default_channel: "#cloud-janitor".into(),
-        response_url_prefix: slack.base_url.clone(),
-    };
-    deps.chat = Arc::new(SlackChat::new(settings.clone(), "xoxb-demo".into())?);
-    deps.slack = settings;
-    let alerts = Arc::new(InMemoryAlerts::default());
-    deps.alerts = alerts.clone();
+    for (email, id) in [("alice@example.com", "UALICE"), ("bob@example.com", "UBOB"), ("dana@example.com", "UDANA")] {
+        slack.add_user(email, id);
+    }
+    let tables = TableNames::with_prefix(prefix);
+    let machine = local_pipeline(&clients, endpoint, &tables, &slack, work, None).await?;
+    let audit = DynamoAuditLog::new(clients.dynamodb(), &tables.audit);
 
-    println!("== 3. Dry-run: discovery -> metric-check -> lock -> notify (grace period shortened to 0 for the demo)");
-    let notified = run_scopes(&deps, request("dry-run", "demo-dry-run"), &["metric-check", "lock", "notify"]).await?;
-    let mut t = table(&["Slack message to", "resources", "ts"]);
-    let posts: Vec<_> = slack.calls("chat.postMessage").into_iter().filter(|c| c.status == 200).collect();
-    for post in &posts {
+    println!("== 3. The daily run in dry-run: statemachine/janitor.asl.json, run locally by aws-local-stepfunctions;");
+    println!(
+        "      every Task is the real handler binary (grace Wait shortened to 0). Bob's Slack DMs fail this time."
+    );
+    slack.fail_channel("UBOB");
+    let dry = machine.execute(&request("dry-run"), "demo-dry-run").await?;
+    println!("   execution demo-dry-run: {} (a failed notification leaves the run incomplete)", ending(&dry));
+    println!("{}", scope_table(&dry));
+    if let Some(item) = (0..8).map(|i| dry.path_of(Some(i))).max_by_key(|p| p.len()) {
+        println!("   one scope's path through the ASL: {}", item.join(" -> "));
+    }
+
+    let mut t = table(&["Slack message to", "resources", "outcome"]);
+    let posts = slack.calls("chat.postMessage");
+    for post in posts.iter().filter(|p| p.body["thread_ts"].is_null()) {
         let count =
             post.body["blocks"].as_array().map(|b| b.iter().filter(|b| b["type"] == "actions").count()).unwrap_or(0);
-        t.add_row([post.body["channel"].as_str().unwrap_or("?").to_owned(), count.to_string(), "posted".into()]);
+        let outcome = match post.reply["error"].as_str() {
+            None => "posted".to_owned(),
+            Some(error) => format!("failed: HTTP {} {error}", post.status),
+        };
+        t.add_row([post.body["channel"].as_str().unwrap_or("?").to_owned(), count.to_string(), outcome]);
     }
-    println!("{t}");
+    println!("\n   Slack messages (one per owner per scope, Snooze buttons on each resource):\n{t}");
 
-    let Some(message) = posts.iter().find(|p| p.body["channel"] == "UALICE") else {
-        anyhow::bail!("alice got no message")
-    };
-    let first_key = message.body["blocks"]
-        .as_array()
-        .and_then(|b| b.iter().find(|b| b["type"] == "actions"))
-        .and_then(|b| b["elements"][0]["value"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    println!("\n== 4. Alice clicks \"Snooze 30 days\" on {first_key} (a signed Slack request)");
-    let shown = json!({ "text": message.body["text"], "blocks": message.body["blocks"] });
-    let reply =
-        click_snooze(&deps, SECRET, "UALICE", &first_key, "snooze_30d", &slack.response_url("alice"), &shown).await;
+    let dry_events = audit.events_for_run("demo-dry-run").await?;
+    println!("\n== 4. What dry-run would do (audit WOULD_REMEDIATE), and what it would not:");
+    println!("{}", events_table(&dry_events, &["WOULD_REMEDIATE", "NOTIFY_FAILED"]));
+
+    let (idle, message) = posts
+        .iter()
+        .filter(|p| p.body["channel"] == "UALICE" && p.reply["ok"] == true)
+        .find_map(|p| {
+            let blocks = p.body["blocks"].as_array()?;
+            let key = blocks
+                .iter()
+                .filter(|b| b["type"] == "actions")
+                .filter_map(|b| b["elements"][0]["value"].as_str())
+                .find(|key| key.contains("/ec2-instance/"))?;
+            Some((key.to_owned(), json!({ "text": p.body["text"], "blocks": p.body["blocks"] })))
+        })
+        .context("alice got no instance to snooze")?;
+    println!(
+        "\n== 5. Alice clicks \"Snooze 30 days\" on {idle}: a signed Slack request through API Gateway to the snooze function"
+    );
+    let reply = click_snooze(&machine, &slack, "UALICE", &idle, "snooze_30d", &message).await?;
     let updated =
         slack.calls("response_url").last().is_some_and(|c| c.body["blocks"].to_string().contains("Snoozed by"));
-    let shows = if updated { "Snoozed by @alice" } else { "(unchanged)" };
-    println!("   snooze endpoint answered HTTP {}; the message now says: {shows}", reply.status);
+    println!(
+        "   snooze answered HTTP {}; the Slack message now says: {}",
+        reply.output["statusCode"],
+        if updated { "Snoozed by @alice, without that resource's buttons" } else { "(unchanged)" }
+    );
+    slack.restore_channel("UBOB");
 
-    println!("\n== 5. After the grace period: recheck -> remediate (dry-run)");
-    let finished = continue_scopes(&deps, notified, &["recheck", "remediate"]).await?;
-    println!("{}", outcomes(&finished));
-
-    println!("\n== 6. Enforce: a new run, same steps, acting on what still violates");
-    let enforced = run_scopes(
-        &deps,
-        request("enforce", "demo-enforce"),
-        &["metric-check", "lock", "notify", "recheck", "remediate"],
-    )
-    .await?;
-    println!("{}", outcomes(&enforced));
-
-    println!("\n== 7. Summaries published (Amazon Q custom notifications)");
-    for (subject, message) in alerts.published() {
-        println!(
-            "   {subject}: {}",
-            message["content"]["description"].as_str().unwrap_or("").lines().next().unwrap_or("")
-        );
-    }
+    println!("\n== 6. Enforce: a new execution of the same state machine");
+    let enforce = machine.execute(&request("enforce"), "demo-enforce").await?;
+    println!("   execution demo-enforce: {}", ending(&enforce));
+    println!("{}", scope_table(&enforce));
+    let enforce_events = audit.events_for_run("demo-enforce").await?;
+    println!("{}", events_table(&enforce_events, &["REMEDIATED", "EXEMPT", "SKIPPED", "HALTED", "FAILED"]));
+    println!("   handler invocations: {}", serde_json::to_string(&enforce.invocations)?);
     Ok(())
 }

@@ -7,6 +7,8 @@ pub mod estate;
 pub mod pipeline;
 pub mod proxy;
 pub mod slack;
+pub mod state_machine;
+pub mod template;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

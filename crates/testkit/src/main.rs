@@ -38,10 +38,14 @@ enum Command {
     },
     /// Print the policy the emulator runs with (the shipped one, age gate off).
     Policy,
-    /// The action half of the demo: notify, a snooze click, recheck, remediate (dry-run, then enforce).
-    Loop {
+    /// The action half of the demo: the shipped state machine run locally in dry-run, a
+    /// snooze click, then enforce (needs `cargo build --workspace --bins` and `make node_modules`).
+    Pipeline {
         #[arg(long, default_value = "demo")]
         prefix: String,
+        /// Where the handlers' logs and call lists go.
+        #[arg(long, default_value = ".demo")]
+        work: std::path::PathBuf,
     },
 }
 
@@ -81,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{seeded}");
         }
         Command::Policy => print!("{}", testkit::emulator_policy_toml()),
-        Command::Loop { prefix } => testkit::demo::narrate(clients, &prefix).await?,
+        Command::Pipeline { prefix, work } => testkit::demo::narrate(clients, &cli.endpoint, &prefix, &work).await?,
     }
     Ok(())
 }

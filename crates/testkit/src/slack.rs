@@ -23,6 +23,8 @@ pub struct RecordedCall {
     pub status: u16,
     pub authorization: Option<String>,
     pub body: Value,
+    /// What the stub answered (Slack answers most failures with HTTP 200 and `ok: false`).
+    pub reply: Value,
 }
 
 #[derive(Default)]
@@ -87,7 +89,7 @@ fn handle(state: &Mutex<State>, method: String, authorization: Option<String>, b
         "response_url" => (StatusCode::OK, json!({ "ok": true }), None),
         _ => (StatusCode::OK, json!({ "ok": false, "error": "unknown_method" }), None),
     };
-    state.calls.push(RecordedCall { method, status: status.as_u16(), authorization, body });
+    state.calls.push(RecordedCall { method, status: status.as_u16(), authorization, body, reply: reply.clone() });
     let mut response = answer(status, reply);
     if let Some(seconds) = retry_after {
         response.headers_mut().insert("retry-after", seconds.parse().expect("static header"));
@@ -150,6 +152,10 @@ impl SlackStub {
 
     pub fn fail_channel(&self, channel: &str) {
         self.with(|s| s.failing_channels.insert(channel.to_owned()));
+    }
+
+    pub fn restore_channel(&self, channel: &str) {
+        self.with(|s| s.failing_channels.remove(channel));
     }
 
     pub fn calls(&self, method: &str) -> Vec<RecordedCall> {

@@ -1,0 +1,186 @@
+//! Reads `template.yaml` the way cfn-lint does (its own CloudFormation YAML decoder, tags
+//! and all) and answers what the checks need: each function's environment and IAM actions,
+//! and the state machine's substitutions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The repository's venv tool `name` (installed by `make venv`).
+pub fn venv_tool(name: &str) -> Result<PathBuf> {
+    let path = repo_root().join(".venv/bin").join(name);
+    if !path.exists() {
+        bail!("{} is missing: run `make venv`", path.display());
+    }
+    Ok(path)
+}
+
+#[derive(Debug, Clone)]
+pub struct FunctionDef {
+    pub logical_id: String,
+    /// The crate (and binary) name, from `CodeUri: crates/<name>`.
+    pub name: String,
+    pub env_vars: BTreeSet<String>,
+    pub actions: BTreeSet<String>,
+    /// SAM policy templates or managed policies: grants the action check cannot see.
+    pub opaque_policies: Vec<Value>,
+}
+
+pub struct Template {
+    pub json: Value,
+}
+
+impl Template {
+    pub fn load() -> Result<Template> {
+        Template::load_from(&repo_root().join("template.yaml"))
+    }
+
+    pub fn load_from(path: &Path) -> Result<Template> {
+        let script = "import json, sys\nfrom cfnlint.decode import decode\n\
+                      template, problems = decode(sys.argv[1])\n\
+                      if problems:\n    sys.exit('\\n'.join(str(p) for p in problems))\n\
+                      print(json.dumps(template))";
+        let out = Command::new(venv_tool("python")?).arg("-c").arg(script).arg(path).output()?;
+        if !out.status.success() {
+            bail!("cannot decode {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(Template { json: serde_json::from_slice(&out.stdout).context("decoder output")? })
+    }
+
+    pub fn resources_of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        self.json["Resources"].as_object().into_iter().flatten().filter(move |(_, r)| r["Type"] == kind)
+    }
+
+    pub fn global_env_vars(&self) -> BTreeSet<String> {
+        keys(&self.json["Globals"]["Function"]["Environment"]["Variables"])
+    }
+
+    pub fn functions(&self) -> Result<Vec<FunctionDef>> {
+        let mut out = Vec::new();
+        for (id, resource) in self.resources_of_type("AWS::Serverless::Function") {
+            let props = &resource["Properties"];
+            let code_uri = props["CodeUri"].as_str().with_context(|| format!("{id}: CodeUri"))?;
+            let name = code_uri.strip_prefix("crates/").with_context(|| format!("{id}: CodeUri {code_uri}"))?;
+            let mut env_vars = self.global_env_vars();
+            env_vars.extend(keys(&props["Environment"]["Variables"]));
+            let mut actions = BTreeSet::new();
+            let mut opaque_policies = Vec::new();
+            for policy in props["Policies"].as_array().into_iter().flatten() {
+                let Some(statements) = policy["Statement"].as_array() else {
+                    opaque_policies.push(policy.clone());
+                    continue;
+                };
+                for statement in statements {
+                    if statement["Effect"] != "Allow" {
+                        continue;
+                    }
+                    match &statement["Action"] {
+                        Value::String(a) => {
+                            actions.insert(a.clone());
+                        }
+                        Value::Array(list) => actions.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned))),
+                        other => bail!("{id}: unexpected Action {other}"),
+                    }
+                }
+            }
+            out.push(FunctionDef { logical_id: id.clone(), name: name.to_owned(), env_vars, actions, opaque_policies });
+        }
+        Ok(out)
+    }
+
+    /// The keys of the state machine's DefinitionSubstitutions.
+    pub fn definition_substitutions(&self) -> Result<BTreeSet<String>> {
+        let (_, machine) = self
+            .resources_of_type("AWS::Serverless::StateMachine")
+            .next()
+            .context("no AWS::Serverless::StateMachine in the template")?;
+        Ok(keys(&machine["Properties"]["DefinitionSubstitutions"]))
+    }
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// The IAM action an SDK operation needs (`service` as the SDK names it in its metadata).
+/// `None`: the call needs no permission (STS GetCallerIdentity).
+pub fn iam_action(service: &str, operation: &str) -> Option<String> {
+    let prefix = match service {
+        "STS" if operation == "GetCallerIdentity" => return None,
+        "S3" | "S3 Control" => "s3",
+        "Secrets Manager" => "secretsmanager",
+        other => return Some(format!("{}:{operation}", other.to_ascii_lowercase().replace(' ', ""))),
+    };
+    // S3's IAM actions are not always named after the API operation.
+    let action = match (service, operation) {
+        ("S3", "ListBuckets") => "ListAllMyBuckets",
+        ("S3", "GetPublicAccessBlock") => "GetBucketPublicAccessBlock",
+        ("S3", "PutPublicAccessBlock") => "PutBucketPublicAccessBlock",
+        ("S3", "HeadBucket") => "ListBucket",
+        ("S3 Control", "GetPublicAccessBlock") => "GetAccountPublicAccessBlock",
+        ("S3 Control", "PutPublicAccessBlock") => "PutAccountPublicAccessBlock",
+        (_, op) => op,
+    };
+    Some(format!("{prefix}:{action}"))
+}
+
+/// Actions a function needs that no SDK call of ours names, each with the reason.
+pub const IMPLIED_ACTIONS: &[(&str, &str, &str)] = &[
+    ("discovery", "sts:AssumeRole", "member-account credentials come from the SDK's assume-role provider"),
+    ("metric-check", "sts:AssumeRole", "member-account credentials come from the SDK's assume-role provider"),
+    ("recheck", "sts:AssumeRole", "member-account credentials come from the SDK's assume-role provider"),
+    ("remediate", "sts:AssumeRole", "member-account credentials come from the SDK's assume-role provider"),
+    ("remediate", "rds:CreateDBSnapshot", "DeleteDBInstance with a final snapshot needs it"),
+];
+
+/// Granted actions the two-pass run does not reach, each with the reason and where it is
+/// exercised instead.
+pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
+    ("lock", "dynamodb:DeleteItem", "the Catch path releases a failed scope's locks (the failing-step test calls it)"),
+    ("lock", "sns:Publish", "the Catch path alerts about a failed scope (the failing-step test calls it)"),
+    (
+        "recheck",
+        "dynamodb:DeleteItem",
+        "releases a finding that cleared during the grace period; the scenario test covers it (the local Wait is 0)",
+    ),
+];
+
+/// Reads `{function}.calls` files (one `Service:Operation` per line) into IAM actions.
+pub fn observed_actions(calls_dir: &Path) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(calls_dir)? {
+        let path = entry?.path();
+        let Some(function) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".calls")) else {
+            continue;
+        };
+        let actions = out.entry(function.to_owned()).or_default();
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let (service, operation) = line.split_once(':').with_context(|| format!("bad call line {line}"))?;
+            actions.extend(iam_action(service, operation));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_operations_map_to_iam_actions() {
+        assert_eq!(iam_action("EC2", "StopInstances").as_deref(), Some("ec2:StopInstances"));
+        assert_eq!(iam_action("S3", "ListBuckets").as_deref(), Some("s3:ListAllMyBuckets"));
+        assert_eq!(iam_action("S3 Control", "GetPublicAccessBlock").as_deref(), Some("s3:GetAccountPublicAccessBlock"));
+        assert_eq!(iam_action("Secrets Manager", "GetSecretValue").as_deref(), Some("secretsmanager:GetSecretValue"));
+        assert_eq!(iam_action("CloudWatch", "GetMetricData").as_deref(), Some("cloudwatch:GetMetricData"));
+        assert_eq!(iam_action("DynamoDB", "BatchWriteItem").as_deref(), Some("dynamodb:BatchWriteItem"));
+        assert_eq!(iam_action("STS", "GetCallerIdentity"), None);
+    }
+}

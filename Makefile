@@ -56,13 +56,15 @@ validate: venv node_modules
 
 ## deploy: sam build (cargo lambda, arm64) and sam deploy with samconfig.toml.
 deploy: $(DEPLOY_VENV)/.stamp validate
-	PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" sam validate --lint
-	PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" sam build --beta-features
-	PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" sam deploy
+	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" sam validate --lint
+	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" sam build --beta-features
+	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" sam deploy
 
-## invoke-<handler>: run a handler locally (cargo lambda watch must be running) with its events/ sample.
-invoke-%: build-venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda invoke $* --data-file events/$*.json
+## invoke-<handler>: one handler binary, invoked as Lambda would, with its events/ sample,
+## against a fresh emulator (e.g. make invoke-discovery, make invoke-snooze).
+invoke-%: venv node_modules
+	cargo build --quiet --workspace --bins
+	bash scripts/invoke.sh $*
 
 lint:
 	cargo fmt --all --check

@@ -348,3 +348,78 @@ async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_recheck
     let acted: Vec<String> = remediator.applied().into_iter().map(|(k, _)| k.to_string()).collect();
     assert_eq!(acted, vec![key("i-told")], "only the notified, rechecked, past-grace finding is touched");
 }
+
+#[tokio::test]
+async fn the_catch_path_records_the_failure_releases_the_scope_locks_and_alerts() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let instances = (0..3).map(|i| testing_instance(&format!("i-{i}"))).collect();
+    let inventory = InMemoryInventory { ec2: [(scope.clone(), instances)].into(), ..Default::default() };
+    let policy = Policy::from_toml_str("[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n", "p").unwrap();
+    let mut w = world(inventory, policy);
+    let locks = Arc::new(InMemoryLockStore::default());
+    let alerts = Arc::new(InMemoryAlerts::default());
+    w.deps.locks = locks.clone();
+    w.deps.alerts = alerts.clone();
+    let found = step::discovery(&w.deps, scope_item("r-caught")).await.unwrap();
+    let locked = step::lock(&w.deps, step::metric_check(&w.deps, found).await.unwrap()).await.unwrap();
+    let keys: Vec<ResourceKey> =
+        serde_json::from_value::<StepPayload>(locked.clone()).unwrap().findings.into_iter().map(|f| f.key).collect();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| locks.holder(k).as_deref() == Some("r-caught")));
+
+    // What Step Functions hands the Catch target: the failed step's input plus {Error, Cause}.
+    let mut caught = locked;
+    caught["error"] = json!({
+        "Error": "Runtime.ExitError",
+        "Cause": "{\"errorType\":\"Runtime.ExitError\",\"errorMessage\":\"notify exited (code 1)\"}",
+    });
+    let out: StepPayload = serde_json::from_value(step::lock(&w.deps, caught).await.unwrap()).unwrap();
+    assert_eq!(out.tally.status, ScopeStatus::Failed);
+    assert_eq!((out.tally.failed, out.count), (3, 0));
+    assert!(keys.iter().all(|k| locks.holder(k).is_none()), "every lock given back");
+    let failed: Vec<_> = w.audit.events().into_iter().filter(|e| e.event == AuditEventType::Failed).collect();
+    assert_eq!(failed.len(), 4, "one row for the scope and one per finding");
+    assert!(failed.iter().any(|e| e.resource == scope.audit_key()));
+    assert!(failed.iter().all(|e| e.detail["message"] == "notify exited (code 1)" && e.actor == "lock"));
+    let published = alerts.published();
+    assert_eq!(published.len(), 1);
+    assert!(published[0].1["content"]["description"].as_str().unwrap().contains("Runtime.ExitError"));
+}
+
+#[tokio::test]
+async fn the_state_machine_plan_input_takes_the_execution_name_as_run_id_and_validates_the_rest() {
+    let w = world(InMemoryInventory::default(), Policy::from_toml_str("", "default policy").unwrap());
+    let input = json!({ "request": { "mode": "enforce", "regions": [REGION] }, "execution": "exec-42" });
+    let plan = step::discovery(&w.deps, input).await.unwrap();
+    assert_eq!(plan["run"], json!({ "id": "exec-42", "mode": "enforce" }));
+    assert_eq!(plan["failures"], json!([]), "always present: the summary state reads it");
+    for (request, expected) in [
+        (json!({ "mode": "enforced" }), "unknown variant"),
+        (json!({ "mode": "dry-run", "region": ["eu-west-1"] }), "unknown field `region`"),
+        (json!("dry-run"), "expected a JSON object"),
+        (json!({ "regions": ["Mars"] }), "not an AWS region"),
+    ] {
+        let err = step::discovery(&w.deps, json!({ "request": request, "execution": "e" })).await.unwrap_err();
+        assert_eq!(err.0.error_name(), "Janitor.InvalidInput");
+        assert!(err.0.to_string().contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn the_tally_counts_outcomes_and_marks_a_scope_incomplete_or_failed() {
+    let run = RunContext { id: "r".into(), mode: Mode::DryRun, scope: Some(Scope::new(ACCOUNT, REGION)) };
+    let mut payload = StepPayload::new(run);
+    for event in ["NOTIFIED", "NOTIFIED", "SNOOZED", "GONE", "WOULD_REMEDIATE", "RECHECKED"] {
+        payload.tally.count(event);
+    }
+    payload.recount();
+    let t = &payload.tally;
+    assert_eq!((t.notified, t.snoozed, t.cleared, t.would_remediate, t.status), (2, 1, 1, 1, ScopeStatus::Ok));
+    payload.tally.count("NOTIFY_FAILED");
+    payload.recount();
+    assert_eq!(payload.tally.status, ScopeStatus::Incomplete);
+    payload.error = Some(CaughtError { error: "States.Timeout".into(), cause: String::new() });
+    payload.recount();
+    assert_eq!(payload.tally.status, ScopeStatus::Failed);
+    assert_eq!(serde_json::to_value(payload.tally.status).unwrap(), "FAILED");
+}

@@ -26,7 +26,7 @@ python3 - "$WORK" "$SEED_START" "$SEED_END" "$CODE" <<'PY'
 import json, sys
 work, seed_start, seed_end, code = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 report = json.load(open(f"{work}/report.json"))
-wall, rss_kb = open(f"{work}/time").read().split()
+wall, rss_kb = open(f"{work}/time").read().split()[-2:]
 s = report["summary"]
 print()
 print("Cloud Janitor scan benchmark (debug build, moto on loopback)")
@@ -42,3 +42,54 @@ for service, ops in report["api_calls"].items():
     print(f"    {service:<12} {sum(ops.values()):5d}   {detail}")
 PY
 rm -rf "$WORK"
+
+# The whole pipeline: the shipped state machine, run locally with the real handler binaries,
+# in dry-run over the same estate (notify -> grace (skipped) -> recheck -> remediate).
+if [ "${BENCH_PIPELINE:-1}" = "1" ]; then
+  WORK="$(mktemp -d)"
+  "$BIN/testkit" policy | sed 's/grace_period_hours = 72/grace_period_hours = 0/' >"$WORK/policy.toml"
+  "$BIN/testkit" tables --prefix bench >/dev/null
+  "$BIN/testkit" slack-stub >"$WORK/slack-url" &
+  STUB_PID=$!
+  trap 'kill $STUB_PID 2>/dev/null || true; kill $MOTO_PID 2>/dev/null || true' EXIT
+  for _ in $(seq 1 50); do [ -s "$WORK/slack-url" ] && break; sleep 0.1; done
+  SLACK_API="$(cat "$WORK/slack-url")"
+  SECRET_ARN="$("$ROOT/.venv/bin/python" - <<'PY'
+import boto3, json, os
+client = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"])
+print(client.create_secret(Name="bench/slack", SecretString=json.dumps({"bot_token": "xoxb-bench", "signing_secret": "s"}))["ARN"])
+PY
+)"
+  TOPIC_ARN="$("$ROOT/.venv/bin/python" -c 'import boto3, os; print(boto3.client("sns", region_name=os.environ["AWS_REGION"]).create_topic(Name="bench-alerts")["TopicArn"])')"
+  echo
+  echo "running the state machine locally (dry-run) ..."
+  set +e
+  JANITOR_SLACK_SECRET_ID="$SECRET_ARN" JANITOR_SLACK_API_URL="$SLACK_API" JANITOR_ALERT_TOPIC_ARN="$TOPIC_ARN" \
+    /usr/bin/time -f "%e %M" -o "$WORK/time" \
+    "$BIN/janitor" run --local --repo "$ROOT" --mode dry-run --regions "$REGIONS" --accounts 123456789012 \
+      --policy "$WORK/policy.toml" --audit-table bench-audit --lock-table bench-lock --snooze-table bench-snooze \
+      --output json >"$WORK/run.json"
+  CODE=$?
+  set -e
+  python3 - "$WORK" "$CODE" <<'PY'
+import json, sys
+work, code = sys.argv[1], int(sys.argv[2])
+run = json.load(open(f"{work}/run.json"))
+wall, rss_kb = open(f"{work}/time").read().split()[-2:]
+print()
+print("Cloud Janitor pipeline benchmark (the shipped ASL on aws-local-stepfunctions, debug handler binaries)")
+print(f"  execution               {run['status']} {run.get('error') or ''} (exit code {code})")
+print(f"  wall time               {float(wall):8.1f} s   (grace Wait skipped)")
+print(f"  peak RSS (node or handler){int(rss_kb) / 1024:8.1f} MiB")
+print(f"  state transitions       {run['state_transitions']:8d}")
+print(f"  Lambda invocations      {sum(run['invocations'].values()):8d}   {run['invocations']}")
+for scope in run["summary"].get("scopes", []):
+    if "tally" not in scope:
+        print(f"  {scope['scope']['account']}/{scope['scope']['region']:<10} FAILED, unrecorded: {scope.get('error')} / {scope.get('release_error')}")
+        continue
+    t = scope["tally"]
+    print(f"  {scope['scope']['account']}/{scope['scope']['region']:<10} {scope['status']:<10} found {t['found']}, "
+          f"notified {t['notified']}, would remediate {t['would_remediate']}, failed {t['failed']}")
+PY
+  rm -rf "$WORK"
+fi

@@ -127,7 +127,15 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
             ),
         },
     });
-    deps.alerts.publish(&format!("Cloud Janitor run {run_id} failed in {scope}"), &alert).await?;
+    // The failure is on file and the execution will end failed; a broken alert channel must
+    // not turn this scope into an unrecorded one, so it is recorded too, not thrown.
+    if let Err(e) = deps.alerts.publish(&format!("Cloud Janitor run {run_id} failed in {scope}"), &alert).await {
+        tracing::error!(error = %e, "cannot publish the failure alert");
+        let detail = json!({ "what": "alert", "error": e.error_name(), "message": e.to_string() });
+        deps.audit
+            .record(&[AuditEvent::new(scope.audit_key(), &run_id, AuditEventType::Failed, now, ACTOR, detail)])
+            .await?;
+    }
     tracing::error!(run = %run_id, scope = %scope, error = %caught.error, message = %message, released = findings.len(), "scope failed");
     Ok(payload)
 }

@@ -292,12 +292,17 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
     let execution = runner.execute(&serde_json::to_value(&request)?, &execution_name).await?;
     let summary = execution.summary().unwrap_or_default();
     match c.output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "status": execution.status, "error": execution.error, "summary": summary,
-            }))?
-        ),
+        Format::Json => {
+            let transitions = execution.trace.iter().filter(|t| t.event == "StateEntered").count();
+            let report = serde_json::json!({
+                "status": execution.status,
+                "error": execution.error,
+                "summary": summary,
+                "state_transitions": transitions,
+                "invocations": execution.invocations,
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
         Format::Table | Format::Csv => {
             println!("run {execution_name} ({mode}): {}", ending(&execution));
             report::print_rows(&report::run_summary_header(), &summary_rows(&summary), output(c.output))?;

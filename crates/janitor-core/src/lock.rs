@@ -8,7 +8,7 @@ use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
 use crate::model::StepPayload;
-use crate::ports::LockOutcome;
+use crate::ports::{LockOutcome, alert_message};
 
 const ACTOR: &str = "lock";
 const LOCK_CONCURRENCY: usize = 16;
@@ -112,21 +112,21 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     }
     payload.tally.failed += findings.len();
     payload.recount();
-    let alert = json!({
-        "version": "1.0",
-        "source": "custom",
-        "id": format!("{run_id}-{scope}-failed"),
-        "content": {
-            "textType": "client-markdown",
-            "title": format!(":rotating_light: Cloud Janitor run {run_id} failed in {scope}"),
-            "description": format!(
-                "`{}`: {}\n{} finding(s) released unremediated; see the audit table for run `{run_id}`.",
-                caught.error,
-                message,
-                findings.len()
-            ),
-        },
-    });
+    let description = format!(
+        "`{}`: {}\n{} finding(s) released unremediated; see the audit table for run `{run_id}`.",
+        caught.error,
+        message,
+        findings.len()
+    );
+    let related: Vec<String> = findings.iter().map(|f| f.key.to_string()).collect();
+    let alert = alert_message(
+        &payload.run,
+        format!("{run_id}-{scope}-failed"),
+        format!(":rotating_light: Cloud Janitor run {run_id} failed in {scope}"),
+        description,
+        "JanitorScopeFailed",
+        &related,
+    );
     // The failure is on file and the execution will end failed; a broken alert channel must
     // not turn this scope into an unrecorded one, so it is recorded too, not thrown.
     if let Err(e) = deps.alerts.publish(&format!("Cloud Janitor run {run_id} failed in {scope}"), &alert).await {

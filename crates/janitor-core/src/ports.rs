@@ -113,6 +113,36 @@ pub trait AlertSink: Send + Sync {
     async fn publish(&self, subject: &str, message: &serde_json::Value) -> Result<()>;
 }
 
+/// What an `AlertSink` publishes: an Amazon Q Developer (in chat applications) custom
+/// notification, threaded by run. `related` is capped at 20 keys to keep messages short.
+pub fn alert_message(
+    run: &crate::model::RunContext,
+    id: String,
+    title: String,
+    description: String,
+    event_type: &str,
+    related: &[String],
+) -> serde_json::Value {
+    let scope = run.scope.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    serde_json::json!({
+        "version": "1.0",
+        "source": "custom",
+        "id": id,
+        "content": {
+            "textType": "client-markdown",
+            "title": title,
+            "description": description,
+            "keywords": ["cloud-janitor", run.mode.to_string()],
+        },
+        "metadata": {
+            "threadId": run.id,
+            "summary": format!("Cloud Janitor {} {}", run.mode, scope),
+            "eventType": event_type,
+            "relatedResources": related.iter().take(20).collect::<Vec<_>>(),
+        },
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Statistic {
     Average,

@@ -10,7 +10,7 @@ use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::Result;
 use crate::model::{Finding, Mode, Outcome, StepPayload};
-use crate::ports::ActionOutcome;
+use crate::ports::{ActionOutcome, alert_message};
 
 const ACTOR: &str = "remediate";
 
@@ -198,21 +198,7 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
     if payload.outcomes.len() > 20 {
         lines.push(format!("… and {} more (see the audit table, run {})", payload.outcomes.len() - 20, payload.run.id));
     }
-    json!({
-        "version": "1.0",
-        "source": "custom",
-        "id": format!("{}-{}", payload.run.id, scope),
-        "content": {
-            "textType": "client-markdown",
-            "title": title,
-            "description": lines.join("\n"),
-            "keywords": ["cloud-janitor", payload.run.mode.to_string()],
-        },
-        "metadata": {
-            "threadId": payload.run.id,
-            "summary": format!("Cloud Janitor {} {}", payload.run.mode, scope),
-            "eventType": if halted { "JanitorHalted" } else { "JanitorRunSummary" },
-            "relatedResources": payload.outcomes.iter().take(20).map(|o| o.key.to_string()).collect::<Vec<_>>(),
-        },
-    })
+    let related: Vec<String> = payload.outcomes.iter().map(|o| o.key.to_string()).collect();
+    let event_type = if halted { "JanitorHalted" } else { "JanitorRunSummary" };
+    alert_message(&payload.run, format!("{}-{}", payload.run.id, scope), title, lines.join("\n"), event_type, &related)
 }

@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use janitor_core::audit::AuditEventType;
-use janitor_core::aws::{self, AwsClients, DynamoSnoozeStore, SnsAlerts, TableNames, dynamo};
+use janitor_core::aws::{self, AwsClients, DynamoSnoozeStore, SnsAlerts, TableNames};
 use janitor_core::memory::InMemoryAlerts;
 use janitor_core::model::{ResourceKey, ResourceKind, Scope, StepPayload};
 use janitor_core::ports::{AlertSink, SnoozeStore};
 use janitor_core::slack::{SlackChat, SlackSettings};
 use janitor_core::{Deps, snooze, step};
 use serde_json::{Value, json};
-use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinEstate, seed_twins};
+use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinEstate, TwinWorld};
 use testkit::pipeline::{click_snooze, continue_scopes, run_scopes};
+use testkit::probe::{bucket_blocked, eip_exists, instance_state, user_tags};
 use testkit::slack::SlackStub;
 use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_toml};
 
@@ -40,17 +41,8 @@ fn policy(edits: &[(&str, &str)]) -> janitor_core::policy::Policy {
 }
 
 async fn world() -> World {
-    let moto = Moto::start().unwrap();
-    let clients = moto.clients().await;
-    let tables = TableNames::with_prefix("scenario");
-    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
-    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
-    let member = Seeder::new(clients.clone(), MEMBER_ACCOUNT);
-    let estate = seed_twins(&home, &member, &DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze)).await.unwrap();
-    let slack = SlackStub::start().await.unwrap();
-    slack.add_user("alice@example.com", "UALICE");
-    slack.add_user("bob@example.com", "UBOB");
-    slack.add_user("dana@example.com", "UDANA");
+    let TwinWorld { moto, clients, tables, estate, home } = TwinWorld::start("scenario").await.unwrap();
+    let slack = SlackStub::for_twin_estate().await.unwrap();
     // Bob's direct messages fail: his findings must never be remediated.
     slack.fail_channel("UBOB");
     World { moto, clients, tables, slack, estate, home }
@@ -81,36 +73,6 @@ async fn run_steps(deps: &Deps, run_id: &str, mode: &str, steps: &[&str]) -> Vec
 
 async fn click(deps: &Deps, w: &World, user: &str, key: &str, action: &str, message: &Value) -> snooze::HttpReply {
     click_snooze(deps, SIGNING_SECRET, user, key, action, &w.slack.response_url(user), message).await
-}
-
-async fn instance_state(w: &World, region: &str, id: &str) -> String {
-    let ec2 = w.clients.ec2(HOME_ACCOUNT, region).await.unwrap();
-    let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
-    out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_owned()
-}
-
-async fn bucket_blocked(w: &World, account: &str, region: &str, bucket: &str) -> bool {
-    let s3 = w.clients.s3(account, region).await.unwrap();
-    match s3.get_public_access_block().bucket(bucket).send().await {
-        Ok(out) => out.public_access_block_configuration().is_some_and(|c| {
-            c.block_public_acls() == Some(true)
-                && c.ignore_public_acls() == Some(true)
-                && c.block_public_policy() == Some(true)
-                && c.restrict_public_buckets() == Some(true)
-        }),
-        Err(_) => false,
-    }
-}
-
-async fn user_tags(w: &World, account: &str, user: &str) -> Vec<String> {
-    let iam = w.clients.iam(account).await.unwrap();
-    let out = iam.list_user_tags().user_name(user).send().await.unwrap();
-    out.tags().iter().map(|t| t.key().to_owned()).collect()
-}
-
-async fn eip_exists(w: &World, region: &str, allocation: &str) -> bool {
-    let ec2 = w.clients.ec2(HOME_ACCOUNT, region).await.unwrap();
-    ec2.describe_addresses().allocation_ids(allocation).send().await.is_ok_and(|o| !o.addresses().is_empty())
 }
 
 fn key(region: &str, kind: ResourceKind, id: &str) -> String {
@@ -212,9 +174,9 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
         .map(|o| o.key.to_string())
         .collect();
     assert!(would.contains(&unused_key) && !would.contains(&idle_key) && !would.contains(&bob_key));
-    assert_eq!(instance_state(&w, HOME_REGION, &id("unused-env")).await, "running", "dry-run changes nothing");
-    assert!(eip_exists(&w, HOME_REGION, &id("eip-free")).await);
-    assert!(!bucket_blocked(&w, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);
+    assert_eq!(instance_state(&w.clients, HOME_REGION, &id("unused-env")).await, "running", "dry-run changes nothing");
+    assert!(eip_exists(&w.clients, HOME_REGION, &id("eip-free")).await);
+    assert!(!bucket_blocked(&w.clients, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);
     assert!(alerts.published().iter().all(|(_, m)| m["version"] == "1.0" && m["source"] == "custom"));
 
     // ---- enforce: a fresh run acts on what is still violating, and only that
@@ -227,11 +189,11 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
         .map(|o| o.key.to_string())
         .collect();
     for name in ["unused-env", "snooze-expired"] {
-        assert_eq!(instance_state(&w, HOME_REGION, &id(name)).await, "stopped", "{name}");
+        assert_eq!(instance_state(&w.clients, HOME_REGION, &id(name)).await, "stopped", "{name}");
     }
-    assert_eq!(instance_state(&w, SECOND_REGION, &id("eu-idle")).await, "stopped");
+    assert_eq!(instance_state(&w.clients, SECOND_REGION, &id("eu-idle")).await, "stopped");
     for name in ["idle", "busy", "protected", "snoozed", "missing-tags", "no-data", "partial-data"] {
-        assert_eq!(instance_state(&w, HOME_REGION, &id(name)).await, "running", "{name} must be untouched");
+        assert_eq!(instance_state(&w.clients, HOME_REGION, &id(name)).await, "running", "{name} must be untouched");
     }
     let rds = w.clients.rds(HOME_ACCOUNT, HOME_REGION).await.unwrap();
     let snapshots = rds.describe_db_snapshots().db_instance_identifier("db-idle").send().await.unwrap();
@@ -243,14 +205,17 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
         "final snapshot exists"
     );
     assert!(rds.describe_db_instances().db_instance_identifier("db-busy").send().await.is_ok());
-    assert!(!eip_exists(&w, HOME_REGION, &id("eip-free")).await, "released");
-    assert!(eip_exists(&w, HOME_REGION, &id("eip-used")).await, "associated address kept");
-    assert!(bucket_blocked(&w, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);
-    assert!(bucket_blocked(&w, HOME_ACCOUNT, SECOND_REGION, "janitor-twin-public-acl").await);
-    assert!(!bucket_blocked(&w, HOME_ACCOUNT, HOME_REGION, "janitor-twin-private").await, "private bucket untouched");
-    assert!(user_tags(&w, MEMBER_ACCOUNT, "member-no-mfa").await.contains(&"janitor:mfa-required".to_owned()));
-    assert!(!user_tags(&w, HOME_ACCOUNT, "dana-no-mfa").await.contains(&"janitor:mfa-required".to_owned()));
-    assert!(!user_tags(&w, HOME_ACCOUNT, "break-glass").await.contains(&"janitor:mfa-required".to_owned()));
+    assert!(!eip_exists(&w.clients, HOME_REGION, &id("eip-free")).await, "released");
+    assert!(eip_exists(&w.clients, HOME_REGION, &id("eip-used")).await, "associated address kept");
+    assert!(bucket_blocked(&w.clients, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);
+    assert!(bucket_blocked(&w.clients, HOME_ACCOUNT, SECOND_REGION, "janitor-twin-public-acl").await);
+    assert!(
+        !bucket_blocked(&w.clients, HOME_ACCOUNT, HOME_REGION, "janitor-twin-private").await,
+        "private bucket untouched"
+    );
+    assert!(user_tags(&w.clients, MEMBER_ACCOUNT, "member-no-mfa").await.contains(&"janitor:mfa-required".to_owned()));
+    assert!(!user_tags(&w.clients, HOME_ACCOUNT, "dana-no-mfa").await.contains(&"janitor:mfa-required".to_owned()));
+    assert!(!user_tags(&w.clients, HOME_ACCOUNT, "break-glass").await.contains(&"janitor:mfa-required".to_owned()));
     assert!(!done.contains(&bob_key) && !done.contains(&idle_key));
     let threads = w.slack.calls("chat.postMessage").into_iter().filter(|c| c.body["thread_ts"].is_string()).count();
     assert!(threads > 0, "outcomes reported in the notification threads");
@@ -274,8 +239,8 @@ async fn the_blast_radius_cap_halts_a_run_and_alerts() {
         run_steps(&deps, "capped", "enforce", &["metric-check", "lock", "notify", "recheck", "remediate"]).await;
     let us = finished.iter().find(|p| p.run.scope == Some(Scope::new(HOME_ACCOUNT, HOME_REGION))).unwrap();
     assert!(us.outcomes.iter().all(|o| o.result == "HALTED"), "{:?}", us.outcomes);
-    assert_eq!(instance_state(&w, HOME_REGION, w.estate.id("unused-env")).await, "running");
-    assert!(eip_exists(&w, HOME_REGION, w.estate.id("eip-free")).await);
+    assert_eq!(instance_state(&w.clients, HOME_REGION, w.estate.id("unused-env")).await, "running");
+    assert!(eip_exists(&w.clients, HOME_REGION, w.estate.id("eip-free")).await);
     let halts: Vec<_> =
         alerts.published().into_iter().filter(|(_, m)| m["metadata"]["eventType"] == "JanitorHalted").collect();
     assert!(!halts.is_empty());

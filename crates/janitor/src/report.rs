@@ -206,44 +206,46 @@ impl ScanReport {
 
 /// Prints audit events oldest first.
 pub fn print_audit(events: &[AuditEvent], output: Output) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
     match output {
         Output::Json => {
+            let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, events)?;
             writeln!(out)?;
         }
+        // CSV keeps everything machine-readable; the table drops the policy for width.
         Output::Csv => {
-            let mut writer = csv::Writer::from_writer(out);
-            writer.write_record(["at", "run_id", "resource", "event", "actor", "policy", "detail"])?;
-            for e in events {
-                writer.write_record([
-                    e.at.to_rfc3339(),
-                    e.run_id.clone(),
-                    e.resource.clone(),
-                    e.event.as_str().to_owned(),
-                    e.actor.clone(),
-                    e.policy.map(|p| p.to_string()).unwrap_or_default(),
-                    e.detail.to_string(),
-                ])?;
-            }
-            writer.flush()?;
+            let rows: Vec<Vec<String>> = events
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.at.to_rfc3339(),
+                        e.run_id.clone(),
+                        e.resource.clone(),
+                        e.event.as_str().to_owned(),
+                        e.actor.clone(),
+                        e.policy.map(|p| p.to_string()).unwrap_or_default(),
+                        e.detail.to_string(),
+                    ]
+                })
+                .collect();
+            print_rows(&["at", "run_id", "resource", "event", "actor", "policy", "detail"], &rows, output)?;
         }
         Output::Table => {
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_header(["at", "run", "resource", "event", "actor", "detail"]);
-            for e in events {
-                table.add_row([
-                    e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                    e.run_id.clone(),
-                    e.resource.clone(),
-                    e.event.as_str().to_owned(),
-                    e.actor.clone(),
-                    e.detail.to_string(),
-                ]);
-            }
-            writeln!(out, "{table}")?;
-            writeln!(out, "{} events", events.len())?;
+            let rows: Vec<Vec<String>> = events
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        e.run_id.clone(),
+                        e.resource.clone(),
+                        e.event.as_str().to_owned(),
+                        e.actor.clone(),
+                        e.detail.to_string(),
+                    ]
+                })
+                .collect();
+            print_rows(&["at", "run", "resource", "event", "actor", "detail"], &rows, output)?;
+            println!("{} events", events.len());
         }
     }
     Ok(())

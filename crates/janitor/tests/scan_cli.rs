@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use janitor_core::aws::{DynamoSnoozeStore, TableNames, dynamo};
+use janitor_core::aws::{TableNames, dynamo};
 use serde_json::Value;
-use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, seed_twins};
+use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinWorld};
 use testkit::proxy::FaultProxy;
 use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_toml};
 
@@ -44,18 +44,7 @@ fn policy_file(dir: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_json_lists_exactly_the_seeded_violations_and_writes_nothing() {
-    let moto = Moto::start().unwrap();
-    let clients = moto.clients().await;
-    let tables = TableNames::with_prefix("cli");
-    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
-    let snoozes = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
-    let estate = seed_twins(
-        &Seeder::new(clients.clone(), HOME_ACCOUNT),
-        &Seeder::new(clients.clone(), MEMBER_ACCOUNT),
-        &snoozes,
-    )
-    .await
-    .unwrap();
+    let TwinWorld { moto, clients, tables, estate, .. } = TwinWorld::start("cli").await.unwrap();
     let policy = policy_file("scan");
 
     let accounts = format!("{HOME_ACCOUNT},{MEMBER_ACCOUNT}");
@@ -152,16 +141,9 @@ async fn janitor_audit(endpoint: &str, table: &str, args: &[&str]) -> Vec<String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_local_executes_the_state_machine_and_fails_loudly_when_a_notification_fails() {
-    let moto = Moto::start().unwrap();
-    let clients = moto.clients().await;
-    let tables = TableNames::with_prefix("local");
-    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
-    let snoozes = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
-    seed_twins(&Seeder::new(clients.clone(), HOME_ACCOUNT), &Seeder::new(clients.clone(), MEMBER_ACCOUNT), &snoozes)
-        .await
-        .unwrap();
+    let TwinWorld { moto, clients, tables, .. } = TwinWorld::start("local").await.unwrap();
     let policy = policy_file("local");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = testkit::repo_root();
     // No Slack is configured, so every notification fails: nothing may be remediated, and
     // the run must not end as a success.
     let out = janitor(&moto.endpoint, "run")

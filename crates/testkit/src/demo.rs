@@ -50,10 +50,7 @@ fn events_table(events: &[AuditEvent], wanted: &[&str]) -> Table {
 }
 
 pub async fn narrate(clients: AwsClients, endpoint: &str, prefix: &str, work: &Path) -> Result<()> {
-    let slack = SlackStub::start().await?;
-    for (email, id) in [("alice@example.com", "UALICE"), ("bob@example.com", "UBOB"), ("dana@example.com", "UDANA")] {
-        slack.add_user(email, id);
-    }
+    let slack = SlackStub::for_twin_estate().await?;
     let tables = TableNames::with_prefix(prefix);
     let machine = local_pipeline(&clients, endpoint, &tables, &slack, work, None).await?;
     let audit = DynamoAuditLog::new(clients.dynamodb(), &tables.audit);

@@ -449,3 +449,26 @@ pub async fn seed_bench(home: &Seeder, regions: &[String], per_region: i32) -> R
     }
     Ok(total)
 }
+
+/// A fresh emulator holding the three tables `{prefix}-audit|lock|snooze` and the twin estate.
+pub struct TwinWorld {
+    pub moto: crate::Moto,
+    pub clients: AwsClients,
+    pub tables: janitor_core::aws::TableNames,
+    pub estate: TwinEstate,
+    pub home: Seeder,
+}
+
+impl TwinWorld {
+    pub async fn start(prefix: &str) -> Result<TwinWorld> {
+        let moto = crate::Moto::start()?;
+        let clients = moto.clients().await;
+        let tables = janitor_core::aws::TableNames::with_prefix(prefix);
+        janitor_core::aws::dynamo::create_tables(&clients.dynamodb(), &tables).await?;
+        let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
+        let member = Seeder::new(clients.clone(), MEMBER_ACCOUNT);
+        let snoozes = janitor_core::aws::DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
+        let estate = seed_twins(&home, &member, &snoozes).await?;
+        Ok(TwinWorld { moto, clients, tables, estate, home })
+    }
+}

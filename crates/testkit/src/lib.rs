@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod estate;
 pub mod pipeline;
+pub mod probe;
 pub mod proxy;
 pub mod slack;
 pub mod state_machine;
@@ -40,12 +41,17 @@ pub struct Moto {
     pub endpoint: String,
 }
 
+/// The repository checkout this harness was built from.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// `MOTO_SERVER`, else the repository's `.venv`, else `moto_server` on the PATH.
 pub fn moto_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("MOTO_SERVER") {
         return PathBuf::from(path);
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    let venv = repo_root().join(".venv/bin/moto_server");
     if venv.exists() { venv } else { PathBuf::from("moto_server") }
 }
 

@@ -129,6 +129,16 @@ impl SlackStub {
         Ok(SlackStub { base_url, state, task })
     }
 
+    /// A stub that knows the twin estate's owners as Slack users.
+    pub async fn for_twin_estate() -> anyhow::Result<SlackStub> {
+        let stub = SlackStub::start().await?;
+        for (email, id) in [("alice@example.com", "UALICE"), ("bob@example.com", "UBOB"), ("dana@example.com", "UDANA")]
+        {
+            stub.add_user(email, id);
+        }
+        Ok(stub)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }

@@ -10,7 +10,8 @@ use janitor_core::local::LocalRunner;
 pub use janitor_core::local::{Execution, TraceEntry};
 use serde_json::{Value, json};
 
-use crate::template::{Template, repo_root};
+use crate::repo_root;
+use crate::template::Template;
 
 /// The handler binaries next to the running test or tool (`target/<profile>/`).
 pub fn handler_bin_dir() -> Result<PathBuf> {

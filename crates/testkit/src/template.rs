@@ -9,9 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::repo_root;
 
 /// The repository's venv tool `name` (installed by `make venv`).
 pub fn venv_tool(name: &str) -> Result<PathBuf> {

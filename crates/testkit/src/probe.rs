@@ -1,0 +1,39 @@
+//! Reads the state a run left behind, straight from the emulator, for tests to assert on.
+
+use janitor_core::aws::AwsClients;
+
+use crate::HOME_ACCOUNT;
+
+/// An instance's state name in the home account (`running`, `stopped`, …).
+pub async fn instance_state(clients: &AwsClients, region: &str, id: &str) -> String {
+    let ec2 = clients.ec2(HOME_ACCOUNT, region).await.unwrap();
+    let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_owned()
+}
+
+/// Whether the home account still holds this Elastic IP allocation.
+pub async fn eip_exists(clients: &AwsClients, region: &str, allocation: &str) -> bool {
+    let ec2 = clients.ec2(HOME_ACCOUNT, region).await.unwrap();
+    ec2.describe_addresses().allocation_ids(allocation).send().await.is_ok_and(|o| !o.addresses().is_empty())
+}
+
+/// Whether all four Block Public Access settings are on for the bucket.
+pub async fn bucket_blocked(clients: &AwsClients, account: &str, region: &str, bucket: &str) -> bool {
+    let s3 = clients.s3(account, region).await.unwrap();
+    match s3.get_public_access_block().bucket(bucket).send().await {
+        Ok(out) => out.public_access_block_configuration().is_some_and(|c| {
+            c.block_public_acls() == Some(true)
+                && c.ignore_public_acls() == Some(true)
+                && c.block_public_policy() == Some(true)
+                && c.restrict_public_buckets() == Some(true)
+        }),
+        Err(_) => false,
+    }
+}
+
+/// The tag keys on an IAM user.
+pub async fn user_tags(clients: &AwsClients, account: &str, user: &str) -> Vec<String> {
+    let iam = clients.iam(account).await.unwrap();
+    let out = iam.list_user_tags().user_name(user).send().await.unwrap();
+    out.tags().iter().map(|t| t.key().to_owned()).collect()
+}

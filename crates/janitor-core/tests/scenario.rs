@@ -16,7 +16,7 @@ use janitor_core::{Deps, snooze, step};
 use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinEstate, TwinWorld};
 use testkit::pipeline::{click_snooze, continue_scopes, run_scopes};
-use testkit::probe::{bucket_blocked, eip_exists, instance_state, user_tags};
+use testkit::probe::{bucket_blocked, db_exists, eip_exists, has_final_snapshot, instance_state, user_tags};
 use testkit::slack::SlackStub;
 use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_toml};
 
@@ -195,16 +195,8 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
     for name in ["idle", "busy", "protected", "snoozed", "missing-tags", "no-data", "partial-data"] {
         assert_eq!(instance_state(&w.clients, HOME_REGION, &id(name)).await, "running", "{name} must be untouched");
     }
-    let rds = w.clients.rds(HOME_ACCOUNT, HOME_REGION).await.unwrap();
-    let snapshots = rds.describe_db_snapshots().db_instance_identifier("db-idle").send().await.unwrap();
-    assert!(
-        snapshots
-            .db_snapshots()
-            .iter()
-            .any(|s| s.db_snapshot_identifier().unwrap_or_default().starts_with("janitor-final-db-idle-")),
-        "final snapshot exists"
-    );
-    assert!(rds.describe_db_instances().db_instance_identifier("db-busy").send().await.is_ok());
+    assert!(has_final_snapshot(&w.clients, HOME_REGION, "db-idle").await, "final snapshot exists");
+    assert!(db_exists(&w.clients, HOME_REGION, "db-busy").await);
     assert!(!eip_exists(&w.clients, HOME_REGION, &id("eip-free")).await, "released");
     assert!(eip_exists(&w.clients, HOME_REGION, &id("eip-used")).await, "associated address kept");
     assert!(bucket_blocked(&w.clients, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);

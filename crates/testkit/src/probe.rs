@@ -37,3 +37,17 @@ pub async fn user_tags(clients: &AwsClients, account: &str, user: &str) -> Vec<S
     let out = iam.list_user_tags().user_name(user).send().await.unwrap();
     out.tags().iter().map(|t| t.key().to_owned()).collect()
 }
+
+/// Whether the janitor's final snapshot of this DB instance exists (`janitor-final-<id>-<ts>`).
+pub async fn has_final_snapshot(clients: &AwsClients, region: &str, db: &str) -> bool {
+    let rds = clients.rds(HOME_ACCOUNT, region).await.unwrap();
+    let out = rds.describe_db_snapshots().db_instance_identifier(db).send().await.unwrap();
+    let prefix = format!("janitor-final-{db}-");
+    out.db_snapshots().iter().any(|s| s.db_snapshot_identifier().unwrap_or_default().starts_with(&prefix))
+}
+
+/// Whether the DB instance still exists in the home account.
+pub async fn db_exists(clients: &AwsClients, region: &str, db: &str) -> bool {
+    let rds = clients.rds(HOME_ACCOUNT, region).await.unwrap();
+    rds.describe_db_instances().db_instance_identifier(db).send().await.is_ok()
+}

@@ -16,7 +16,7 @@ use janitor_core::model::{ResourceKey, ResourceKind};
 use janitor_core::ports::{AuditLog, SnoozeStore};
 use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, TwinEstate, TwinWorld};
-use testkit::probe::{bucket_blocked, eip_exists, instance_state};
+use testkit::probe::{bucket_blocked, db_exists, eip_exists, has_final_snapshot, instance_state};
 use testkit::slack::SlackStub;
 use testkit::state_machine::{Execution, LocalStateMachine, click_snooze, local_pipeline};
 use testkit::template::{ACTIONS_OFF_THE_HAPPY_PATH, IMPLIED_ACTIONS, Template, observed_actions, venv_tool};
@@ -327,16 +327,8 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     for name in ["idle", "busy", "protected", "snoozed", "no-data", "partial-data"] {
         assert_eq!(instance_state(&w.clients, HOME_REGION, &id(name)).await, "running", "{name} must be untouched");
     }
-    let rds = w.clients.rds(HOME_ACCOUNT, HOME_REGION).await.unwrap();
-    let snapshots = rds.describe_db_snapshots().db_instance_identifier("db-idle").send().await.unwrap();
-    assert!(
-        snapshots
-            .db_snapshots()
-            .iter()
-            .any(|s| s.db_snapshot_identifier().unwrap_or_default().starts_with("janitor-final-")),
-        "RDS deleted only with a final snapshot"
-    );
-    assert!(rds.describe_db_instances().db_instance_identifier("db-busy").send().await.is_ok());
+    assert!(has_final_snapshot(&w.clients, HOME_REGION, "db-idle").await, "RDS deleted only with a final snapshot");
+    assert!(db_exists(&w.clients, HOME_REGION, "db-busy").await);
     assert!(
         !eip_exists(&w.clients, HOME_REGION, &id("eip-free")).await
             && eip_exists(&w.clients, HOME_REGION, &id("eip-used")).await

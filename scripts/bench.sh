@@ -47,7 +47,7 @@ rm -rf "$WORK"
 # in dry-run over the same estate (notify -> grace (skipped) -> recheck -> remediate).
 if [ "${BENCH_PIPELINE:-1}" = "1" ]; then
   WORK="$(mktemp -d)"
-  "$BIN/testkit" policy | sed 's/grace_period_hours = 72/grace_period_hours = 0/' >"$WORK/policy.toml"
+  "$BIN/testkit" policy | sed 's/grace_period = "72h"/grace_period = "0s"/' >"$WORK/policy.toml"
   "$BIN/testkit" tables --prefix bench >/dev/null
   "$BIN/testkit" slack-stub >"$WORK/slack-url" &
   STUB_PID=$!
@@ -61,7 +61,7 @@ if [ "${BENCH_PIPELINE:-1}" = "1" ]; then
   set +e
   JANITOR_SLACK_SECRET_ID="$SECRET_ARN" JANITOR_SLACK_API_URL="$SLACK_API" JANITOR_ALERT_TOPIC_ARN="$TOPIC_ARN" \
     /usr/bin/time -f "%e %M" -o "$WORK/time" \
-    "$BIN/janitor" run --local --repo "$ROOT" --mode dry-run --regions "$REGIONS" --accounts 123456789012 \
+    "$BIN/janitor" run --local --grace 0s --repo "$ROOT" --mode dry-run --regions "$REGIONS" --accounts 123456789012 \
       --policy "$WORK/policy.toml" --audit-table bench-audit --lock-table bench-lock --snooze-table bench-snooze \
       --output json >"$WORK/run.json"
   CODE=$?

@@ -1,7 +1,8 @@
 // Runs the shipped state machine definition locally, unchanged: aws-local-stepfunctions
 // interprets the ASL, and every Task invokes our real handler binary through a minimal
 // Lambda Runtime API served on loopback (the same protocol the Lambda service speaks to
-// `lambda_runtime`). Only the grace Wait and retry pauses are shortened.
+// `lambda_runtime`). Waits are real (the local policy's grace period is seconds); only
+// retry pauses are shortened.
 //
 //   node run.mjs --definition ../janitor.asl.json --bin-dir DIR [--function-env FILE]
 //                [--log FILE] [--calls-dir DIR] [--execution NAME] execute '<input json>'
@@ -175,18 +176,16 @@ function walkStates(states, visit) {
   }
 }
 
-/** Every Task state with the function its Resource names, and every Wait state. */
-function tasksAndWaits(states) {
+/** Every Task state with the function its Resource names. */
+function taskStates(states) {
   const tasks = [];
-  const waits = [];
   walkStates(states, (name, state) => {
-    if (state.Type === 'Wait') waits.push(name);
     if (state.Type !== 'Task') return;
     const key = /^\$\{(\w+)\}$/.exec(state.Resource || '');
     if (!key) throw new Error(`Task ${name}: Resource ${state.Resource} is not a \${...FunctionArn} substitution`);
     tasks.push({ state: name, fn: functionName(key[1]), hasRetry: Array.isArray(state.Retry) });
   });
-  return { tasks, waits };
+  return tasks;
 }
 
 async function main() {
@@ -223,7 +222,7 @@ async function main() {
 
     const text = fs.readFileSync(options.definition, 'utf8');
     const raw = JSON.parse(text);
-    const { tasks, waits } = tasksAndWaits(raw.States);
+    const tasks = taskStates(raw.States);
     // DefinitionSubstitutions, as CloudFormation applies them: each function's ARN.
     const definition = JSON.parse(
       text.replace(/\$\{(\w+FunctionArn)\}/g, (_, key) => functionArn(functionName(key))),
@@ -234,10 +233,9 @@ async function main() {
       taskResourceLocalHandlers[state] = async (input) => (await local(fn)).invoke(input);
       if (hasRetry) retryIntervalOverrides[state] = 20;
     }
-    const waitTimeOverrides = Object.fromEntries(waits.map((name) => [name, 0]));
     const machine = new StateMachine(definition);
     const execution = machine.run(JSON.parse(rest[0] || '{}'), {
-      overrides: { taskResourceLocalHandlers, waitTimeOverrides, retryIntervalOverrides },
+      overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
       context: {
         Execution: {
           Name: options.execution || randomUUID(),

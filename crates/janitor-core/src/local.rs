@@ -1,7 +1,7 @@
 //! The whole run on one machine: the shipped state machine definition, unchanged, executed
 //! by `statemachine/local/run.mjs` (aws-local-stepfunctions), every Task invoking the real
 //! handler binary through a loopback Lambda Runtime API. Used by `janitor run --local`, the
-//! demo and the end-to-end tests. Only the grace Wait and retry pauses are shortened.
+//! demo and the end-to-end tests. Waits are real; only retry pauses are shortened.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -415,7 +415,7 @@ impl Tally {
             "LOCK_HELD" => &mut self.held_elsewhere,
             "NOTIFIED" => &mut self.notified,
             "SNOOZED" => &mut self.snoozed,
-            "CLEARED" | "GONE" | "ALREADY_COMPLIANT" => &mut self.cleared,
+            "CLEARED" | "GONE" | "ALREADY_COMPLIANT" | "EXEMPT" => &mut self.cleared,
             "WOULD_REMEDIATE" => &mut self.would_remediate,
             "REMEDIATED" => &mut self.remediated,
             "SKIPPED" => &mut self.skipped,

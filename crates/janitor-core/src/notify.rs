@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::json;
 
 use crate::Deps;
@@ -42,11 +42,28 @@ async fn recipient(
     }
 }
 
+/// The end of the grace period, decided once: `now + grace` rounded up to the whole second,
+/// because a Wait's timestamp has whole seconds and the guard must not see the Wait end
+/// a fraction of a second "early".
+pub fn grace_end(now: DateTime<Utc>, grace: Duration) -> DateTime<Utc> {
+    let end = now + grace;
+    match end.duration_trunc(Duration::seconds(1)) {
+        Ok(whole) if whole < end => whole + Duration::seconds(1),
+        Ok(whole) => whole,
+        Err(_) => end,
+    }
+}
+
+/// Whole seconds with `Z`: the form a Step Functions Wait's TimestampPath accepts.
+pub fn wait_timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload> {
     let scope = payload.run.scope()?.clone();
     let now = deps.clock.now();
     let run_id = payload.run.id.clone();
-    let grace_ends = now + Duration::hours(i64::from(deps.policy.grace_period_hours));
+    let grace_ends = grace_end(now, deps.policy.grace_period.as_chrono());
 
     let mut lookups = HashMap::new();
     let mut by_recipient: BTreeMap<(String, Option<String>), Vec<Finding>> = BTreeMap::new();
@@ -65,7 +82,13 @@ pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload
             match deps.chat.post_message(&to, &text, &blocks).await {
                 Ok(posted) => {
                     for f in chunk {
-                        let detail = json!({ "channel": posted.channel, "ts": posted.ts, "recipient": to, "owner_user": owner_user });
+                        let detail = json!({
+                            "channel": posted.channel,
+                            "ts": posted.ts,
+                            "recipient": to,
+                            "owner_user": owner_user,
+                            "grace_ends": grace_ends,
+                        });
                         events.push(AuditEvent::for_finding(f, &run_id, AuditEventType::Notified, now, ACTOR, detail));
                         let notice = Notice {
                             channel: posted.channel.clone(),
@@ -101,9 +124,24 @@ pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload
     }
     notified.sort_by(|a, b| a.key.cmp(&b.key));
     payload.findings = notified;
-    // Whole seconds with `Z`: the form a Step Functions Wait's TimestampPath accepts.
-    payload.grace_ends = Some(grace_ends.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    payload.grace_ends = Some(wait_timestamp(grace_ends));
     payload.recount();
     tracing::info!(scope = %scope, notified = payload.count, "notifications sent");
     Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grace_end_rounds_up_to_the_whole_second_it_is_waited_for() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let end = grace_end(at("2026-12-01T10:00:00.250Z"), Duration::seconds(3));
+        assert_eq!(end, at("2026-12-01T10:00:04Z"));
+        assert_eq!(wait_timestamp(end), "2026-12-01T10:00:04Z");
+        // The instant the Wait ends is never before the end the guard compares against.
+        assert!(at(&wait_timestamp(end)) >= end);
+        assert_eq!(grace_end(at("2026-12-01T10:00:00Z"), Duration::hours(72)), at("2026-12-04T10:00:00Z"));
+    }
 }

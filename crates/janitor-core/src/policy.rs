@@ -18,8 +18,9 @@ pub struct Policy {
     pub protect_tag: String,
     #[serde(default = "default_owner_tag")]
     pub owner_tag: String,
-    #[serde(default = "default_grace_period_hours")]
-    pub grace_period_hours: u32,
+    /// Notification to recheck, e.g. `"72h"`; see [`PolicyDuration`].
+    #[serde(default = "default_grace_period")]
+    pub grace_period: PolicyDuration,
     #[serde(default = "default_lock_margin_hours")]
     pub lock_margin_hours: u32,
     #[serde(default = "default_max_findings_per_scope")]
@@ -154,6 +155,65 @@ impl IdleRdsRule {
     }
 }
 
+/// A span of time written as a number and a unit: `"90s"`, `"15m"`, `"72h"`, `"3d"`.
+/// Seconds exist so tests can run a real grace period; the policy file says hours or days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PolicyDuration {
+    seconds: u32,
+}
+
+impl PolicyDuration {
+    /// At most a year: a longer grace period or lock is a typo, not a policy.
+    const MAX_SECONDS: u64 = 366 * 86_400;
+
+    pub fn seconds(seconds: u32) -> Self {
+        PolicyDuration { seconds }
+    }
+
+    pub fn hours(hours: u32) -> Self {
+        PolicyDuration { seconds: hours.saturating_mul(3600) }
+    }
+
+    pub fn as_chrono(self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::from(self.seconds))
+    }
+}
+
+impl TryFrom<String> for PolicyDuration {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        let trimmed = text.trim();
+        let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(split);
+        let unit_seconds: u64 = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(format!("`{text}` is not a duration like \"90s\", \"15m\", \"72h\" or \"3d\"")),
+        };
+        let seconds = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_seconds))
+            .filter(|s| *s <= Self::MAX_SECONDS)
+            .ok_or_else(|| format!("`{text}`: needs a whole number of at most 366 days"))?;
+        Ok(PolicyDuration { seconds: u32::try_from(seconds).map_err(|e| e.to_string())? })
+    }
+}
+
+impl From<PolicyDuration> for String {
+    fn from(d: PolicyDuration) -> String {
+        match d.seconds {
+            s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+            s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        }
+    }
+}
+
 /// CloudWatch keeps one-day datapoints for 455 days; a quarter is plenty for "idle".
 const MAX_LOOKBACK_DAYS: u32 = 90;
 
@@ -253,7 +313,7 @@ impl Policy {
 
     /// How long a lock must live: the whole run, i.e. the grace period plus a margin.
     pub fn lock_ttl(&self) -> chrono::Duration {
-        chrono::Duration::hours(i64::from(self.grace_period_hours) + i64::from(self.lock_margin_hours))
+        self.grace_period.as_chrono() + chrono::Duration::hours(i64::from(self.lock_margin_hours))
     }
 }
 
@@ -290,8 +350,8 @@ fn default_owner_tag() -> String {
 fn default_environment_tag() -> String {
     "Environment".into()
 }
-fn default_grace_period_hours() -> u32 {
-    72
+fn default_grace_period() -> PolicyDuration {
+    PolicyDuration::hours(72)
 }
 fn default_lock_margin_hours() -> u32 {
     24
@@ -337,6 +397,7 @@ mod tests {
         assert_eq!(p.idle_cpu().unwrap().window(), IdleWindow { lookback_days: 7, min_age_days: 7 });
         assert_eq!(p.unused_environment().unwrap().values, ["testing", "unused"]);
         assert!(p.eip_unattached() && p.iam_console_without_mfa() && p.s3_public_bucket());
+        assert_eq!(p.grace_period, PolicyDuration::hours(72));
         assert_eq!(p.lock_ttl(), chrono::Duration::hours(96));
     }
 
@@ -368,8 +429,23 @@ mod tests {
         assert!(e.contains("protect_tag"), "{e}");
         let e = load_err("[rules.ec2_missing_tags]\ntags = []\n");
         assert!(e.contains("rules.ec2_missing_tags.tags"), "{e}");
-        let e = load_err("grace_period_hours = -3\n");
-        assert!(e.contains("grace_period_hours") || e.contains("invalid value"), "{e}");
+        let e = load_err("grace_period = \"-3h\"\n");
+        assert!(e.contains("grace_period") && e.contains("-3h"), "{e}");
+        let e = load_err("grace_period = \"72 hours\"\n");
+        assert!(e.contains("grace_period") && e.contains("not a duration"), "{e}");
+        let e = load_err("grace_period = \"9999999999d\"\n");
+        assert!(e.contains("at most 366 days"), "{e}");
+    }
+
+    #[test]
+    fn durations_read_and_write_in_their_largest_whole_unit() {
+        for (text, seconds, canonical) in
+            [("90s", 90, "90s"), ("15m", 900, "15m"), ("72h", 259_200, "3d"), ("36h", 129_600, "36h"), ("0s", 0, "0s")]
+        {
+            let d = PolicyDuration::try_from(text.to_owned()).unwrap();
+            assert_eq!(d, PolicyDuration::seconds(seconds), "{text}");
+            assert_eq!(String::from(d), canonical);
+        }
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub enum ActionOutcome {
     Done(serde_json::Value),
     AlreadyCompliant(String),
     Skipped(String),
+    /// The fresh read found the protect tag (named here): someone protected it after recheck.
+    Protected(String),
 }
 
 #[async_trait]

@@ -3,32 +3,40 @@
 //! against the audit trail, not just the payload. Dry-run records WOULD_REMEDIATE; enforce
 //! acts within the run-wide blast-radius cap or not at all.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::Result;
-use crate::model::{Finding, Mode, Outcome, StepPayload};
+use crate::model::{Finding, Mode, Outcome, Snooze, StepPayload};
 use crate::ports::{ActionOutcome, alert_message};
 
 const ACTOR: &str = "remediate";
 
-/// Why a finding may not be acted on, if it may not.
-fn guard(finding: &Finding, trail: &[AuditEvent], grace: Duration, now: DateTime<Utc>) -> Option<String> {
-    let latest = |event: AuditEventType| {
-        trail.iter().filter(|e| e.resource == finding.key.as_str() && e.event == event).map(|e| e.at).max()
-    };
-    let (Some(_), Some(notified_at)) = (&finding.notified, latest(AuditEventType::Notified)) else {
+/// Why a finding may not be acted on, if it may not. The grace period's end is the one
+/// notify decided and recorded with the notification, never recomputed here.
+fn guard(finding: &Finding, trail: &[AuditEvent], now: DateTime<Utc>) -> Option<String> {
+    let rows =
+        |event: AuditEventType| trail.iter().filter(move |e| e.resource == finding.key.as_str() && e.event == event);
+    let notified = rows(AuditEventType::Notified).max_by_key(|e| e.at);
+    let (Some(_), Some(notified)) = (&finding.notified, notified) else {
         return Some("the owner was not notified in this run".into());
     };
-    if notified_at + grace > now {
-        return Some(format!("the grace period runs until {}", notified_at + grace));
+    let Some(grace_ends) = notified.detail.get("grace_ends").and_then(|v| v.as_str()).and_then(parse_time) else {
+        return Some("the notification does not say when the grace period ends".into());
+    };
+    if grace_ends > now {
+        return Some(format!("the grace period runs until {grace_ends}"));
     }
-    match latest(AuditEventType::Rechecked) {
-        Some(at) if at >= notified_at + grace => None,
+    match rows(AuditEventType::Rechecked).map(|e| e.at).max() {
+        Some(at) if at >= grace_ends => None,
         _ => Some("no recheck after the grace period".into()),
     }
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// Outcomes and their audit rows, written in order.
@@ -56,13 +64,12 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     let scope = payload.run.scope()?.clone();
     let now = deps.clock.now();
     let run_id = payload.run.id.clone();
-    let grace = Duration::hours(i64::from(deps.policy.grace_period_hours));
     let trail = deps.audit.events_for_run(&run_id).await?;
     let mut log = Recorder { run_id: &run_id, now, events: Vec::new(), outcomes: Vec::new() };
 
     let mut eligible = Vec::new();
     for f in &payload.findings {
-        match guard(f, &trail, grace, now) {
+        match guard(f, &trail, now) {
             Some(reason) => log.push(f, AuditEventType::Skipped, json!({ "reason": reason })),
             None => eligible.push(f),
         }
@@ -72,7 +79,13 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     let mut halted = false;
     match payload.run.mode {
         Mode::DryRun => {
+            let snoozed =
+                deps.snoozes.live_snoozes(&eligible.iter().map(|f| f.key.clone()).collect::<Vec<_>>(), now).await?;
             for f in &eligible {
+                if let Some(snooze) = snoozed.get(&f.key) {
+                    log.push(f, AuditEventType::Snoozed, snoozed_after_recheck(snooze));
+                    continue;
+                }
                 log.push(
                     f,
                     AuditEventType::WouldRemediate,
@@ -85,6 +98,12 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
             let until = now + deps.policy.lock_ttl();
             if deps.locks.reserve_actions(&run_id, &scope.to_string(), eligible.len(), cap, until).await? {
                 for f in &eligible {
+                    // A Snooze clicked after the recheck wins, up to the moment of action.
+                    if let Some(snooze) = live_snooze(deps, f).await? {
+                        log.push(f, AuditEventType::Snoozed, snoozed_after_recheck(&snooze));
+                        log.flush(deps).await?;
+                        continue;
+                    }
                     let (event, detail) = match deps.remediator.apply(f, now).await {
                         Ok(ActionOutcome::Done(result)) => {
                             (AuditEventType::Remediated, json!({ "action": f.action, "result": result }))
@@ -93,6 +112,10 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
                             (AuditEventType::AlreadyCompliant, json!({ "reason": reason }))
                         }
                         Ok(ActionOutcome::Skipped(reason)) => (AuditEventType::Skipped, json!({ "reason": reason })),
+                        Ok(ActionOutcome::Protected(tag)) => (
+                            AuditEventType::Exempt,
+                            json!({ "reason": "protect tag", "tag": tag, "when": "at the moment of action" }),
+                        ),
                         Err(e) => {
                             (AuditEventType::Failed, json!({ "error": e.error_name(), "message": e.to_string() }))
                         }
@@ -140,6 +163,16 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     }
     tracing::info!(scope = %scope, remediated = payload.count, halted, "remediation done");
     Ok(payload)
+}
+
+/// The finding's live snooze, read again right before acting (clock-checked by the store).
+async fn live_snooze(deps: &Deps, f: &Finding) -> Result<Option<Snooze>> {
+    let now = deps.clock.now();
+    Ok(deps.snoozes.live_snoozes(std::slice::from_ref(&f.key), now).await?.remove(&f.key))
+}
+
+fn snoozed_after_recheck(snooze: &Snooze) -> serde_json::Value {
+    json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by, "when": "after the recheck, before the action" })
 }
 
 /// Tells each notification's thread what became of its resources. Best effort: the

@@ -302,8 +302,11 @@ async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_recheck
     use janitor_core::audit::AuditEvent;
     let scope = Scope::new(ACCOUNT, REGION);
     let inventory = InMemoryInventory {
-        ec2: [(scope, vec![testing_instance("i-told"), testing_instance("i-untold"), testing_instance("i-early")])]
-            .into(),
+        ec2: [(
+            scope,
+            ["i-told", "i-untold", "i-early", "i-no-end", "i-hasty", "i-snoozed-late"].map(testing_instance).to_vec(),
+        )]
+        .into(),
         ..Default::default()
     };
     let mut w = world(inventory, Policy::builtin().unwrap());
@@ -320,18 +323,36 @@ async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_recheck
         at: now - Duration::hours(hours_ago),
         owner_user: None,
     };
-    let event = |id: &str, event: AuditEventType, hours_ago: i64| {
-        AuditEvent::new(key(id), "r1", event, now - Duration::hours(hours_ago), "test", Value::Null)
+    let at = |hours_ago: i64| now - Duration::hours(hours_ago);
+    // The NOTIFIED row carries the grace end notify decided; the guard reads only that.
+    let told = |id: &str, hours_ago: i64, grace_ends: Option<i64>| {
+        let detail = grace_ends.map_or(Value::Null, |h| json!({ "grace_ends": at(h) }));
+        AuditEvent::new(key(id), "r1", AuditEventType::Notified, at(hours_ago), "test", detail)
     };
-    // Told 80 h ago and rechecked after the 72 h grace; never told (the payload claims
-    // otherwise); told only 10 h ago.
+    let rechecked = |id: &str, hours_ago: i64| {
+        AuditEvent::new(key(id), "r1", AuditEventType::Rechecked, at(hours_ago), "test", Value::Null)
+    };
+    // Told 80 h ago, grace ended 8 h ago, rechecked since; never told (the payload claims
+    // otherwise); told 10 h ago with 62 h to go; told with no recorded grace end; told, grace
+    // over, but rechecked before it ended; told and rechecked, then snoozed after the recheck.
     w.audit
         .record(&[
-            event("i-told", AuditEventType::Notified, 80),
-            event("i-told", AuditEventType::Rechecked, 1),
-            event("i-early", AuditEventType::Notified, 10),
-            event("i-early", AuditEventType::Rechecked, 1),
+            told("i-told", 80, Some(8)),
+            rechecked("i-told", 1),
+            told("i-early", 10, Some(-62)),
+            rechecked("i-early", 1),
+            told("i-no-end", 80, None),
+            rechecked("i-no-end", 1),
+            told("i-hasty", 80, Some(8)),
+            rechecked("i-hasty", 9),
+            told("i-snoozed-late", 80, Some(8)),
+            rechecked("i-snoozed-late", 1),
         ])
+        .await
+        .unwrap();
+    let snooze_key = ResourceKey::parse(&key("i-snoozed-late")).unwrap();
+    w.snoozes
+        .put_snooze(&Snooze { key: snooze_key, until: now + Duration::days(30), by: "UALICE".into(), at: now })
         .await
         .unwrap();
     for f in &mut payload.findings {
@@ -343,10 +364,12 @@ async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_recheck
     let result =
         |id: &str| out.outcomes.iter().find(|o| o.key.to_string() == key(id)).map(|o| o.result.clone()).unwrap();
     assert_eq!(result("i-told"), "REMEDIATED");
-    assert_eq!(result("i-untold"), "SKIPPED");
-    assert_eq!(result("i-early"), "SKIPPED");
+    for id in ["i-untold", "i-early", "i-no-end", "i-hasty"] {
+        assert_eq!(result(id), "SKIPPED", "{id}");
+    }
+    assert_eq!(result("i-snoozed-late"), "SNOOZED", "a snooze after the recheck wins");
     let acted: Vec<String> = remediator.applied().into_iter().map(|(k, _)| k.to_string()).collect();
-    assert_eq!(acted, vec![key("i-told")], "only the notified, rechecked, past-grace finding is touched");
+    assert_eq!(acted, vec![key("i-told")], "only the notified, rechecked, past-grace, unsnoozed finding is touched");
 }
 
 #[tokio::test]

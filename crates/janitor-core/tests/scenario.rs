@@ -18,7 +18,7 @@ use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinEstate, TwinWor
 use testkit::pipeline::{click_snooze, continue_scopes, run_scopes};
 use testkit::probe::{bucket_blocked, db_exists, eip_exists, has_final_snapshot, instance_state, user_tags};
 use testkit::slack::SlackStub;
-use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_toml};
+use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy_with_grace};
 
 const SIGNING_SECRET: &str = "test-signing-secret";
 
@@ -33,7 +33,7 @@ struct World {
 
 /// The emulator policy with no grace period (the test plays its passing), plus `edits`.
 fn policy(edits: &[(&str, &str)]) -> janitor_core::policy::Policy {
-    let mut text = emulator_policy_toml().replace("grace_period_hours = 72", "grace_period_hours = 0");
+    let mut text = emulator_policy_with_grace("0s");
     for (from, to) in edits {
         text = text.replace(from, to);
     }
@@ -297,7 +297,7 @@ async fn the_remediator_rereads_and_refuses_what_is_no_longer_safe_or_needed() {
         times_flagged: 0,
         notified: None,
     };
-    let remediator = AwsRemediator::new(clients.clone());
+    let remediator = AwsRemediator::new(clients.clone(), "janitor:protect");
     let now = Utc::now();
 
     let rds = clients.rds(HOME_ACCOUNT, HOME_REGION).await.unwrap();
@@ -327,4 +327,42 @@ async fn the_remediator_rereads_and_refuses_what_is_no_longer_safe_or_needed() {
 
     let gone = finding(ResourceKind::ElasticIp, "eipalloc-00000000000000000", Action::ReleaseAddress);
     assert!(matches!(remediator.apply(&gone, now).await.unwrap(), ActionOutcome::AlreadyCompliant(_)));
+
+    // A protect tag put on after the recheck is read with the resource and wins, every kind.
+    let protect = [("janitor:protect", "yes")];
+    let ec2 = clients.ec2(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    let guarded = home.instance(HOME_REGION, &[]).await.unwrap();
+    let free_eip = home.elastic_ip(HOME_REGION, None).await.unwrap();
+    home.database(HOME_REGION, "db-guarded", &protect).await.unwrap();
+    home.user("guarded-user", true, false, &protect).await.unwrap();
+    home.bucket("janitor-guarded", HOME_REGION).await.unwrap();
+    home.bucket_tags("janitor-guarded", HOME_REGION, &protect).await.unwrap();
+    let tag = aws_sdk_ec2::types::Tag::builder().key("janitor:protect").value("").build();
+    ec2.create_tags().resources(&guarded).resources(&free_eip).tags(tag).send().await.unwrap();
+    let cases = [
+        finding(ResourceKind::Ec2Instance, &guarded, Action::StopInstance),
+        finding(ResourceKind::ElasticIp, &free_eip, Action::ReleaseAddress),
+        finding(ResourceKind::RdsInstance, "db-guarded", Action::SnapshotAndDeleteDb),
+        Finding {
+            key: ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::IamUser, "guarded-user"),
+            ..finding(ResourceKind::IamUser, "guarded-user", Action::TagMfaRequired)
+        },
+        Finding {
+            key: ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::S3Bucket, "janitor-guarded"),
+            ..finding(ResourceKind::S3Bucket, "janitor-guarded", Action::BlockPublicAccess)
+        },
+    ];
+    for case in &cases {
+        let out = remediator.apply(case, now).await.unwrap();
+        assert_eq!(out, ActionOutcome::Protected("janitor:protect".into()), "{}", case.key);
+    }
+    assert_eq!(instance_state(&clients, HOME_REGION, &guarded).await, "running");
+    assert!(eip_exists(&clients, HOME_REGION, &free_eip).await);
+    assert!(db_exists(&clients, HOME_REGION, "db-guarded").await);
+    assert!(!user_tags(&clients, HOME_ACCOUNT, "guarded-user").await.iter().any(|t| t == "janitor:mfa-required"));
+    assert!(!bucket_blocked(&clients, HOME_ACCOUNT, HOME_REGION, "janitor-guarded").await);
+    // `false` still means unprotected.
+    let tag = aws_sdk_ec2::types::Tag::builder().key("janitor:protect").value("False").build();
+    ec2.create_tags().resources(&guarded).tags(tag).send().await.unwrap();
+    assert!(matches!(remediator.apply(&cases[0], now).await.unwrap(), ActionOutcome::Done(_)));
 }

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use janitor_core::aws::{self, AwsClients, DynamoAuditLog, DynamoSnoozeStore, TableNames};
 use janitor_core::memory::{InMemoryLockStore, InMemorySnoozeStore, ReadOnlyAuditLog};
 use janitor_core::model::{Mode, ScopeFailure, StepPayload};
-use janitor_core::policy::Policy;
+use janitor_core::policy::{Policy, PolicyDuration};
 use janitor_core::ports::SystemClock;
 use janitor_core::step::{self, RunRequest, ScopeItem};
 use janitor_core::{Deps, discovery, lock, metrics, telemetry};
@@ -115,9 +115,13 @@ struct RunArgs {
     run_id: Option<String>,
     /// The whole pipeline on this machine: the shipped state machine run by
     /// aws-local-stepfunctions, every step the real handler binary (built next to this one),
-    /// notify to recheck to remediate, with the grace Wait skipped.
+    /// notify, the grace Wait (really waited), recheck and remediate.
     #[arg(long)]
     local: bool,
+    /// With --local: the grace period for this run instead of the policy's (e.g. `0s`, `30s`),
+    /// so a local run does not wait out the policy's 72 hours.
+    #[arg(long, requires = "local", value_parser = parse_duration)]
+    grace: Option<PolicyDuration>,
     /// With --local: the repository holding statemachine/ (needs `make node_modules`).
     #[arg(long, default_value = ".")]
     repo: PathBuf,
@@ -134,6 +138,10 @@ enum Format {
 enum ModeArg {
     DryRun,
     Enforce,
+}
+
+fn parse_duration(text: &str) -> Result<PolicyDuration, String> {
+    PolicyDuration::try_from(text.to_owned())
 }
 
 fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
@@ -280,7 +288,13 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
         ("JANITOR_LOCK_TABLE".into(), args.lock_table.clone()),
         ("JANITOR_SNOOZE_TABLE".into(), args.snooze_table.clone()),
     ];
-    if let Some(policy) = &c.policy {
+    if let Some(grace) = args.grace {
+        let mut policy = load_policy(c.policy.as_ref())?;
+        policy.grace_period = grace;
+        let path = work.join("policy.toml");
+        std::fs::write(&path, toml::to_string(&policy)?)?;
+        runner.shared_env.push(("JANITOR_POLICY_FILE".into(), path.display().to_string()));
+    } else if let Some(policy) = &c.policy {
         runner.shared_env.push(("JANITOR_POLICY_FILE".into(), policy.display().to_string()));
     }
     let mode = match args.mode {

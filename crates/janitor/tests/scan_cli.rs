@@ -147,7 +147,8 @@ async fn run_local_executes_the_state_machine_and_fails_loudly_when_a_notificati
     // No Slack is configured, so every notification fails: nothing may be remediated, and
     // the run must not end as a success.
     let out = janitor(&moto.endpoint, "run")
-        .args(["--local", "--repo", repo.to_str().unwrap(), "--mode", "enforce", "--run-id", "cli-local"])
+        .args(["--local", "--grace", "1s", "--repo", repo.to_str().unwrap()])
+        .args(["--mode", "enforce", "--run-id", "cli-local"])
         .args(["--regions", HOME_REGION, "--accounts", HOME_ACCOUNT, "--policy", policy.to_str().unwrap()])
         .args(["--audit-table", &tables.audit, "--lock-table", &tables.lock, "--snooze-table", &tables.snooze])
         .env_remove("JANITOR_SLACK_SECRET_ID")

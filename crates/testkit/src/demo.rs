@@ -57,7 +57,7 @@ pub async fn narrate(clients: AwsClients, endpoint: &str, prefix: &str, work: &P
 
     println!("== 3. The daily run in dry-run: statemachine/janitor.asl.json, run locally by aws-local-stepfunctions;");
     println!(
-        "      every Task is the real handler binary (grace Wait shortened to 0). Bob's Slack DMs fail this time."
+        "      every Task is the real handler binary (grace period 0 s, so the Wait lasts under a second). Bob's Slack DMs fail this time."
     );
     slack.fail_channel("UBOB");
     let dry = machine.execute(&request("dry-run"), "demo-dry-run").await?;

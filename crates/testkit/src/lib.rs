@@ -29,6 +29,15 @@ pub fn emulator_policy_toml() -> String {
     janitor_core::policy::BUILTIN_POLICY.replace("min_age_days = 7", "min_age_days = 0")
 }
 
+/// The emulator policy with another grace period (`"0s"`, `"3s"`); panics if the built-in
+/// policy stops spelling its grace period as expected, so a test never waits 72 hours.
+pub fn emulator_policy_with_grace(grace: &str) -> String {
+    const SHIPPED: &str = "grace_period = \"72h\"";
+    let text = emulator_policy_toml();
+    assert!(text.contains(SHIPPED), "the built-in policy no longer says {SHIPPED}");
+    text.replace(SHIPPED, &format!("grace_period = \"{grace}\""))
+}
+
 pub fn emulator_policy() -> janitor_core::policy::Policy {
     janitor_core::policy::Policy::from_toml_str(&emulator_policy_toml(), "emulator policy")
         .unwrap_or_else(|e| panic!("the emulator policy must load: {e}"))

@@ -39,11 +39,24 @@ pub async fn continue_scopes(deps: &Deps, payloads: Vec<StepPayload>, steps: &[&
     for payload in payloads {
         let mut value = serde_json::to_value(payload)?;
         for name in steps {
+            if *name == "recheck" {
+                wait_for_grace_end(&value).await?;
+            }
             value = run_step(deps, name, value).await?;
         }
         out.push(serde_json::from_value(value)?);
     }
     Ok(out)
+}
+
+/// What the state machine's grace Wait does: sleeps until the payload's `grace_ends`.
+async fn wait_for_grace_end(payload: &Value) -> Result<()> {
+    let Some(text) = payload["grace_ends"].as_str() else { return Ok(()) };
+    let ends = chrono::DateTime::parse_from_rfc3339(text).context("grace_ends")?.with_timezone(&Utc);
+    if let Ok(left) = (ends - Utc::now()).to_std() {
+        tokio::time::sleep(left).await;
+    }
+    Ok(())
 }
 
 /// Clicks a Snooze button as Slack would: a block_actions form post, signed with `secret`.

@@ -120,7 +120,7 @@ pub const SIGNING_SECRET: &str = "local-signing-secret";
 /// Everything the deployed stack would hold, made on the emulator: the Slack secret and the
 /// alert topic; then the local state machine with the template's variables pointed at them,
 /// at `tables`, and at the Slack stub. The policy is the emulator one with no grace period
-/// (the local Wait is skipped). `slack_secret_id` overrides the secret (to break notify).
+/// (the Wait lasts until the next whole second). `slack_secret_id` overrides the secret (to break notify).
 pub async fn local_pipeline(
     clients: &janitor_core::aws::AwsClients,
     endpoint: &str,
@@ -138,10 +138,7 @@ pub async fn local_pipeline(
 
     std::fs::create_dir_all(work)?;
     let policy = work.join("policy.toml");
-    std::fs::write(
-        &policy,
-        crate::emulator_policy_toml().replace("grace_period_hours = 72", "grace_period_hours = 0"),
-    )?;
+    std::fs::write(&policy, crate::emulator_policy_with_grace("0s"))?;
     let values: BTreeMap<&str, String> = [
         ("RUST_LOG", "info".to_owned()),
         ("JANITOR_AUDIT_TABLE", tables.audit.clone()),

@@ -146,7 +146,7 @@ pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
     (
         "recheck",
         "dynamodb:DeleteItem",
-        "releases a finding that cleared during the grace period; the scenario test covers it (the local Wait is 0)",
+        "releases a finding that cleared during the grace period; the scenario test covers it (the local grace period is 0 s)",
     ),
 ];
 

@@ -51,6 +51,7 @@ pub async fn slack_secret(clients: &AwsClients, secret_id: &str) -> Result<Slack
 
 pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> Deps {
     let dynamodb = clients.dynamodb();
+    let remediator = Arc::new(AwsRemediator::new(clients.clone(), &policy.protect_tag));
     Deps {
         policy,
         inventory: Arc::new(AwsInventory::new(clients.clone())),
@@ -58,7 +59,7 @@ pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> De
         snoozes: Arc::new(DynamoSnoozeStore::new(dynamodb.clone(), &tables.snooze)),
         locks: Arc::new(DynamoLockStore::new(dynamodb.clone(), &tables.lock)),
         audit: Arc::new(DynamoAuditLog::new(dynamodb, &tables.audit)),
-        remediator: Arc::new(AwsRemediator::new(clients.clone())),
+        remediator,
         alerts: Arc::new(SnsAlerts::new(
             &clients,
             std::env::var("JANITOR_ALERT_TOPIC_ARN").ok().filter(|t| !t.is_empty()),

@@ -10,31 +10,41 @@ use serde_json::json;
 use super::AwsClients;
 use super::inventory::bucket_block;
 use crate::error::{JanitorError, Result};
-use crate::model::{Action, Finding};
+use crate::model::{Action, Finding, Tags, is_protected};
 use crate::ports::{ActionOutcome, Remediator};
 
 pub const MFA_REQUIRED_TAG: &str = "janitor:mfa-required";
 
 pub struct AwsRemediator {
     clients: AwsClients,
+    protect_tag: String,
 }
 
 impl AwsRemediator {
-    pub fn new(clients: AwsClients) -> Self {
-        AwsRemediator { clients }
+    /// `protect_tag` is read again with the resource right before each action.
+    pub fn new(clients: AwsClients, protect_tag: &str) -> Self {
+        AwsRemediator { clients, protect_tag: protect_tag.to_owned() }
+    }
+
+    /// `Some(outcome)` when the fresh tags say hands off.
+    fn protected<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<ActionOutcome> {
+        let tags: Tags = tags.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        is_protected(&tags, &self.protect_tag).then(|| ActionOutcome::Protected(self.protect_tag.clone()))
     }
 
     async fn stop_instance(&self, f: &Finding) -> Result<ActionOutcome> {
         let ec2 = self.clients.ec2(f.key.account(), f.key.region()).await?;
-        let state = match ec2.describe_instances().instance_ids(&f.id).send().await {
-            Ok(out) => out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned())),
+        let instance = match ec2.describe_instances().instance_ids(&f.id).send().await {
+            Ok(out) => out.reservations().iter().flat_map(|r| r.instances()).next().cloned(),
             Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => None,
             Err(e) => return Err(JanitorError::from_sdk("ec2", "DescribeInstances", e)),
         };
+        if let Some(outcome) = instance.as_ref().and_then(|i| {
+            self.protected(i.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+        }) {
+            return Ok(outcome);
+        }
+        let state = instance.and_then(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()));
         match state.as_deref() {
             None | Some("terminated" | "shutting-down") => {
                 Ok(ActionOutcome::Skipped("instance no longer exists".into()))
@@ -61,6 +71,11 @@ impl AwsRemediator {
             Err(e) => return Err(JanitorError::from_sdk("rds", "DescribeDBInstances", e)),
         };
         let Some(db) = db else { return Ok(ActionOutcome::Skipped("DB instance no longer exists".into())) };
+        if let Some(outcome) =
+            self.protected(db.tag_list().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+        {
+            return Ok(outcome);
+        }
         if db.deletion_protection().unwrap_or(false) {
             return Ok(ActionOutcome::Skipped("deletion protection is on; the janitor never turns it off".into()));
         }
@@ -90,6 +105,11 @@ impl AwsRemediator {
         let Some(address) = address else {
             return Ok(ActionOutcome::AlreadyCompliant("address already released".into()));
         };
+        if let Some(outcome) =
+            self.protected(address.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+        {
+            return Ok(outcome);
+        }
         if address.association_id().is_some_and(|a| !a.is_empty())
             || address.instance_id().is_some_and(|i| !i.is_empty())
         {
@@ -105,6 +125,16 @@ impl AwsRemediator {
 
     async fn tag_mfa_required(&self, f: &Finding, now: DateTime<Utc>) -> Result<ActionOutcome> {
         let iam = self.clients.iam(f.key.account()).await?;
+        let tags = match iam.list_user_tags().user_name(&f.id).send().await {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("NoSuchEntity") => {
+                return Ok(ActionOutcome::Skipped("user no longer exists".into()));
+            }
+            Err(e) => return Err(JanitorError::from_sdk("iam", "ListUserTags", e)),
+        };
+        if let Some(outcome) = self.protected(tags.tags().iter().map(|t| (t.key(), t.value()))) {
+            return Ok(outcome);
+        }
         let devices = match iam.list_mfa_devices().user_name(&f.id).send().await {
             Ok(out) => out.mfa_devices().len(),
             Err(e) if e.code() == Some("NoSuchEntity") => {
@@ -115,12 +145,6 @@ impl AwsRemediator {
         if devices > 0 {
             return Ok(ActionOutcome::AlreadyCompliant("user has MFA now".into()));
         }
-        let tags = iam
-            .list_user_tags()
-            .user_name(&f.id)
-            .send()
-            .await
-            .map_err(|e| JanitorError::from_sdk("iam", "ListUserTags", e))?;
         if tags.tags().iter().any(|t| t.key() == MFA_REQUIRED_TAG) {
             return Ok(ActionOutcome::AlreadyCompliant(format!("user already tagged {MFA_REQUIRED_TAG}")));
         }
@@ -140,6 +164,17 @@ impl AwsRemediator {
 
     async fn block_public_access(&self, f: &Finding) -> Result<ActionOutcome> {
         let s3 = self.clients.s3(f.key.account(), f.key.region()).await?;
+        let tags = match s3.get_bucket_tagging().bucket(&f.id).send().await {
+            Ok(out) => out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
+            Err(e) if e.code() == Some("NoSuchTagSet") => Tags::new(),
+            Err(e) if e.code() == Some("NoSuchBucket") => {
+                return Ok(ActionOutcome::Skipped("bucket no longer exists".into()));
+            }
+            Err(e) => return Err(JanitorError::from_sdk("s3", "GetBucketTagging", e)),
+        };
+        if let Some(outcome) = self.protected(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            return Ok(outcome);
+        }
         let current = match s3.get_public_access_block().bucket(&f.id).send().await {
             Ok(out) => out.public_access_block_configuration().map(bucket_block),
             Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => None,

@@ -52,7 +52,7 @@ fn events_table(events: &[AuditEvent], wanted: &[&str]) -> Table {
 pub async fn narrate(clients: AwsClients, endpoint: &str, prefix: &str, work: &Path) -> Result<()> {
     let slack = SlackStub::for_twin_estate().await?;
     let tables = TableNames::with_prefix(prefix);
-    let machine = local_pipeline(&clients, endpoint, &tables, &slack, work, None).await?;
+    let machine = local_pipeline(&clients, endpoint, &tables, &slack, work, Default::default()).await?;
     let audit = DynamoAuditLog::new(clients.dynamodb(), &tables.audit);
 
     println!("== 3. The daily run in dry-run: statemachine/janitor.asl.json, run locally by aws-local-stepfunctions;");

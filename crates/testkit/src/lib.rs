@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod estate;
+pub mod iam;
 pub mod pipeline;
 pub mod probe;
 pub mod proxy;
@@ -133,7 +134,12 @@ impl Drop for Moto {
 
 /// SDK config aimed at an emulator endpoint with throwaway credentials.
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
-    let credentials = aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "testkit");
+    sdk_config_with(endpoint, "testing", "testing").await
+}
+
+/// SDK config aimed at an emulator endpoint with the given access key.
+pub async fn sdk_config_with(endpoint: &str, key: &str, secret: &str) -> SdkConfig {
+    let credentials = aws_sdk_dynamodb::config::Credentials::new(key, secret, None, None, "testkit");
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(HOME_REGION))
         .endpoint_url(endpoint)

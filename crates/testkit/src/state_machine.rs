@@ -10,6 +10,10 @@ use janitor_core::local::LocalRunner;
 pub use janitor_core::local::{Execution, TraceEntry};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::iam::{LocalNames, RoleCredentials, set_authorization};
 use crate::repo_root;
 use crate::template::Template;
 
@@ -25,6 +29,14 @@ pub fn handler_bin_dir() -> Result<PathBuf> {
 
 pub struct LocalStateMachine {
     runner: LocalRunner,
+    /// The emulator whose authorisation is on while executions run (each function then
+    /// acts with its own role's grants only), and how many executions are running.
+    authorize: Option<(String, Arc<AtomicUsize>)>,
+    names: Option<LocalNames>,
+    /// SNS's own emulator, without authorisation (see `local_pipeline`).
+    _sns: Option<crate::Moto>,
+    /// Clients allowed everything, for a test that changes the estate while a run is under IAM.
+    pub harness: Option<janitor_core::aws::AwsClients>,
 }
 
 impl LocalStateMachine {
@@ -58,7 +70,45 @@ impl LocalStateMachine {
         runner.cleared_env = template_vars;
         runner.cleared_env.push("AWS_PROFILE".into());
         runner.shared_env = local_env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        Ok(LocalStateMachine { runner })
+        Ok(LocalStateMachine { runner, authorize: None, names: None, _sns: None, harness: None })
+    }
+
+    /// From now on each function acts with `roles[function]`'s credentials, and the emulator
+    /// at `endpoint` authorises every request while an execution or invocation runs.
+    pub fn run_under_iam(&mut self, endpoint: &str, roles: &BTreeMap<String, RoleCredentials>, names: LocalNames) {
+        let env = self.runner.function_env.as_object_mut().expect("function_env is an object");
+        for (function, credentials) in roles {
+            let vars = env.entry(function.clone()).or_insert_with(|| json!({}));
+            for (name, value) in credentials.env() {
+                vars[name] = json!(value);
+            }
+        }
+        for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+            self.runner.shared_env.retain(|(k, _)| k != var);
+            self.runner.cleared_env.push(var.to_owned());
+        }
+        self.authorize = Some((endpoint.to_owned(), Arc::new(AtomicUsize::new(0))));
+        self.names = Some(names);
+    }
+
+    /// Denied calls and calls outside their statement's `Resource`, so far.
+    pub fn grant_problems(&self) -> Result<Vec<String>> {
+        let names = self.names.as_ref().context("not run under IAM")?;
+        let template = Template::load()?;
+        crate::iam::grant_problems(&template, names, &crate::iam::observed_calls(&self.calls_dir())?)
+    }
+
+    /// Runs `work` with the emulator's authorisation on (for overlapping executions too).
+    async fn authorized<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let Some((endpoint, running)) = &self.authorize else { return work.await };
+        if running.fetch_add(1, Ordering::SeqCst) == 0 {
+            set_authorization(endpoint, true)?;
+        }
+        let out = work.await;
+        if running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            set_authorization(endpoint, false)?;
+        }
+        out
     }
 
     pub fn calls_dir(&self) -> PathBuf {
@@ -71,11 +121,11 @@ impl LocalStateMachine {
     }
 
     pub async fn execute(&self, input: &Value, execution: &str) -> Result<Execution> {
-        Ok(self.runner.execute(input, execution).await?)
+        self.authorized(async { Ok(self.runner.execute(input, execution).await?) }).await
     }
 
     pub async fn invoke(&self, function: &str, event: &Value) -> Result<Execution> {
-        Ok(self.runner.invoke(function, event).await?)
+        self.authorized(async { Ok(self.runner.invoke(function, event).await?) }).await
     }
 }
 
@@ -117,51 +167,81 @@ pub fn slack_interactivity_event(body: &str, timestamp: i64, signature: &str) ->
 
 pub const SIGNING_SECRET: &str = "local-signing-secret";
 
-/// Everything the deployed stack would hold, made on the emulator: the Slack secret and the
-/// alert topic; then the local state machine with the template's variables pointed at them,
-/// at `tables`, and at the Slack stub. The policy is the emulator one with no grace period
-/// (the Wait lasts until the next whole second). `slack_secret_id` overrides the secret (to break notify).
+/// How a local pipeline differs from the shipped defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineOptions<'a> {
+    /// Overrides the Slack secret (to break notify).
+    pub slack_secret_id: Option<&'a str>,
+    /// `(function, action)`: a grant left out of that function's role, to prove it is missed.
+    pub without_grant: Option<(&'a str, &'a str)>,
+    /// The policy's grace period (a real Wait).
+    pub grace: &'a str,
+}
+
+impl Default for PipelineOptions<'_> {
+    fn default() -> Self {
+        PipelineOptions { slack_secret_id: None, without_grant: None, grace: "0s" }
+    }
+}
+
+/// Everything the deployed stack would hold, made on the emulator: the Slack secret, the
+/// alert topic, a role per function from the template's statements and the member-account
+/// role; then the local state machine with the template's variables pointed at them, at
+/// `tables` and at the Slack stub, each function acting with its own role's credentials and
+/// the emulator authorising every request while it runs.
 pub async fn local_pipeline(
     clients: &janitor_core::aws::AwsClients,
     endpoint: &str,
     tables: &janitor_core::aws::TableNames,
     slack: &crate::slack::SlackStub,
     work: &Path,
-    slack_secret_id: Option<&str>,
+    options: PipelineOptions<'_>,
 ) -> Result<LocalStateMachine> {
     let secret = json!({ "bot_token": "xoxb-local", "signing_secret": SIGNING_SECRET }).to_string();
     let created =
         clients.secrets_manager().create_secret().name("cloud-janitor/slack").secret_string(secret).send().await?;
     let secret_arn = created.arn().context("secret arn")?.to_owned();
-    let topic = clients.sns().create_topic().name("cloud-janitor-alerts").send().await?;
+    // moto checks a signature by re-encoding a form body it has parsed, so SNS Publish
+    // (awsQuery, a message with spaces) never verifies under its authorisation. SNS gets an
+    // emulator of its own without it; sns:Publish is held to its topic by the static check.
+    let sns = crate::Moto::start()?;
+    let topic = sns.clients().await.sns().create_topic().name("cloud-janitor-alerts").send().await?;
     let topic_arn = topic.topic_arn().context("topic arn")?.to_owned();
+    let member_role = janitor_core::aws::clients::DEFAULT_MEMBER_ROLE;
+    let template = Template::load()?;
+    let roles = crate::iam::function_roles(clients, &template, options.without_grant).await?;
+    crate::iam::member_role(clients, &template, crate::estate::MEMBER_ACCOUNT, member_role).await?;
 
     std::fs::create_dir_all(work)?;
     let policy = work.join("policy.toml");
-    std::fs::write(&policy, crate::emulator_policy_with_grace("0s"))?;
+    std::fs::write(&policy, crate::emulator_policy_with_grace(options.grace))?;
     let values: BTreeMap<&str, String> = [
         ("RUST_LOG", "info".to_owned()),
         ("JANITOR_AUDIT_TABLE", tables.audit.clone()),
         ("JANITOR_LOCK_TABLE", tables.lock.clone()),
         ("JANITOR_SNOOZE_TABLE", tables.snooze.clone()),
-        ("JANITOR_ROLE_NAME", janitor_core::aws::clients::DEFAULT_MEMBER_ROLE.to_owned()),
+        ("JANITOR_ROLE_NAME", member_role.to_owned()),
         ("JANITOR_EXTERNAL_ID", String::new()),
-        ("JANITOR_ALERT_TOPIC_ARN", topic_arn),
-        ("JANITOR_SLACK_SECRET_ID", slack_secret_id.map(str::to_owned).unwrap_or(secret_arn)),
+        ("JANITOR_ALERT_TOPIC_ARN", topic_arn.clone()),
+        ("JANITOR_SLACK_SECRET_ID", options.slack_secret_id.map(str::to_owned).unwrap_or(secret_arn.clone())),
         ("JANITOR_SLACK_CHANNEL", "#cloud-janitor".to_owned()),
     ]
     .into_iter()
     .collect();
     let local = [
         ("AWS_ENDPOINT_URL", endpoint.to_owned()),
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_ENDPOINT_URL_SNS", sns.endpoint.clone()),
         ("AWS_REGION", crate::HOME_REGION.to_owned()),
         ("JANITOR_POLICY_FILE", policy.display().to_string()),
         ("JANITOR_SLACK_API_URL", slack.api_url()),
         ("JANITOR_SLACK_RESPONSE_URL_PREFIX", slack.base_url.clone()),
     ];
-    LocalStateMachine::new(work, &values, &local)
+    let mut machine = LocalStateMachine::new(work, &values, &local)?;
+    let names = LocalNames { tables: tables.clone(), topic_arn, secret_arn, member_role: member_role.to_owned() };
+    machine.run_under_iam(endpoint, &roles, names);
+    machine._sns = Some(sns);
+    machine.harness = Some(crate::iam::harness_clients(clients, endpoint).await?);
+    Ok(machine)
 }
 
 /// A Snooze click as Slack sends it (signed form post through API Gateway), handled by the

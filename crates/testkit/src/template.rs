@@ -21,12 +21,22 @@ pub fn venv_tool(name: &str) -> Result<PathBuf> {
 }
 
 #[derive(Debug, Clone)]
+pub struct Statement {
+    pub actions: BTreeSet<String>,
+    pub resource: Value,
+}
+
+#[derive(Debug, Clone)]
 pub struct FunctionDef {
     pub logical_id: String,
     /// The crate (and binary) name, from `CodeUri: crates/<name>`.
     pub name: String,
     pub env_vars: BTreeSet<String>,
     pub actions: BTreeSet<String>,
+    /// Actions of the statements on `Resource: "*"`.
+    pub unscoped_actions: BTreeSet<String>,
+    /// Each Allow statement: its actions and its `Resource` as the template writes it.
+    pub statements: Vec<Statement>,
     /// SAM policy templates or managed policies: grants the action check cannot see.
     pub opaque_policies: Vec<Value>,
 }
@@ -69,6 +79,8 @@ impl Template {
             let mut env_vars = self.global_env_vars();
             env_vars.extend(keys(&props["Environment"]["Variables"]));
             let mut actions = BTreeSet::new();
+            let mut unscoped_actions = BTreeSet::new();
+            let mut statement_list = Vec::new();
             let mut opaque_policies = Vec::new();
             for policy in props["Policies"].as_array().into_iter().flatten() {
                 let Some(statements) = policy["Statement"].as_array() else {
@@ -79,16 +91,27 @@ impl Template {
                     if statement["Effect"] != "Allow" {
                         continue;
                     }
-                    match &statement["Action"] {
-                        Value::String(a) => {
-                            actions.insert(a.clone());
-                        }
-                        Value::Array(list) => actions.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned))),
+                    let these: BTreeSet<String> = match &statement["Action"] {
+                        Value::String(a) => [a.clone()].into(),
+                        Value::Array(list) => list.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
                         other => bail!("{id}: unexpected Action {other}"),
+                    };
+                    if statement["Resource"] == "*" {
+                        unscoped_actions.extend(these.iter().cloned());
                     }
+                    actions.extend(these.iter().cloned());
+                    statement_list.push(Statement { actions: these, resource: statement["Resource"].clone() });
                 }
             }
-            out.push(FunctionDef { logical_id: id.clone(), name: name.to_owned(), env_vars, actions, opaque_policies });
+            out.push(FunctionDef {
+                logical_id: id.clone(),
+                name: name.to_owned(),
+                env_vars,
+                actions,
+                unscoped_actions,
+                statements: statement_list,
+                opaque_policies,
+            });
         }
         Ok(out)
     }
@@ -146,23 +169,19 @@ pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
     (
         "recheck",
         "dynamodb:DeleteItem",
-        "releases a finding that cleared during the grace period; the scenario test covers it (the local grace period is 0 s)",
+        "releases a finding that cleared during the grace period (the scheduled-runs test calls it)",
     ),
+    ("recheck", "iam:GetUser", "tells a user deleted during the grace period (the scheduled-runs test calls it)"),
+    ("recheck", "s3:ListBucket", "tells a bucket deleted during the grace period (the scheduled-runs test calls it)"),
+    ("discovery", "ec2:DescribeRegions", "plans a run given no regions (the scheduled-runs test calls it)"),
+    ("lock", "dynamodb:GetItem", "reads who holds a lock another run took (the scheduled-runs test calls it)"),
 ];
 
-/// Reads `{function}.calls` files (one `Service:Operation` per line) into IAM actions.
+/// The IAM actions each function called (denied calls included), from its call log.
 pub fn observed_actions(calls_dir: &Path) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for entry in std::fs::read_dir(calls_dir)? {
-        let path = entry?.path();
-        let Some(function) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".calls")) else {
-            continue;
-        };
-        let actions = out.entry(function.to_owned()).or_default();
-        for line in std::fs::read_to_string(&path)?.lines() {
-            let (service, operation) = line.split_once(':').with_context(|| format!("bad call line {line}"))?;
-            actions.extend(iam_action(service, operation));
-        }
+    for call in crate::iam::observed_calls(calls_dir)? {
+        out.entry(call.function).or_default().insert(call.action);
     }
     Ok(out)
 }

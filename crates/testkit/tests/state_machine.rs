@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, TwinEstate, TwinWorld};
 use testkit::probe::{bucket_blocked, db_exists, eip_exists, has_final_snapshot, instance_state};
 use testkit::slack::SlackStub;
-use testkit::state_machine::{Execution, LocalStateMachine, click_snooze, local_pipeline};
+use testkit::state_machine::{Execution, LocalStateMachine, PipelineOptions, click_snooze, local_pipeline};
 use testkit::template::{ACTIONS_OFF_THE_HAPPY_PATH, IMPLIED_ACTIONS, Template, observed_actions, venv_tool};
 use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, repo_root};
 
@@ -210,11 +210,11 @@ impl Drop for TempDir {
     }
 }
 
-async fn world(prefix: &str, slack_secret_id: Option<&str>) -> World {
+async fn world(prefix: &str, options: PipelineOptions<'_>) -> World {
     let TwinWorld { moto, clients, tables, estate, .. } = TwinWorld::start(prefix).await.unwrap();
     let slack = SlackStub::for_twin_estate().await.unwrap();
     let work = std::env::temp_dir().join(format!("janitor-sfn-{prefix}-{}", std::process::id()));
-    let machine = local_pipeline(&clients, &moto.endpoint, &tables, &slack, &work, slack_secret_id).await.unwrap();
+    let machine = local_pipeline(&clients, &moto.endpoint, &tables, &slack, &work, options).await.unwrap();
     World { _moto: moto, clients, tables, slack, estate, machine, _work: TempDir(work) }
 }
 
@@ -243,7 +243,11 @@ fn scope_summary<'a>(summary: &'a Value, account: &str, region: &str) -> &'a Val
 fn explain(w: &World, execution: &Execution) -> String {
     let log = w.machine.log();
     let tail: Vec<&str> = log.lines().rev().take(40).collect();
-    format!("{execution:#?}\n--- last handler log lines (newest first):\n{}", tail.join("\n"))
+    let iam = w.machine.grant_problems().map(|p| p.join("\n")).unwrap_or_else(|e| e.to_string());
+    format!(
+        "{execution:#?}\n--- IAM problems so far:\n{iam}\n--- last handler log lines (newest first):\n{}",
+        tail.join("\n")
+    )
 }
 
 async fn click(w: &World, user: &str, resource: &str) -> Value {
@@ -255,7 +259,7 @@ async fn click(w: &World, user: &str, resource: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_then_enforce_through_the_shipped_state_machine() {
-    let w = world("sfn", None).await;
+    let w = world("sfn", PipelineOptions::default()).await;
     let id = |name: &str| w.estate.id(name).to_owned();
     let ec2 = ResourceKind::Ec2Instance;
     let audit = DynamoAuditLog::new(w.clients.dynamodb(), &w.tables.audit);
@@ -272,7 +276,7 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert_eq!(summary["run"]["mode"], "dry-run");
     assert_eq!(summary["scopes"].as_array().unwrap().len(), 6, "2 accounts x (2 regions + global)");
     let us = scope_summary(&summary, HOME_ACCOUNT, HOME_REGION);
-    assert_eq!(us["status"], "INCOMPLETE", "{us}");
+    assert_eq!(us["status"], "INCOMPLETE", "{us}\n{}", explain(&w, &dry));
     assert_eq!(us["tally"]["failed"], 1, "bob's notification: {us}");
     assert!(us["tally"]["notified"].as_u64().unwrap() >= 5, "{us}");
     assert_eq!(us["tally"]["would_remediate"], us["tally"]["notified"], "{us}");
@@ -374,6 +378,9 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
         }
     }
     assert!(observed.contains_key("snooze") && observed.contains_key("remediate"), "{observed:?}");
+    // Run under IAM: nothing denied, and every call's table, index, topic, secret or role is
+    // one its granting statement names.
+    problems.extend(w.machine.grant_problems().unwrap());
     assert!(problems.is_empty(), "IAM grants vs calls:\n{}", problems.join("\n"));
 }
 
@@ -381,7 +388,8 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
 async fn a_failing_step_fails_its_scope_alone_records_it_and_releases_its_locks() {
     // Notify cannot start (its Slack secret does not exist): every scope with something to
     // tell fails at notify, is caught, recorded and released; the quiet scopes finish.
-    let w = world("sfnfail", Some("cloud-janitor/no-such-secret")).await;
+    let options = PipelineOptions { slack_secret_id: Some("cloud-janitor/no-such-secret"), ..Default::default() };
+    let w = world("sfnfail", options).await;
     let run = w.machine.execute(&request("enforce"), "local-broken-notify").await.unwrap();
     assert_eq!(run.status, "FAILED", "{}", explain(&w, &run));
     assert_eq!(run.error.as_deref(), Some("Janitor.RunIncomplete"), "{}", explain(&w, &run));
@@ -409,9 +417,195 @@ async fn a_failing_step_fails_its_scope_alone_records_it_and_releases_its_locks(
     // The Catch path's own calls, which the two-pass run never reaches, are real and granted.
     let observed = observed_actions(&w.machine.calls_dir()).unwrap();
     let functions = Template::load().unwrap().functions().unwrap();
-    for (function, action, _) in ACTIONS_OFF_THE_HAPPY_PATH.iter().filter(|(f, _, _)| *f == "lock") {
+    for (function, action, _) in ACTIONS_OFF_THE_HAPPY_PATH.iter().filter(|(_, _, why)| why.contains("failing-step")) {
         assert!(observed[*function].contains(*action), "{function} should have called {action}: {observed:?}");
         let granted = &functions.iter().find(|f| f.name == *function).unwrap().actions;
         assert!(granted.contains(*action), "{function} needs {action} granted");
     }
+}
+
+/// The schedule's own input (`{"mode": "${Mode}"}` with the Mode parameter as deployed).
+fn scheduled_input(mode: &str) -> Value {
+    let template = Template::load().unwrap();
+    let daily = &template.json["Resources"]["JanitorStateMachine"]["Properties"]["Events"]["Daily"]["Properties"];
+    let text = daily["Input"]["Fn::Sub"].as_str().expect("the schedule's Input is a !Sub of the Mode parameter");
+    serde_json::from_str(&text.replace("${Mode}", mode)).unwrap()
+}
+
+/// Waits (polling the stub) until a Slack message whose text mentions `needle` was posted.
+async fn posted(w: &World, needle: &str) {
+    for _ in 0..1200 {
+        if w.slack.calls("chat.postMessage").iter().any(|c| c.body.to_string().contains(needle)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no Slack message mentioning {needle} within 120 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_runs_under_iam_plan_every_region_wait_a_real_grace_and_overlap_without_sharing() {
+    // A real grace of 10 s: run A is notified, waits, rechecks and acts; run B starts while A
+    // waits holding its locks. Everything under each function's own role.
+    let w = world("sched", PipelineOptions { grace: "10s", ..Default::default() }).await;
+    let input = scheduled_input("enforce");
+    assert_eq!(input, json!({ "mode": "enforce" }), "the schedule passes the mode and nothing else");
+    let ec2 = w.clients.ec2(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    let regions: BTreeSet<String> = ec2
+        .describe_regions()
+        .all_regions(false)
+        .send()
+        .await
+        .unwrap()
+        .regions()
+        .iter()
+        .filter(|r| r.opt_in_status() != Some("not-opted-in"))
+        .filter_map(|r| r.region_name().map(str::to_owned))
+        .filter(|r| janitor_core::aws::inventory::partition_of(r) == "aws")
+        .collect();
+    assert!(regions.len() > 10, "{regions:?}");
+    let harness = w.machine.harness.clone().unwrap();
+
+    let run_a = w.machine.execute(&input, "scheduled-a");
+    let run_b_and_changes = async {
+        posted(&w, "scheduled-a").await;
+        let b = w.machine.execute(&input, "scheduled-b");
+        let changes = async {
+            // While the account-wide scope of whichever run told about them waits out its
+            // grace, a user and a bucket disappear: its recheck must read them as gone.
+            posted(&w, "dana-no-mfa").await;
+            let iam = harness.iam(HOME_ACCOUNT).await.unwrap();
+            iam.delete_login_profile().user_name("dana-no-mfa").send().await.unwrap();
+            iam.delete_user().user_name("dana-no-mfa").send().await.unwrap();
+            let s3 = harness.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+            s3.delete_bucket().bucket("janitor-twin-public-policy").send().await.unwrap();
+        };
+        let (b, ()) = tokio::join!(b, changes);
+        b
+    };
+    let (a, b) = tokio::join!(run_a, run_b_and_changes);
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.status, "SUCCEEDED", "{}", explain(&w, &a));
+    assert_eq!(b.status, "SUCCEEDED", "{}", explain(&w, &b));
+
+    // The schedule's input planned every enabled region of the home account, and global.
+    for run in [&a, &b] {
+        let planned: BTreeSet<String> = run.output["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                assert_eq!(s["scope"]["account"], HOME_ACCOUNT);
+                s["scope"]["region"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let mut expected = regions.clone();
+        expected.insert("global".into());
+        assert_eq!(planned, expected);
+    }
+
+    let audit = DynamoAuditLog::new(w.clients.dynamodb(), &w.tables.audit);
+    let mut events = audit.events_for_run("scheduled-a").await.unwrap();
+    events.extend(audit.events_for_run("scheduled-b").await.unwrap());
+    let rows = |resource: &str, run: &str, event: AuditEventType| {
+        events
+            .iter()
+            .filter(|e| e.resource == resource && e.run_id == run && e.event == event)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // Overlapping runs never share a resource: B found A's resources held, and nothing was
+    // acted on twice.
+    let held_by_a: Vec<&str> = events
+        .iter()
+        .filter(|e| e.run_id == "scheduled-b" && e.event == AuditEventType::LockHeld)
+        .map(|e| e.resource.as_str())
+        .collect();
+    assert!(!held_by_a.is_empty(), "run B should have met locks A held");
+    for resource in &held_by_a {
+        assert!(!rows(resource, "scheduled-a", AuditEventType::Locked).is_empty(), "{resource} held by A");
+        assert!(rows(resource, "scheduled-b", AuditEventType::Notified).is_empty(), "B never tells about {resource}");
+    }
+    let resources: BTreeSet<&str> = events.iter().map(|e| e.resource.as_str()).collect();
+    for resource in resources {
+        let acted = events.iter().filter(|e| e.resource == resource && e.event == AuditEventType::Remediated).count();
+        assert!(acted <= 1, "{resource} remediated {acted} times");
+    }
+
+    // A real grace: A acted only after the grace end it told the owner, and after a recheck.
+    let unused = key(HOME_REGION, ResourceKind::Ec2Instance, w.estate.id("unused-env"));
+    let told = rows(&unused, "scheduled-a", AuditEventType::Notified);
+    let grace_ends: chrono::DateTime<Utc> = serde_json::from_value(told[0].detail["grace_ends"].clone()).unwrap();
+    assert!(grace_ends >= told[0].at + chrono::Duration::seconds(10), "{grace_ends} vs {}", told[0].at);
+    let rechecked = &rows(&unused, "scheduled-a", AuditEventType::Rechecked)[0];
+    let remediated = &rows(&unused, "scheduled-a", AuditEventType::Remediated)[0];
+    assert!(rechecked.at >= grace_ends && remediated.at >= rechecked.at);
+    assert_eq!(instance_state(&w.clients, HOME_REGION, w.estate.id("unused-env")).await, "stopped");
+    // What vanished during the grace is GONE, read as such under the recheck's own grants.
+    let dana = ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::IamUser, "dana-no-mfa").to_string();
+    let bucket = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::S3Bucket, "janitor-twin-public-policy");
+    for resource in [dana, bucket.to_string()] {
+        let trail: Vec<(&str, &str, &Value)> = events
+            .iter()
+            .filter(|e| e.resource == resource)
+            .map(|e| (e.run_id.as_str(), e.event.as_str(), &e.detail))
+            .collect();
+        let told: Vec<&str> = trail.iter().filter(|t| t.1 == "NOTIFIED").map(|t| t.0).collect();
+        let gone: Vec<&str> = trail.iter().filter(|t| t.1 == "GONE").map(|t| t.0).collect();
+        assert_eq!(told.len(), 1, "one run told about {resource}: {trail:?}");
+        assert_eq!(gone, told, "the run that told about {resource} found it gone: {trail:?}");
+    }
+    assert!(lock_holders(&w).await.is_empty(), "both runs gave back every lock");
+    // The grants the two-pass run cannot reach are real and reached here.
+    let observed = observed_actions(&w.machine.calls_dir()).unwrap();
+    for (function, action, why) in
+        ACTIONS_OFF_THE_HAPPY_PATH.iter().filter(|(_, _, why)| why.contains("scheduled-runs"))
+    {
+        assert!(observed[*function].contains(*action), "{function} should have called {action} ({why}): {observed:?}");
+    }
+    let problems = w.machine.grant_problems().unwrap();
+    assert!(problems.is_empty(), "IAM grants vs calls:\n{}", problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
+    let options = PipelineOptions { without_grant: Some(("discovery", "ec2:DescribeRegions")), ..Default::default() };
+    let w = world("nogrant", options).await;
+    let run = w.machine.execute(&scheduled_input("dry-run"), "no-grant").await.unwrap();
+    assert_eq!(run.error.as_deref(), Some("Janitor.RunIncomplete"), "{}", explain(&w, &run));
+    let summary = run.summary().unwrap();
+    assert_eq!(summary["plan_failures"][0]["what"], "enabled-regions", "{summary}");
+    assert_eq!(summary["plan_failures"][0]["error"], "Janitor.AccessDenied", "{summary}");
+    let problems = w.machine.grant_problems().unwrap();
+    assert_eq!(problems, ["discovery was denied ec2:DescribeRegions on * (enforced run)"]);
+
+    // The static check: a call on a table the granting statement does not name.
+    let template = Template::load().unwrap();
+    let names = testkit::iam::LocalNames {
+        tables: w.tables.clone(),
+        topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
+        secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s".into(),
+        member_role: "CloudJanitorMemberRole".into(),
+    };
+    let call = |function: &str, action: &str, target: String| testkit::iam::ObservedCall {
+        function: function.into(),
+        action: action.into(),
+        target,
+        denied: false,
+    };
+    let calls = [
+        call("lock", "dynamodb:PutItem", format!("table/{}", w.tables.lock)),
+        call("lock", "dynamodb:PutItem", format!("table/{}", w.tables.audit)),
+        call("remediate", "dynamodb:Query", format!("table/{}/index/by-run", w.tables.audit)),
+        call("remediate", "dynamodb:Query", format!("table/{}", w.tables.audit)),
+    ];
+    let problems = testkit::iam::grant_problems(&template, &names, &calls).unwrap();
+    let table = |name: &str| format!("arn:aws:dynamodb:us-east-1:123456789012:table/{name}");
+    assert_eq!(
+        problems,
+        [
+            format!("lock calls dynamodb:PutItem on {}, which no statement grants there", table(&w.tables.audit)),
+            format!("remediate calls dynamodb:Query on {}, which no statement grants there", table(&w.tables.audit)),
+        ]
+    );
 }

@@ -8,11 +8,12 @@ use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_types::sdk_config::SharedCredentialsProvider;
 use tokio::sync::OnceCell;
 
@@ -27,18 +28,20 @@ const FALLBACK_REGION: &str = "us-east-1";
 #[derive(Debug, Default)]
 pub struct ApiStats {
     calls: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    logged: Mutex<std::collections::HashSet<String>>,
 }
 
 impl ApiStats {
     fn count(&self, service: &str, operation: &str) {
-        let first = {
-            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-            let count = calls.entry(service.to_owned()).or_default().entry(operation.to_owned()).or_default();
-            *count += 1;
-            *count == 1
-        };
-        if first && let Some(path) = std::env::var_os(CALL_LOG_ENV) {
-            log_call(&path, service, operation);
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        *calls.entry(service.to_owned()).or_default().entry(operation.to_owned()).or_default() += 1;
+    }
+
+    /// Appends `line` to the call log once per process, when `JANITOR_CALL_LOG` is set.
+    fn log_once(&self, line: String) {
+        let Some(path) = std::env::var_os(CALL_LOG_ENV) else { return };
+        if self.logged.lock().unwrap_or_else(|p| p.into_inner()).insert(line.clone()) {
+            log_call(&path, &line);
         }
     }
 
@@ -47,20 +50,58 @@ impl ApiStats {
     }
 }
 
-/// When set, every distinct AWS operation a process calls is appended to this file
-/// (`Service:Operation` per line), so a test can hold the IAM policy to what the code calls.
+/// When set, every distinct AWS call a process makes is appended to this file, one
+/// `Service:Operation<TAB>target` line each, and `…<TAB>target<TAB>denied` when AWS answered
+/// 403: a test holds the IAM policy to what the code calls, on which resources. `target` is
+/// what IAM scopes the call to (`table/NAME`, `table/NAME/index/IDX`, a topic, secret or role
+/// ARN), or `*` for calls IAM does not scope here.
 pub const CALL_LOG_ENV: &str = "JANITOR_CALL_LOG";
 
-fn log_call(path: &std::ffi::OsStr, service: &str, operation: &str) {
+fn log_call(path: &std::ffi::OsStr, line: &str) {
     use std::io::Write;
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .and_then(|mut file| file.write_all(format!("{service}:{operation}\n").as_bytes()));
+        .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
     if let Err(e) = written {
         tracing::warn!(error = %e, "cannot append to {CALL_LOG_ENV}");
     }
+}
+
+/// The resources one request targets, as IAM scopes it; `*` when it is not scoped by name.
+pub fn call_targets(service: &str, body: &[u8]) -> Vec<String> {
+    let form = |field: &str| {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        pairs.into_iter().find(|(k, _)| k == field).map(|(_, v)| v)
+    };
+    let targets = match service {
+        "DynamoDB" => {
+            let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            match (json["TableName"].as_str(), json["IndexName"].as_str(), json["RequestItems"].as_object()) {
+                (Some(table), Some(index), _) => vec![format!("table/{table}/index/{index}")],
+                (Some(table), None, _) => vec![format!("table/{table}")],
+                (None, _, Some(items)) => items.keys().map(|t| format!("table/{t}")).collect(),
+                _ => Vec::new(),
+            }
+        }
+        "Secrets Manager" => {
+            let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            json["SecretId"].as_str().map(str::to_owned).into_iter().collect()
+        }
+        "SNS" => form("TopicArn").into_iter().collect(),
+        "STS" => form("RoleArn").into_iter().collect(),
+        _ => Vec::new(),
+    };
+    if targets.is_empty() { vec!["*".to_owned()] } else { targets }
+}
+
+/// The targets of the request in flight, from before it is sent until its answer.
+#[derive(Debug, Clone)]
+struct CallTargets(Vec<String>);
+
+impl Storable for CallTargets {
+    type Storer = StoreReplace<Self>;
 }
 
 #[derive(Debug)]
@@ -73,12 +114,35 @@ impl Intercept for CountCalls {
 
     fn read_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> std::result::Result<(), BoxError> {
-        if let Some(meta) = cfg.load::<Metadata>() {
-            self.0.count(meta.service(), meta.name());
+        let Some(meta) = cfg.load::<Metadata>().cloned() else { return Ok(()) };
+        self.0.count(meta.service(), meta.name());
+        if std::env::var_os(CALL_LOG_ENV).is_some() {
+            let targets = call_targets(meta.service(), context.request().body().bytes().unwrap_or_default());
+            for target in &targets {
+                self.0.log_once(format!("{}:{}\t{target}", meta.service(), meta.name()));
+            }
+            cfg.interceptor_state().store_put(CallTargets(targets));
+        }
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        if context.response().status().as_u16() != 403 {
+            return Ok(());
+        }
+        if let (Some(meta), Some(targets)) = (cfg.load::<Metadata>(), cfg.load::<CallTargets>()) {
+            for target in &targets.0 {
+                self.0.log_once(format!("{}:{}\t{target}\tdenied", meta.service(), meta.name()));
+            }
         }
         Ok(())
     }
@@ -94,7 +158,8 @@ impl Intercept for StripAccountHostPrefix {
         "StripAccountHostPrefix"
     }
 
-    fn modify_before_transmit(
+    // Before signing: the emulator checks the signature against the host it receives.
+    fn modify_before_signing(
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _runtime_components: &RuntimeComponents,

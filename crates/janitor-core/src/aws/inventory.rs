@@ -49,11 +49,14 @@ impl Inventory for AwsInventory {
             .send()
             .await
             .map_err(|e| JanitorError::from_sdk("ec2", "DescribeRegions", e))?;
+        let home = partition_of(&self.clients.home_region());
         Ok(out
             .regions()
             .iter()
             .filter(|r| r.opt_in_status() != Some("not-opted-in"))
             .filter_map(|r| r.region_name().map(str::to_owned))
+            // Credentials never reach across partitions (aws, aws-cn, aws-us-gov).
+            .filter(|r| partition_of(r) == home)
             .collect())
     }
 
@@ -385,5 +388,31 @@ mod tests {
         assert!(rows[1].password_enabled && !rows[1].mfa_active);
         assert!(!rows[2].password_enabled);
         assert!(parse_credential_report(b"name,arn\nx,y\n").is_err());
+    }
+}
+
+/// The partition a region belongs to, by its name.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
+
+#[cfg(test)]
+mod partition_tests {
+    use super::partition_of;
+
+    #[test]
+    fn regions_of_other_partitions_are_told_apart() {
+        assert_eq!(partition_of("eu-west-1"), "aws");
+        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition_of("us-east-1"), "aws");
     }
 }

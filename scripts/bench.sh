@@ -44,7 +44,7 @@ PY
 rm -rf "$WORK"
 
 # The whole pipeline: the shipped state machine, run locally with the real handler binaries,
-# in dry-run over the same estate (notify -> grace (skipped) -> recheck -> remediate).
+# in dry-run over the same estate (detect -> notify -> grace (0 s) -> recheck -> remediate).
 if [ "${BENCH_PIPELINE:-1}" = "1" ]; then
   WORK="$(mktemp -d)"
   "$BIN/testkit" policy | sed 's/grace_period = "72h"/grace_period = "0s"/' >"$WORK/policy.toml"
@@ -56,12 +56,13 @@ if [ "${BENCH_PIPELINE:-1}" = "1" ]; then
   SLACK_API="$(cat "$WORK/slack-url")"
   SECRET_ARN="$(create_slack_secret bench/slack bench-signing-secret)"
   TOPIC_ARN="$(create_topic bench-alerts)"
+  create_bucket bench-runs
   echo
   echo "running the state machine locally (dry-run) ..."
   set +e
   JANITOR_SLACK_SECRET_ID="$SECRET_ARN" JANITOR_SLACK_API_URL="$SLACK_API" JANITOR_ALERT_TOPIC_ARN="$TOPIC_ARN" \
     /usr/bin/time -f "%e %M" -o "$WORK/time" \
-    "$BIN/janitor" run --local --grace 0s --repo "$ROOT" --mode dry-run --regions "$REGIONS" --accounts 123456789012 \
+    "$BIN/janitor" run --local --grace 0s --run-bucket bench-runs --repo "$ROOT" --mode dry-run --regions "$REGIONS" --accounts 123456789012 \
       --policy "$WORK/policy.toml" --audit-table bench-audit --lock-table bench-lock --snooze-table bench-snooze \
       --output json >"$WORK/run.json"
   CODE=$?

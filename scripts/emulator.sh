@@ -31,3 +31,7 @@ PY
 create_topic() {
   "$ROOT/.venv/bin/python" -c 'import boto3, os, sys; print(boto3.client("sns", region_name=os.environ["AWS_REGION"]).create_topic(Name=sys.argv[1])["TopicArn"])' "$1"
 }
+
+create_bucket() {
+  "$ROOT/.venv/bin/python" -c 'import boto3, os, sys; boto3.client("s3", region_name=os.environ["AWS_REGION"]).create_bucket(Bucket=sys.argv[1])' "$1"
+}

@@ -198,13 +198,16 @@ async function main() {
   const functionEnv = options['function-env'] ? JSON.parse(fs.readFileSync(options['function-env'], 'utf8')) : {};
   const log = options.log ? fs.openSync(options.log, 'a') : 'inherit';
   const functions = new Map();
+  // Map items reach a function at once: every caller waits for the same start.
+  const starting = new Map();
   const local = async (name) => {
     if (!functions.has(name)) {
       const env = { ...process.env, ...(functionEnv[name] || {}) };
       const fn = new LocalFunction(name, path.join(binDir, name), env, log, options['calls-dir']);
       functions.set(name, fn);
-      await fn.start();
+      starting.set(name, fn.start());
     }
+    await starting.get(name);
     return functions.get(name);
   };
 

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod aws;
 pub mod discovery;
 pub mod error;
+pub mod handler;
 pub mod local;
 pub mod lock;
 pub mod memory;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod ports;
 pub mod recheck;
 pub mod remediate;
+pub mod runstore;
 pub mod s3_public;
 pub mod slack;
 pub mod snooze;
@@ -44,4 +46,6 @@ pub struct Deps {
     /// Loaded when `JANITOR_SLACK_SECRET_ID` is set; the snooze handler needs its signing secret.
     pub slack_secret: Option<slack::SlackSecret>,
     pub clock: Arc<dyn ports::Clock>,
+    /// The run's documents too large for the state machine's payload.
+    pub runs: Arc<dyn ports::RunStore>,
 }

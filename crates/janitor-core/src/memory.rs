@@ -309,3 +309,27 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+#[derive(Default)]
+pub struct InMemoryRunStore {
+    documents: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl InMemoryRunStore {
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = lock(&self.documents).keys().cloned().collect();
+        paths.sort();
+        paths
+    }
+}
+
+#[async_trait]
+impl RunStore for InMemoryRunStore {
+    async fn put(&self, path: &str, body: Vec<u8>) -> Result<()> {
+        lock(&self.documents).insert(path.to_owned(), body);
+        Ok(())
+    }
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        Ok(lock(&self.documents).get(path).cloned())
+    }
+}

@@ -347,6 +347,9 @@ pub struct StepPayload {
     /// What the state machine's Catch caught (`{Error, Cause}`), for the release step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<CaughtError>,
+    /// The step whose stored document holds this scope's full payload (see `runstore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<crate::runstore::Stage>,
 }
 
 /// What a Step Functions Catch puts at its `ResultPath`.
@@ -409,6 +412,23 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds another scope's counts (not its status).
+    pub fn add(&mut self, other: &Tally) {
+        self.found += other.found;
+        self.deferred += other.deferred;
+        self.held_elsewhere += other.held_elsewhere;
+        self.notified += other.notified;
+        self.snoozed += other.snoozed;
+        self.cleared += other.cleared;
+        self.would_remediate += other.would_remediate;
+        self.remediated += other.remediated;
+        self.skipped += other.skipped;
+        self.halted += other.halted;
+        self.failed += other.failed;
+        self.scan_failures += other.scan_failures;
+        self.problems += other.problems;
+    }
+
     /// Counts one audit event by its name; events that are not outcomes are ignored.
     pub fn count(&mut self, event: &str) {
         let field = match event {
@@ -450,6 +470,7 @@ impl StepPayload {
             grace_ends: None,
             tally: Tally::default(),
             error: None,
+            stage: None,
         }
     }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
-use crate::error::Result;
+use crate::error::{JanitorError, Result};
 use crate::model::{Finding, Notice, StepPayload};
 use crate::slack::{RESOURCES_PER_MESSAGE, notification_blocks};
 
@@ -59,29 +59,46 @@ pub fn wait_timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload> {
-    let scope = payload.run.scope()?.clone();
+/// One scope's notifications (the in-process pipeline and tests).
+pub async fn notify(deps: &Deps, payload: StepPayload) -> Result<StepPayload> {
+    let mut out = notify_run(deps, vec![payload]).await?;
+    out.pop().ok_or_else(|| JanitorError::InvalidInput("notify: no scope".into()))
+}
+
+/// The run's notifications: one digest per owner across every scope (all regions and
+/// accounts), split only to stay inside Block Kit's limits. One grace end for all of them.
+/// Scopes that failed before notify pass through untouched.
+pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<Vec<StepPayload>> {
+    let Some(run) = payloads.first().map(|p| p.run.clone()) else { return Ok(payloads) };
     let now = deps.clock.now();
-    let run_id = payload.run.id.clone();
+    let run_id = run.id.clone();
     let grace_ends = grace_end(now, deps.policy.grace_period.as_chrono());
 
+    // Each finding remembers its scope's place, so rows and tallies go back to that scope.
     let mut lookups = HashMap::new();
-    let mut by_recipient: BTreeMap<(String, Option<String>), Vec<Finding>> = BTreeMap::new();
-    for f in std::mem::take(&mut payload.findings) {
-        let to = recipient(deps, f.owner.as_deref(), &mut lookups).await;
-        by_recipient.entry(to).or_default().push(f);
+    // Recipient (channel or user, and the owner's Slack user) -> (scope index, finding).
+    type Digests = BTreeMap<(String, Option<String>), Vec<(usize, Finding)>>;
+    let mut by_recipient = Digests::new();
+    for (index, payload) in payloads.iter_mut().enumerate() {
+        if payload.error.is_some() {
+            continue;
+        }
+        for f in std::mem::take(&mut payload.findings) {
+            let to = recipient(deps, f.owner.as_deref(), &mut lookups).await;
+            by_recipient.entry(to).or_default().push((index, f));
+        }
     }
 
-    let mut events = Vec::new();
-    let mut notified = Vec::new();
+    let mut notified: Vec<Vec<Finding>> = vec![Vec::new(); payloads.len()];
     for ((to, owner_user), findings) in by_recipient {
         let parts = findings.len().div_ceil(RESOURCES_PER_MESSAGE);
-        for (index, chunk) in findings.chunks(RESOURCES_PER_MESSAGE).enumerate() {
-            let refs: Vec<&Finding> = chunk.iter().collect();
-            let (text, blocks) = notification_blocks(&refs, &run_id, payload.run.mode, grace_ends, (index + 1, parts));
+        for (part, chunk) in findings.chunks(RESOURCES_PER_MESSAGE).enumerate() {
+            let refs: Vec<&Finding> = chunk.iter().map(|(_, f)| f).collect();
+            let (text, blocks) = notification_blocks(&refs, &run_id, run.mode, grace_ends, (part + 1, parts));
+            let mut events: Vec<(usize, AuditEvent)> = Vec::new();
             match deps.chat.post_message(&to, &text, &blocks).await {
                 Ok(posted) => {
-                    for f in chunk {
+                    for (index, f) in chunk {
                         let detail = json!({
                             "channel": posted.channel,
                             "ts": posted.ts,
@@ -89,27 +106,26 @@ pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload
                             "owner_user": owner_user,
                             "grace_ends": grace_ends,
                         });
-                        events.push(AuditEvent::for_finding(f, &run_id, AuditEventType::Notified, now, ACTOR, detail));
+                        events.push((
+                            *index,
+                            AuditEvent::for_finding(f, &run_id, AuditEventType::Notified, now, ACTOR, detail),
+                        ));
                         let notice = Notice {
                             channel: posted.channel.clone(),
                             ts: posted.ts.clone(),
                             at: now,
                             owner_user: owner_user.clone(),
                         };
-                        notified.push(Finding { notified: Some(notice), ..f.clone() });
+                        notified[*index].push(Finding { notified: Some(notice), ..f.clone() });
                     }
                 }
                 Err(e) => {
                     tracing::warn!(recipient = %to, error = %e, "notification failed");
-                    for f in chunk {
+                    for (index, f) in chunk {
                         let detail = json!({ "recipient": to, "error": e.error_name(), "message": e.to_string() });
-                        events.push(AuditEvent::for_finding(
-                            f,
-                            &run_id,
-                            AuditEventType::NotifyFailed,
-                            now,
-                            ACTOR,
-                            detail,
+                        events.push((
+                            *index,
+                            AuditEvent::for_finding(f, &run_id, AuditEventType::NotifyFailed, now, ACTOR, detail),
                         ));
                         // Never notified, never remediated: it leaves the run now.
                         deps.locks.release(&f.key, &run_id).await?;
@@ -117,17 +133,26 @@ pub async fn notify(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload
                 }
             }
             // Recorded message by message: a step cut short keeps the record of what it sent.
-            deps.audit.record(&events).await?;
-            payload.tally_events(&events);
-            events.clear();
+            let rows: Vec<AuditEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+            deps.audit.record(&rows).await?;
+            for (index, event) in &events {
+                payloads[*index].tally_events(std::slice::from_ref(event));
+            }
         }
     }
-    notified.sort_by(|a, b| a.key.cmp(&b.key));
-    payload.findings = notified;
-    payload.grace_ends = Some(wait_timestamp(grace_ends));
-    payload.recount();
-    tracing::info!(scope = %scope, notified = payload.count, "notifications sent");
-    Ok(payload)
+    let mut total = 0;
+    for (payload, mut findings) in payloads.iter_mut().zip(notified) {
+        if payload.error.is_some() {
+            continue;
+        }
+        findings.sort_by(|a, b| a.key.cmp(&b.key));
+        payload.findings = findings;
+        payload.grace_ends = Some(wait_timestamp(grace_ends));
+        payload.recount();
+        total += payload.count;
+    }
+    tracing::info!(run = %run_id, notified = total, scopes = payloads.len(), "notifications sent");
+    Ok(payloads)
 }
 
 #[cfg(test)]

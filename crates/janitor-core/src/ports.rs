@@ -240,6 +240,16 @@ pub trait AuditLog: Send + Sync {
     async fn events_for_resource(&self, key: &str) -> Result<Vec<AuditEvent>>;
 }
 
+/// Where a run keeps what is too big for a Step Functions payload: each scope's findings
+/// and candidates after each step, the plan and the summary, as JSON documents by path
+/// (`runs/<run>/…`, see [`crate::runstore`]).
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    async fn put(&self, path: &str, body: Vec<u8>) -> Result<()>;
+    /// `None` when nothing was stored at `path`.
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>>;
+}
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }

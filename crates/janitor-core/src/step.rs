@@ -32,7 +32,7 @@ impl From<StepError> for lambda_runtime::Diagnostic {
     }
 }
 
-type StepResult = Result<Value, StepError>;
+pub(crate) type StepResult = Result<Value, StepError>;
 
 /// What starts a run: the schedule, a manual execution, or the CLI.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -94,7 +94,7 @@ pub struct PlanInput {
 }
 
 impl PlanInput {
-    fn into_request(self) -> Result<RunRequest, JanitorError> {
+    pub(crate) fn into_request(self) -> Result<RunRequest, JanitorError> {
         if !self.request.is_object() {
             return Err(JanitorError::InvalidInput(format!(
                 "execution input: expected a JSON object like {{\"mode\": \"dry-run\"}}, got {}",
@@ -124,14 +124,14 @@ pub struct RunPlan {
     pub count: usize,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(step: &str, input: Value) -> Result<T, JanitorError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(step: &str, input: Value) -> Result<T, JanitorError> {
     if !input.is_object() {
         return Err(JanitorError::InvalidInput(format!("{step}: expected a JSON object, got {}", kind_of(&input))));
     }
     serde_json::from_value(input).map_err(|e| JanitorError::InvalidInput(format!("{step}: {e}")))
 }
 
-fn to_json<T: Serialize>(value: &T) -> StepResult {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> StepResult {
     serde_json::to_value(value).map_err(|e| StepError(JanitorError::InvalidInput(format!("cannot encode output: {e}"))))
 }
 

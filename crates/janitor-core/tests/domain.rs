@@ -50,6 +50,7 @@ fn world(inventory: InMemoryInventory, policy: Policy) -> World {
         slack: janitor_core::slack::SlackSettings::from_env(),
         slack_secret: None,
         clock: Arc::new(FixedClock(Utc.with_ymd_and_hms(2026, 11, 23, 16, 0, 0).unwrap())),
+        runs: Arc::new(InMemoryRunStore::default()),
     };
     World { deps, audit, snoozes }
 }

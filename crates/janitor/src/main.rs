@@ -122,6 +122,10 @@ struct RunArgs {
     /// so a local run does not wait out the policy's 72 hours.
     #[arg(long, requires = "local", value_parser = parse_duration)]
     grace: Option<PolicyDuration>,
+    /// With --local: the S3 bucket for the run's documents (each scope's findings between
+    /// steps, the plan and the summary), as the deployed stack's run bucket.
+    #[arg(long, env = "JANITOR_RUN_BUCKET")]
+    run_bucket: Option<String>,
     /// With --local: the repository holding statemachine/ (needs `make node_modules`).
     #[arg(long, default_value = ".")]
     repo: PathBuf,
@@ -243,6 +247,7 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         slack: janitor_core::slack::SlackSettings::from_env(),
         slack_secret: None,
         clock: Arc::new(SystemClock),
+        runs: Arc::new(janitor_core::memory::InMemoryRunStore::default()),
     };
     let request =
         RunRequest { mode: Mode::DryRun, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };
@@ -282,8 +287,12 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
     let bin_dir = std::env::current_exe()?.parent().map(PathBuf::from).unwrap_or_default();
     let work = std::env::temp_dir().join(format!("janitor-local-{}", std::process::id()));
     let mut runner = LocalRunner::new(&args.repo, &bin_dir, &work)?;
+    let run_bucket = args.run_bucket.clone().context(
+        "--local needs --run-bucket (or JANITOR_RUN_BUCKET): an S3 bucket for the run's documents between steps",
+    )?;
     // Every handler gets this command's settings; the rest of the environment passes through.
     runner.shared_env = vec![
+        ("JANITOR_RUN_BUCKET".into(), run_bucket),
         ("JANITOR_AUDIT_TABLE".into(), args.audit_table.clone()),
         ("JANITOR_LOCK_TABLE".into(), args.lock_table.clone()),
         ("JANITOR_SNOOZE_TABLE".into(), args.snooze_table.clone()),

@@ -144,10 +144,11 @@ async fn run_local_executes_the_state_machine_and_fails_loudly_when_a_notificati
     let TwinWorld { moto, clients, tables, .. } = TwinWorld::start("local").await.unwrap();
     let policy = policy_file("local");
     let repo = testkit::repo_root();
+    clients.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap().create_bucket().bucket("cli-local-runs").send().await.unwrap();
     // No Slack is configured, so every notification fails: nothing may be remediated, and
     // the run must not end as a success.
     let out = janitor(&moto.endpoint, "run")
-        .args(["--local", "--grace", "1s", "--repo", repo.to_str().unwrap()])
+        .args(["--local", "--grace", "1s", "--run-bucket", "cli-local-runs", "--repo", repo.to_str().unwrap()])
         .args(["--mode", "enforce", "--run-id", "cli-local"])
         .args(["--regions", HOME_REGION, "--accounts", HOME_ACCOUNT, "--policy", policy.to_str().unwrap()])
         .args(["--audit-table", &tables.audit, "--lock-table", &tables.lock, "--snooze-table", &tables.snooze])

@@ -1,7 +1,7 @@
 //! `recheck` Lambda: builds its dependencies once per cold start, then hands every event to
-//! `janitor_core::step::recheck`.
+//! `janitor_core::handler::recheck`.
 
-use janitor_core::{aws, step, telemetry};
+use janitor_core::{aws, handler, telemetry};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 
@@ -9,5 +9,5 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
     let deps = aws::deps_from_env().await?;
-    run(service_fn(|event: LambdaEvent<Value>| step::recheck(&deps, event.payload))).await
+    run(service_fn(|event: LambdaEvent<Value>| handler::recheck(&deps, event.payload))).await
 }

@@ -32,6 +32,7 @@ fn deps(clock_at: i64, snoozes: Arc<InMemorySnoozeStore>) -> Deps {
         slack: SlackSettings::from_env(),
         slack_secret: None,
         clock: Arc::new(FixedClock(Utc.timestamp_opt(clock_at, 0).unwrap())),
+        runs: Arc::new(InMemoryRunStore::default()),
     }
 }
 

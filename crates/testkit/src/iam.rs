@@ -211,6 +211,7 @@ pub fn observed_calls(calls_dir: &Path) -> Result<Vec<ObservedCall>> {
 /// What the template's `Resource` expressions mean in the local run.
 pub struct LocalNames {
     pub tables: TableNames,
+    pub run_bucket: String,
     pub topic_arn: String,
     pub secret_arn: String,
     pub member_role: String,
@@ -226,6 +227,8 @@ impl LocalNames {
             "AuditTable.Arn" => self.table_arn(&self.tables.audit),
             "LockTable.Arn" => self.table_arn(&self.tables.lock),
             "SnoozeTable.Arn" => self.table_arn(&self.tables.snooze),
+            "RunBucket.Arn" => format!("arn:aws:s3:::{}", self.run_bucket),
+            "RunBucket" => self.run_bucket.clone(),
             "AlertTopic" => self.topic_arn.clone(),
             "SlackSecretArn" => self.secret_arn.clone(),
             "MemberRoleName" => self.member_role.clone(),

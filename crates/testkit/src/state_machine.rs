@@ -208,6 +208,8 @@ pub async fn local_pipeline(
     let topic = sns.clients().await.sns().create_topic().name("cloud-janitor-alerts").send().await?;
     let topic_arn = topic.topic_arn().context("topic arn")?.to_owned();
     let member_role = janitor_core::aws::clients::DEFAULT_MEMBER_ROLE;
+    let run_bucket = format!("cloud-janitor-runs-{}", tables.audit.trim_end_matches("-audit"));
+    clients.s3(crate::HOME_ACCOUNT, crate::HOME_REGION).await?.create_bucket().bucket(&run_bucket).send().await?;
     let template = Template::load()?;
     let roles = crate::iam::function_roles(clients, &template, options.without_grant).await?;
     crate::iam::member_role(clients, &template, crate::estate::MEMBER_ACCOUNT, member_role).await?;
@@ -225,6 +227,7 @@ pub async fn local_pipeline(
         ("JANITOR_ALERT_TOPIC_ARN", topic_arn.clone()),
         ("JANITOR_SLACK_SECRET_ID", options.slack_secret_id.map(str::to_owned).unwrap_or(secret_arn.clone())),
         ("JANITOR_SLACK_CHANNEL", "#cloud-janitor".to_owned()),
+        ("JANITOR_RUN_BUCKET", run_bucket.clone()),
     ]
     .into_iter()
     .collect();
@@ -237,7 +240,8 @@ pub async fn local_pipeline(
         ("JANITOR_SLACK_RESPONSE_URL_PREFIX", slack.base_url.clone()),
     ];
     let mut machine = LocalStateMachine::new(work, &values, &local)?;
-    let names = LocalNames { tables: tables.clone(), topic_arn, secret_arn, member_role: member_role.to_owned() };
+    let names =
+        LocalNames { tables: tables.clone(), run_bucket, topic_arn, secret_arn, member_role: member_role.to_owned() };
     machine.run_under_iam(endpoint, &roles, names);
     machine._sns = Some(sns);
     machine.harness = Some(crate::iam::harness_clients(clients, endpoint).await?);

@@ -96,14 +96,30 @@ fn the_asl_names_its_steps_after_the_crates_and_catches_every_scope_task() {
         .into_iter()
         .map(|f| (f.logical_id.trim_end_matches("Function").to_owned(), f.name))
         .collect();
-    for step in ["discovery", "metric-check", "lock", "notify", "recheck", "remediate"] {
+    let function_of = |state: &Value| {
+        let key = state["Resource"].as_str().unwrap().trim_start_matches("${").trim_end_matches("FunctionArn}");
+        functions.get(key).cloned()
+    };
+    let releases = [
+        ("discovery", "release"),
+        ("metric-check", "release"),
+        ("lock", "release"),
+        ("notify", "release-all"),
+        ("recheck", "release-after-grace"),
+        ("remediate", "release-after-grace"),
+    ];
+    for (step, release) in releases {
         let state = states.get(step).unwrap_or_else(|| panic!("no state named {step}"));
-        let resource = state["Resource"].as_str().unwrap();
-        let key = resource.trim_start_matches("${").trim_end_matches("FunctionArn}");
-        assert_eq!(functions.get(key).map(String::as_str), Some(step), "state {step} must invoke the {step} function");
-        assert_eq!(state["Catch"][0]["Next"], "release", "{step} must hand a failure to the release step");
+        assert_eq!(function_of(state).as_deref(), Some(step), "state {step} must invoke the {step} function");
+        assert_eq!(state["Catch"][0]["Next"], release, "{step} must hand a failure to {release}");
         assert!(state["TimeoutSeconds"].as_u64().is_some(), "{step} needs a timeout");
     }
+    // Every release, per scope, is the lock function's Catch path.
+    for release in ["release", "release-unnotified", "release-after-grace"] {
+        assert_eq!(function_of(&states[release]).as_deref(), Some("lock"), "{release}");
+    }
+    assert_eq!(states["release-all"]["ItemProcessor"]["StartAt"], "release-unnotified");
+    assert_eq!(function_of(&states["summary"]).as_deref(), Some("lock"), "the summary needs no Slack");
     // A Task must outlive its function, or Step Functions gives up while the Lambda still acts.
     let mut tasks_checked = 0;
     for f in template.functions().unwrap() {
@@ -118,13 +134,27 @@ fn the_asl_names_its_steps_after_the_crates_and_catches_every_scope_task() {
             tasks_checked += 1;
         }
     }
-    assert_eq!(tasks_checked, 8, "plan, six steps and release");
+    assert_eq!(tasks_checked, 11, "plan, six steps, three releases and the summary");
     assert_eq!(states["run-incomplete"]["Error"], JanitorError::RUN_INCOMPLETE);
-    assert_eq!(states["grace"]["Type"], "Wait");
-    assert_eq!(states["grace"]["TimestampPath"], "$.grace_ends", "the grace period comes from notify's output");
-    let map = &asl()["States"]["scopes"];
-    assert_eq!(map["Type"], "Map");
-    assert!(map["MaxConcurrency"].as_u64().is_some_and(|n| (1..=10).contains(&n)), "bounded fan-out");
+    // One grace period per run: a single Wait, at the top level, between notify and act.
+    let top = &asl()["States"];
+    assert_eq!(top["grace"]["Type"], "Wait", "the Wait is not inside a Map");
+    assert_eq!(top["grace"]["TimestampPath"], "$.grace_ends", "the grace period comes from notify's output");
+    assert_eq!(states.values().filter(|s| s["Type"] == "Wait").count(), 1);
+    assert_eq!((top["plan"]["Next"].as_str(), top["detect"]["Next"].as_str()), (Some("detect"), Some("notify")));
+    assert_eq!((top["grace"]["Next"].as_str(), top["act"]["Next"].as_str()), (Some("act"), Some("summary")));
+    for name in ["detect", "act", "release-all"] {
+        let map = &top[name];
+        assert_eq!(map["Type"], "Map", "{name}");
+        assert!(map["MaxConcurrency"].as_u64().is_some_and(|n| (1..=10).contains(&n)), "{name}: bounded fan-out");
+        // The items' results stay tiny ({} per scope): findings live in the run store.
+        for (item_state, state) in map["ItemProcessor"]["States"].as_object().unwrap() {
+            if state["End"] == true {
+                let tiny = state["Result"] == json!({}) || state["Parameters"]["release_error.$"].is_string();
+                assert!(tiny, "{name}/{item_state} must end with {{}} or the unrecorded scope");
+            }
+        }
+    }
 }
 
 #[test]
@@ -284,14 +314,32 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert_eq!(scope_summary(&summary, MEMBER_ACCOUNT, HOME_REGION)["status"], "OK");
     assert_eq!((summary["failed"].as_bool(), summary["incomplete"].as_bool()), (Some(false), Some(true)));
 
-    // The ASL decided the order; the trace shows each scope's path through it.
+    // The ASL decided the order; the trace shows each scope's path through both Maps, and
+    // the run's one notify and one Wait between them.
     let item_paths: Vec<Vec<&str>> = (0..6).map(|i| dry.path_of(Some(i))).collect();
-    let full = ["discovery", "metric-check", "lock", "anything-to-notify", "notify", "anyone-notified", "grace"];
-    assert!(item_paths.iter().any(|p| p.starts_with(&full) && p.ends_with(&["remediate", "scope-summary"])));
-    let quiet = ["discovery", "metric-check", "lock", "anything-to-notify", "scope-summary"];
-    assert!(item_paths.iter().any(|p| p == &quiet), "a scope with nothing to do stops early: {item_paths:?}");
-    let top = ["plan", "scopes", "any-scopes", "summary", "complete", "incomplete-cause", "run-incomplete"];
+    let detected = ["discovery", "metric-check", "lock", "detected"];
+    let full = [&detected[..], &["recheck", "anything-to-remediate", "remediate", "acted"]].concat();
+    assert!(item_paths.iter().any(|p| p == &full), "a scope with findings is rechecked and remediated: {item_paths:?}");
+    let quiet = [&detected[..], &["recheck", "anything-to-remediate", "acted"]].concat();
+    assert!(item_paths.iter().any(|p| p == &quiet), "a scope with nothing left stops at recheck: {item_paths:?}");
+    let top = [
+        "plan",
+        "detect",
+        "notify",
+        "anyone-notified",
+        "grace",
+        "act",
+        "summary",
+        "complete",
+        "incomplete-cause",
+        "run-incomplete",
+    ];
     assert_eq!(dry.path_of(None), top);
+    // One digest per owner for the whole run: alice's findings in two regions and the
+    // account-wide scope reach her in one message.
+    let to_alice: Vec<_> =
+        w.slack.calls("chat.postMessage").into_iter().filter(|c| c.body["channel"] == "UALICE").collect();
+    assert_eq!(to_alice.len(), 1, "one digest for alice across every scope");
 
     let events = audit.events_for_run("local-dry-run").await.unwrap();
     let has = |resource: &str, event: AuditEventType| events.iter().any(|e| e.resource == resource && e.event == event);
@@ -302,8 +350,6 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert_eq!(instance_state(&w.clients, HOME_REGION, &id("unused-env")).await, "running", "dry-run changes nothing");
     assert!(eip_exists(&w.clients, HOME_REGION, &id("eip-free")).await);
     assert!(lock_holders(&w).await.is_empty(), "every lock is released at the end of a run");
-    let to_alice = w.slack.calls("chat.postMessage").into_iter().filter(|c| c.body["channel"] == "UALICE").count();
-    assert!(to_alice >= 2, "alice is told, once per scope");
 
     // ---- between the runs: alice snoozes the idle instance through the real snooze function
     let idle = key(HOME_REGION, ec2, &id("idle"));
@@ -319,7 +365,8 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert_eq!(enforce.status, "SUCCEEDED", "{}", explain(&w, &enforce));
     let summary = &enforce.output;
     assert_eq!((summary["failed"].as_bool(), summary["incomplete"].as_bool()), (Some(false), Some(false)));
-    assert_eq!(enforce.path_of(None), ["plan", "scopes", "any-scopes", "summary", "complete", "done"]);
+    let top = ["plan", "detect", "notify", "anyone-notified", "grace", "act", "summary", "complete", "done"];
+    assert_eq!(enforce.path_of(None), top);
     let us = scope_summary(summary, HOME_ACCOUNT, HOME_REGION);
     assert_eq!(us["status"], "OK", "{us}");
     assert!(us["tally"]["remediated"].as_u64().unwrap() >= 5, "{us}");
@@ -385,9 +432,9 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_step_fails_its_scope_alone_records_it_and_releases_its_locks() {
-    // Notify cannot start (its Slack secret does not exist): every scope with something to
-    // tell fails at notify, is caught, recorded and released; the quiet scopes finish.
+async fn a_failing_step_is_caught_recorded_and_gives_back_every_lock() {
+    // Notify cannot start (its Slack secret does not exist): the run's one notify fails, is
+    // caught, and every scope records the failure and gives its locks back; nothing is acted on.
     let options = PipelineOptions { slack_secret_id: Some("cloud-janitor/no-such-secret"), ..Default::default() };
     let w = world("sfnfail", options).await;
     let run = w.machine.execute(&request("enforce"), "local-broken-notify").await.unwrap();
@@ -398,8 +445,12 @@ async fn a_failing_step_fails_its_scope_alone_records_it_and_releases_its_locks(
     let us = scope_summary(&summary, HOME_ACCOUNT, HOME_REGION);
     assert_eq!(us["status"], "FAILED", "{us}");
     assert!(us["tally"]["failed"].as_u64().unwrap() >= 5, "{us}");
-    assert_eq!(scope_summary(&summary, MEMBER_ACCOUNT, HOME_REGION)["status"], "OK", "other scopes unaffected");
+    for scope in summary["scopes"].as_array().unwrap() {
+        assert_eq!(scope["status"], "FAILED", "no scope of an unnotified run is OK: {scope}");
+    }
     assert!(run.trace.iter().any(|t| t.state == "notify" && t.event == "StateCaught"), "{:?}", run.trace);
+    let top = ["plan", "detect", "notify", "release-all", "summary", "complete", "incomplete-cause", "run-incomplete"];
+    assert_eq!(run.path_of(None), top);
 
     let audit = DynamoAuditLog::new(w.clients.dynamodb(), &w.tables.audit);
     let events = audit.events_for_run("local-broken-notify").await.unwrap();
@@ -583,6 +634,7 @@ async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
     let template = Template::load().unwrap();
     let names = testkit::iam::LocalNames {
         tables: w.tables.clone(),
+        run_bucket: "runs".into(),
         topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
         secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s".into(),
         member_role: "CloudJanitorMemberRole".into(),

@@ -70,7 +70,7 @@ fn log_call(path: &std::ffi::OsStr, line: &str) {
 }
 
 /// The resources one request targets, as IAM scopes it; `*` when it is not scoped by name.
-pub fn call_targets(service: &str, body: &[u8]) -> Vec<String> {
+pub fn call_targets(service: &str, uri: &str, body: &[u8]) -> Vec<String> {
     let form = |field: &str| {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
         pairs.into_iter().find(|(k, _)| k == field).map(|(_, v)| v)
@@ -91,6 +91,20 @@ pub fn call_targets(service: &str, body: &[u8]) -> Vec<String> {
         }
         "SNS" => form("TopicArn").into_iter().collect(),
         "STS" => form("RoleArn").into_iter().collect(),
+        // Path-style (the emulator): `/bucket/key`; a bucket-level call names the bucket.
+        "S3" => {
+            let path = uri.split_once("://").map_or(uri, |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
+            let path = path.split(['?', '#']).next().unwrap_or_default();
+            match path.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+                    vec![format!("arn:aws:s3:::{bucket}/{key}")]
+                }
+                _ if !path.trim_end_matches('/').is_empty() => {
+                    vec![format!("arn:aws:s3:::{}", path.trim_end_matches('/'))]
+                }
+                _ => Vec::new(),
+            }
+        }
         _ => Vec::new(),
     };
     if targets.is_empty() { vec!["*".to_owned()] } else { targets }
@@ -121,7 +135,8 @@ impl Intercept for CountCalls {
         let Some(meta) = cfg.load::<Metadata>().cloned() else { return Ok(()) };
         self.0.count(meta.service(), meta.name());
         if std::env::var_os(CALL_LOG_ENV).is_some() {
-            let targets = call_targets(meta.service(), context.request().body().bytes().unwrap_or_default());
+            let request = context.request();
+            let targets = call_targets(meta.service(), request.uri(), request.body().bytes().unwrap_or_default());
             for target in &targets {
                 self.0.log_once(format!("{}:{}\t{target}", meta.service(), meta.name()));
             }

@@ -5,6 +5,7 @@ pub mod cloudwatch;
 pub mod dynamo;
 pub mod inventory;
 pub mod remediator;
+pub mod s3_run_store;
 pub mod sns;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ pub use cloudwatch::CloudWatchMetrics;
 pub use dynamo::{DynamoAuditLog, DynamoLockStore, DynamoSnoozeStore, TableNames};
 pub use inventory::AwsInventory;
 pub use remediator::AwsRemediator;
+pub use s3_run_store::S3RunStore;
 pub use sns::SnsAlerts;
 
 use crate::Deps;
@@ -29,6 +31,11 @@ pub async fn deps_from_env() -> Result<Deps> {
     let tables = TableNames::from_env()?;
     let clients = AwsClients::load(None, None).await;
     let mut deps = deps_with(policy, clients.clone(), &tables);
+    // The state machine's functions keep each scope's documents there between steps.
+    if let Some(bucket) = std::env::var("JANITOR_RUN_BUCKET").ok().filter(|b| !b.is_empty()) {
+        let s3 = clients.s3(&clients.home_account().await?, crate::model::GLOBAL_REGION).await?;
+        deps.runs = Arc::new(S3RunStore::new(s3, &bucket));
+    }
     if let Some(secret_id) = std::env::var("JANITOR_SLACK_SECRET_ID").ok().filter(|s| !s.is_empty()) {
         let secret = slack_secret(&clients, &secret_id).await?;
         deps.chat = Arc::new(SlackChat::new(deps.slack.clone(), secret.bot_token.clone())?);
@@ -68,6 +75,7 @@ pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> De
         slack: SlackSettings::from_env(),
         slack_secret: None,
         clock: Arc::new(SystemClock),
+        runs: Arc::new(crate::memory::InMemoryRunStore::default()),
     }
 }
 

@@ -1,0 +1,265 @@
+//! What the Lambda functions run: the steps of [`crate::step`] with each scope's findings and
+//! candidates kept in the run store ([`crate::runstore`]) instead of the state machine's
+//! payload, and the run-level steps of the state machine (notify across every scope, the
+//! summary). Every input and output here is small whatever the estate's size.
+
+use futures::{StreamExt, TryStreamExt, stream};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Deps;
+use crate::error::JanitorError;
+use crate::model::{CaughtError, RunContext, Scope, ScopeFailure, ScopeStatus, StepPayload, Tally};
+use crate::runstore::{self, Stage};
+use crate::step::{PlanInput, RunRequest, ScopeItem, StepResult, parse, to_json};
+use crate::{discovery, lock, metrics, notify, recheck, remediate};
+
+/// Documents read or written at once by the run-level steps.
+const STORE_CONCURRENCY: usize = 16;
+/// Scopes listed in the execution's output (non-OK first); all of them are in the summary
+/// document. Keeps the output, and the Cause of a failed run, far below their limits.
+pub const SCOPES_LISTED: usize = 60;
+
+/// The run as the top level of the state machine carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunState {
+    pub run: RunContext,
+    pub scopes: Vec<ScopeItem>,
+    #[serde(default)]
+    pub failures: Vec<ScopeFailure>,
+    /// Findings notified (after notify): what the `anyone-notified` Choice reads.
+    #[serde(default)]
+    pub count: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_ends: Option<String>,
+    /// What each item of the detect Map ended with: `{}`, or the scope whose failure could
+    /// not even be recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detected: Vec<Value>,
+    /// Same for the Map after the grace period (or the one releasing every scope).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acted: Vec<Value>,
+    /// What the Catch of the run-level notify caught.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CaughtError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopeSummary {
+    pub scope: Scope,
+    pub status: ScopeStatus,
+    pub tally: Tally,
+}
+
+/// The execution's output (and, when not every scope is OK, its failure's Cause).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run: RunContext,
+    pub plan_failures: Vec<ScopeFailure>,
+    pub scope_count: usize,
+    /// Up to [`SCOPES_LISTED`] scopes, those not OK first.
+    pub scopes: Vec<ScopeSummary>,
+    pub scopes_not_listed: usize,
+    pub totals: Tally,
+    pub failed: bool,
+    pub incomplete: bool,
+    /// Where the whole summary is kept.
+    pub document: String,
+}
+
+async fn finish(deps: &Deps, payload: StepPayload, stage: Stage) -> StepResult {
+    to_json(&runstore::save(deps, payload, stage).await?)
+}
+
+/// The scope's full payload as `stage` stored it, with what the state machine added (a
+/// caught error).
+async fn load_after(deps: &Deps, slim: StepPayload, stage: Stage) -> Result<StepPayload, JanitorError> {
+    let scope = slim.run.scope()?.clone();
+    let mut full = runstore::load(deps, &slim.run.id, &scope, stage).await?.ok_or_else(|| {
+        JanitorError::InvalidInput(format!("run {} has no {} document for {scope}", slim.run.id, stage.as_str()))
+    })?;
+    full.error = slim.error;
+    Ok(full)
+}
+
+/// `discovery`: the execution input gives the plan; a scope item gives its scope's scan.
+pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
+    if input.get("run").is_none() {
+        let request = match input.get("request") {
+            Some(_) => parse::<PlanInput>("discovery", input)?.into_request()?,
+            None => parse::<RunRequest>("discovery", input)?,
+        };
+        let plan = crate::step::plan(deps, request).await?;
+        runstore::put_json(deps, &runstore::plan_path(&plan.run.id), &plan).await?;
+        return to_json(&plan);
+    }
+    let item: ScopeItem = parse("discovery", input)?;
+    let payload = discovery::discover_scope(deps, &item.run).await?;
+    JanitorError::retry_if_transient("discovery", &payload.failures)?;
+    finish(deps, payload, Stage::Discovery).await
+}
+
+pub async fn metric_check(deps: &Deps, input: Value) -> StepResult {
+    let slim: StepPayload = parse("metric-check", input)?;
+    let payload = load_after(deps, slim, Stage::Discovery).await?;
+    finish(deps, metrics::check_candidates(deps, payload).await?, Stage::MetricCheck).await
+}
+
+/// `lock` takes the scope's locks; given a caught `error` it is the Catch path instead:
+/// records the failure and releases what the scope's last stored stage holds. Given
+/// `{"summarize": …}` it writes the run's summary (the run's bookkeeping: it needs no Slack,
+/// so a broken Slack set-up cannot keep a run from saying how it ended).
+pub async fn lock(deps: &Deps, input: Value) -> StepResult {
+    if let Some(state) = input.get("summarize") {
+        let state: RunState = parse("summary", state.clone())?;
+        return to_json(&summarize(deps, state).await?);
+    }
+    let slim: StepPayload = parse("lock", input)?;
+    let scope = slim.run.scope()?.clone();
+    if slim.error.is_some() {
+        // What the scope held when it failed: its last stored stage, else its latest document.
+        let stored = match slim.stage {
+            Some(stage) => runstore::load(deps, &slim.run.id, &scope, stage).await?,
+            None => None,
+        };
+        let stored = match stored {
+            Some(p) => Some(p),
+            None if slim.stage.is_some() => runstore::load_latest(deps, &slim.run.id, &scope).await?,
+            None => None,
+        };
+        let payload = match stored {
+            Some(full) => StepPayload { error: slim.error, ..full },
+            None => slim,
+        };
+        return finish(deps, lock::release_failed_scope(deps, payload).await?, Stage::Released).await;
+    }
+    let payload = load_after(deps, slim, Stage::MetricCheck).await?;
+    tracing::debug!(%scope, "locking");
+    finish(deps, lock::lock_findings(deps, payload).await?, Stage::Lock).await
+}
+
+/// Every scope's payload as it left the detect Map: locked, or released after a failure.
+async fn detected_payloads(deps: &Deps, state: &RunState) -> Result<Vec<StepPayload>, JanitorError> {
+    stream::iter(state.scopes.clone())
+        .map(|item| async move {
+            let scope = item.run.scope()?.clone();
+            for stage in [Stage::Lock, Stage::Released] {
+                if let Some(payload) = runstore::load(deps, &item.run.id, &scope, stage).await? {
+                    return Ok(payload);
+                }
+            }
+            // Not even the failure was recorded: the scope is failed, and nothing in it goes on.
+            let mut payload = StepPayload::new(item.run.clone());
+            payload.error = Some(CaughtError {
+                error: "Janitor.Unrecorded".into(),
+                cause: "no record of the scope's detection".into(),
+            });
+            payload.recount();
+            Ok(payload)
+        })
+        .buffered(STORE_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// `notify`, once per run: one digest per owner across every scope.
+pub async fn notify(deps: &Deps, input: Value) -> StepResult {
+    let mut state: RunState = parse("notify", input)?;
+    let payloads = detected_payloads(deps, &state).await?;
+    let notified = notify::notify_run(deps, payloads).await?;
+    state.count = notified.iter().map(|p| p.count).sum();
+    state.grace_ends = notified.iter().find_map(|p| p.grace_ends.clone());
+    stream::iter(notified)
+        .map(|payload| runstore::save(deps, payload, Stage::Notify))
+        .buffer_unordered(STORE_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    to_json(&state)
+}
+
+/// After the grace period: the scope's notified findings again, with fresh reads. A scope
+/// with nothing notified is passed on without a scan.
+pub async fn recheck(deps: &Deps, input: Value) -> StepResult {
+    let slim: StepPayload = parse("recheck", input)?;
+    let payload = load_after(deps, slim, Stage::Notify).await?;
+    if payload.findings.is_empty() || payload.error.is_some() {
+        return finish(deps, payload, Stage::Recheck).await;
+    }
+    finish(deps, recheck::recheck(deps, payload).await?, Stage::Recheck).await
+}
+
+pub async fn remediate(deps: &Deps, input: Value) -> StepResult {
+    let slim: StepPayload = parse("remediate", input)?;
+    let payload = load_after(deps, slim, Stage::Recheck).await?;
+    finish(deps, remediate::remediate(deps, payload).await?, Stage::Remediate).await
+}
+
+/// The run's summary from every scope's latest document and what the Maps reported.
+pub async fn summarize(deps: &Deps, state: RunState) -> Result<RunSummary, JanitorError> {
+    let unrecorded: Vec<Scope> = state
+        .detected
+        .iter()
+        .chain(&state.acted)
+        .filter_map(|v| v.get("scope").and_then(|s| serde_json::from_value(s.clone()).ok()))
+        .collect();
+    let mut scopes: Vec<ScopeSummary> = stream::iter(state.scopes.clone())
+        .map(|item| async move {
+            let scope = item.run.scope()?.clone();
+            Ok::<_, JanitorError>(match runstore::load_latest(deps, &item.run.id, &scope).await? {
+                Some(p) => ScopeSummary { scope, status: p.tally.status, tally: p.tally },
+                // Every scope leaves a document; none means not even its failure was recorded.
+                None => {
+                    let tally = Tally { status: ScopeStatus::Failed, problems: 1, ..Tally::default() };
+                    ScopeSummary { scope, status: ScopeStatus::Failed, tally }
+                }
+            })
+        })
+        .buffered(STORE_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for summary in &mut scopes {
+        if unrecorded.contains(&summary.scope) {
+            summary.status = ScopeStatus::Failed;
+            summary.tally.status = ScopeStatus::Failed;
+        }
+    }
+    if state.error.is_some() {
+        // Notify itself failed: every scope was released unnotified by the release Map.
+        for summary in &mut scopes {
+            summary.status = ScopeStatus::Failed;
+        }
+    }
+    let mut totals = Tally::default();
+    for s in &scopes {
+        totals.add(&s.tally);
+    }
+    let failed = scopes.iter().any(|s| s.status == ScopeStatus::Failed);
+    let incomplete = !state.failures.is_empty() || scopes.iter().any(|s| s.status == ScopeStatus::Incomplete);
+    totals.status = if failed {
+        ScopeStatus::Failed
+    } else if incomplete {
+        ScopeStatus::Incomplete
+    } else {
+        ScopeStatus::Ok
+    };
+    let document = runstore::summary_path(&state.run.id);
+    let mut summary = RunSummary {
+        run: state.run,
+        plan_failures: state.failures,
+        scope_count: scopes.len(),
+        scopes,
+        scopes_not_listed: 0,
+        totals,
+        failed,
+        incomplete,
+        document,
+    };
+    runstore::put_json(deps, &summary.document, &summary).await?;
+    if summary.scopes.len() > SCOPES_LISTED {
+        summary.scopes.sort_by_key(|s| s.status == ScopeStatus::Ok);
+        summary.scopes_not_listed = summary.scopes.len() - SCOPES_LISTED;
+        summary.scopes.truncate(SCOPES_LISTED);
+    }
+    Ok(summary)
+}

@@ -70,7 +70,7 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## bench: 2,000 instances over 2 regions on the emulator: the scan (wall time, memory, AWS
+## bench: 10,000 instances over 4 regions on the emulator: the scan (wall time, memory, AWS
 ## calls per service), then the shipped state machine run locally in dry-run over them.
 bench: venv node_modules
 	cargo build --quiet --workspace --bins

@@ -51,6 +51,7 @@ class LocalFunction {
     this.waiting = [];
     this.inflight = new Map();
     this.invocations = 0;
+    this.peakRssKiB = 0;
   }
 
   async start() {
@@ -144,7 +145,20 @@ class LocalFunction {
     });
   }
 
+  /** The handler process's peak resident set (Linux VmHWM), read before it is stopped. */
+  readPeakRss() {
+    if (!this.child) return;
+    try {
+      const status = fs.readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+      const match = status.match(/^VmHWM:\s+(\d+) kB/m);
+      if (match) this.peakRssKiB = Math.max(this.peakRssKiB, Number(match[1]));
+    } catch {
+      // Not Linux, or the process already exited: no figure.
+    }
+  }
+
   async stop() {
+    this.readPeakRss();
     for (const res of this.waiting.splice(0)) res.destroy();
     if (this.child) this.child.kill('SIGTERM');
     await new Promise((resolve) => this.server.close(resolve));
@@ -232,8 +246,14 @@ async function main() {
     );
     const taskResourceLocalHandlers = {};
     const retryIntervalOverrides = {};
+    // The largest state input or output any Task saw: Step Functions refuses over 256 KiB.
+    let largestPayload = 0;
+    const measure = (value) => {
+      largestPayload = Math.max(largestPayload, Buffer.byteLength(JSON.stringify(value ?? null)));
+      return value;
+    };
     for (const { state, fn, hasRetry } of tasks) {
-      taskResourceLocalHandlers[state] = async (input) => (await local(fn)).invoke(input);
+      taskResourceLocalHandlers[state] = async (input) => measure(await (await local(fn)).invoke(measure(input)));
       if (hasRetry) retryIntervalOverrides[state] = 20;
     }
     const machine = new StateMachine(definition);
@@ -267,7 +287,13 @@ async function main() {
     }
     await collecting.catch(() => {});
     const invocations = Object.fromEntries([...functions].map(([name, fn]) => [name, fn.invocations]));
-    return { ...result, trace, invocations };
+    const peak_rss_kib = Object.fromEntries(
+      [...functions].map(([name, fn]) => {
+        fn.readPeakRss();
+        return [name, fn.peakRssKiB];
+      }),
+    );
+    return { ...result, trace, invocations, peak_rss_kib, largest_payload_bytes: largestPayload };
   } finally {
     await Promise.all([...functions.values()].map((fn) => fn.stop()));
   }

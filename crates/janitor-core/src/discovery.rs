@@ -180,7 +180,6 @@ pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload
             json!({ "reason": f.reason, "action": f.action, "evidence": f.evidence, "owner": f.owner }),
         ));
     }
-    events.extend(apply_scope_caps(&deps.policy, &mut payload, now, ACTOR));
     payload.recount();
     deps.audit.record(&events).await?;
     tracing::info!(scope = %scope, findings = payload.findings.len(), candidates = payload.candidates.len(), failures = payload.failures.len(), "scope discovered");
@@ -344,39 +343,37 @@ pub(crate) async fn annotate_history(
     deps.audit.save_flag_history(&updates).await
 }
 
-/// Keeps a scope's payload within its caps (blast radius and the Step Functions payload
-/// limit); what is left over is deferred to a later run, with an audit row each.
-pub(crate) fn apply_scope_caps(
+/// The blast-radius cap on what one scope notifies (and so may act on) in one run. Every
+/// finding is found and reported; those over the cap wait for a later run with a DEFERRED
+/// row each, the longest-flagged first in line so a standing backlog cannot starve newer
+/// findings forever.
+pub(crate) fn apply_scope_cap(
     p: &crate::policy::Policy,
     payload: &mut StepPayload,
     now: DateTime<Utc>,
     actor: &str,
 ) -> Vec<AuditEvent> {
-    let mut events = Vec::new();
     let run_id = payload.run.id.clone();
-    let mut defer = |key: &ResourceKey, cap: &str, limit: usize| {
-        events.push(AuditEvent::new(
-            key.as_str(),
-            &run_id,
-            AuditEventType::Deferred,
-            now,
-            actor,
-            json!({ "cap": cap, "limit": limit }),
-        ));
-    };
-    if payload.findings.len() > p.max_findings_per_scope {
-        for f in payload.findings.drain(p.max_findings_per_scope..) {
-            defer(&f.key, "max_findings_per_scope", p.max_findings_per_scope);
-            payload.deferred += 1;
-        }
-    }
-    if payload.candidates.len() > p.max_candidates_per_scope {
-        for c in payload.candidates.drain(p.max_candidates_per_scope..) {
-            defer(&c.key, "max_candidates_per_scope", p.max_candidates_per_scope);
-            payload.deferred += 1;
-        }
-    }
-    events
+    // Oldest first flagged first; never flagged before (None) counts as now.
+    payload
+        .findings
+        .sort_by(|a, b| (a.first_flagged.unwrap_or(now), &a.key).cmp(&(b.first_flagged.unwrap_or(now), &b.key)));
+    let limit = p.max_findings_per_scope;
+    let deferred: Vec<Finding> = payload.findings.drain(limit.min(payload.findings.len())..).collect();
+    payload.deferred += deferred.len();
+    deferred
+        .iter()
+        .map(|f| {
+            AuditEvent::for_finding(
+                f,
+                &run_id,
+                AuditEventType::Deferred,
+                now,
+                actor,
+                json!({ "cap": "max_findings_per_scope", "limit": limit, "reason": "reported, not notified this run" }),
+            )
+        })
+        .collect()
 }
 
 type PartialScan = (Vec<Verdict>, Vec<(String, JanitorError)>);

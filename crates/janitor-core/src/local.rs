@@ -38,6 +38,13 @@ pub struct Execution {
     pub trace: Vec<TraceEntry>,
     #[serde(default)]
     pub invocations: BTreeMap<String, u64>,
+    /// The largest Task input or output of the execution, in bytes (Step Functions' limit
+    /// is 262,144).
+    #[serde(default)]
+    pub largest_payload_bytes: u64,
+    /// Per function: the handler process's peak resident set in KiB (Linux only).
+    #[serde(default)]
+    pub peak_rss_kib: BTreeMap<String, u64>,
 }
 
 impl Execution {

@@ -23,6 +23,8 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
     let now = deps.clock.now();
     let until = now + deps.policy.lock_ttl();
     let run_id = payload.run.id.clone();
+    let deferred = crate::discovery::apply_scope_cap(&deps.policy, &mut payload, now, ACTOR);
+    deps.audit.record(&deferred).await?;
     let findings = std::mem::take(&mut payload.findings);
     let outcomes: Vec<_> = stream::iter(findings)
         .map(|f| {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
-use crate::discovery::{annotate_history, apply_scope_caps};
+use crate::discovery::annotate_history;
 use crate::error::Result;
 use crate::model::*;
 use crate::policy::IdleWindow;
@@ -120,12 +120,11 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
     let now = deps.clock.now();
     let run_id = payload.run.id.clone();
     let candidates = std::mem::take(&mut payload.candidates);
-    let (mut idle, mut events) = judge_candidates(deps, &scope, &run_id, &candidates, now, ACTOR).await?;
+    let (mut idle, events) = judge_candidates(deps, &scope, &run_id, &candidates, now, ACTOR).await?;
     annotate_history(deps, &run_id, &mut idle, now).await?;
     payload.findings.extend(idle);
     payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
-    events.extend(apply_scope_caps(&deps.policy, &mut payload, now, ACTOR));
-    payload.tally.found = payload.findings.len() + payload.deferred;
+    payload.tally.found = payload.findings.len();
     payload.recount();
     deps.audit.record(&events).await?;
     tracing::info!(scope = %scope, findings = payload.count, "metric check done");

@@ -25,8 +25,6 @@ pub struct Policy {
     pub lock_margin_hours: u32,
     #[serde(default = "default_max_findings_per_scope")]
     pub max_findings_per_scope: usize,
-    #[serde(default = "default_max_candidates_per_scope")]
-    pub max_candidates_per_scope: usize,
     #[serde(default = "default_max_actions_per_run")]
     pub max_actions_per_run: usize,
     #[serde(default = "default_scan_concurrency")]
@@ -246,7 +244,6 @@ impl Policy {
         non_empty("protect_tag", &self.protect_tag)?;
         non_empty("owner_tag", &self.owner_tag)?;
         at_least("max_findings_per_scope", self.max_findings_per_scope, 1)?;
-        at_least("max_candidates_per_scope", self.max_candidates_per_scope, 1)?;
         at_least("max_actions_per_run", self.max_actions_per_run, 1)?;
         at_least("scan_concurrency", self.scan_concurrency, 1)?;
         if self.scan_concurrency > 64 {
@@ -358,9 +355,6 @@ fn default_lock_margin_hours() -> u32 {
 }
 fn default_max_findings_per_scope() -> usize {
     100
-}
-fn default_max_candidates_per_scope() -> usize {
-    1500
 }
 fn default_max_actions_per_run() -> usize {
     25

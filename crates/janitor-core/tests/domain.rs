@@ -166,8 +166,11 @@ async fn scope_cap_defers_the_overflow_with_an_audit_row_each() {
     )
     .unwrap();
     let w = world(inventory, policy);
-    let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
-    assert_eq!((out.count, out.findings.len(), out.deferred), (5, 5, 2));
+    let found = step::discovery(&w.deps, scope_item("r1")).await.unwrap();
+    let reported: StepPayload = serde_json::from_value(found.clone()).unwrap();
+    assert_eq!((reported.findings.len(), reported.deferred), (7, 0), "every finding is found and reported");
+    let out: StepPayload = serde_json::from_value(step::lock(&w.deps, found).await.unwrap()).unwrap();
+    assert_eq!((out.count, out.findings.len(), out.deferred), (5, 5, 2), "the cap is on what is notified");
     assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Deferred).count(), 2);
 }
 

@@ -323,6 +323,8 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
                 "summary": summary,
                 "state_transitions": transitions,
                 "invocations": execution.invocations,
+                "peak_rss_kib": execution.peak_rss_kib,
+                "largest_payload_bytes": execution.largest_payload_bytes,
             });
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

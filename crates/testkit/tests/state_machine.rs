@@ -12,7 +12,7 @@ use janitor_core::JanitorError;
 use janitor_core::audit::AuditEventType;
 use janitor_core::aws::{AwsClients, DynamoAuditLog, DynamoSnoozeStore, TableNames, dynamo};
 use janitor_core::local::node_binary;
-use janitor_core::model::{ResourceKey, ResourceKind};
+use janitor_core::model::{Finding, ResourceKey, ResourceKind, Scope};
 use janitor_core::ports::{AuditLog, SnoozeStore};
 use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, TwinEstate, TwinWorld};
@@ -259,6 +259,36 @@ fn key(region: &str, kind: ResourceKind, id: &str) -> String {
 async fn lock_holders(w: &World) -> Vec<String> {
     let out = w.clients.dynamodb().scan().table_name(&w.tables.lock).send().await.unwrap();
     out.items().iter().filter_map(|i| i.get("run_id").and_then(|v| v.as_s().ok()).cloned()).collect()
+}
+
+/// The ids of running instances in `region` tagged `Environment=<environment>`.
+async fn tagged_instances(w: &World, region: &str, environment: &str) -> BTreeSet<String> {
+    let ec2 = w.clients.ec2(HOME_ACCOUNT, region).await.unwrap();
+    let filter = |name: &str, value: &str| aws_sdk_ec2::types::Filter::builder().name(name).values(value).build();
+    let pages: Vec<_> = ec2
+        .describe_instances()
+        .filters(filter("tag:Environment", environment))
+        .filters(filter("instance-state-name", "running"))
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    pages
+        .iter()
+        .flat_map(|p| p.reservations())
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect()
+}
+
+/// The findings a scope's `stage` document of `run` holds in the run store.
+async fn stored_findings(w: &World, run: &str, region: &str, stage: janitor_core::runstore::Stage) -> Vec<Finding> {
+    let s3 = w.clients.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    let path = janitor_core::runstore::scope_path(run, &Scope::new(HOME_ACCOUNT, region), stage.as_str());
+    let bucket = format!("cloud-janitor-runs-{}", w.tables.audit.trim_end_matches("-audit"));
+    let body = s3.get_object().bucket(&bucket).key(&path).send().await.unwrap().body.collect().await.unwrap();
+    serde_json::from_slice::<janitor_core::model::StepPayload>(&body.into_bytes()).unwrap().findings
 }
 
 fn scope_summary<'a>(summary: &'a Value, account: &str, region: &str) -> &'a Value {
@@ -660,4 +690,56 @@ async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
             format!("remediate calls dynamodb:Query on {}, which no statement grants there", table(&w.tables.audit)),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_of_5000_instances_and_3000_findings_stays_far_below_the_payload_limit() {
+    // One scope far past any Step Functions payload: 3,000 findings and 2,000 instances for
+    // the metric check. Every finding is found and kept in the run store; notify is capped.
+    let w = world("big", PipelineOptions::default()).await;
+    let region = "us-west-2";
+    let home = testkit::estate::Seeder::new(w.clients.clone(), HOME_ACCOUNT);
+    let required = [("Owner", "platform@example.com"), ("CostCenter", "c"), ("Project", "p")];
+    let testing = [&required[..], &[("Environment", "testing")]].concat();
+    let production = [&required[..], &[("Environment", "production")]].concat();
+    for _ in 0..6 {
+        home.instances(region, 500, &testing).await.unwrap();
+    }
+    for _ in 0..4 {
+        home.instances(region, 500, &production).await.unwrap();
+    }
+    // The estate as the emulator holds it: a RunInstances of 500 that the SDK retried after
+    // a slow answer launches its batch twice (moto ignores the ClientToken that makes the
+    // retry idempotent in AWS), so the expectation is counted, not assumed.
+    let testing_ids = tagged_instances(&w, region, "testing").await;
+    assert!(testing_ids.len() >= 3000, "seeded {} testing instances", testing_ids.len());
+    let expected = testing_ids.len();
+    let input = json!({ "mode": "dry-run", "regions": [region], "accounts": [HOME_ACCOUNT] });
+    let run = w.machine.execute(&input, "big-scope").await.unwrap();
+    assert!(run.succeeded(), "{}", explain(&w, &run));
+    eprintln!("largest Task input or output: {} bytes", run.largest_payload_bytes);
+    assert!(run.largest_payload_bytes < 262_144 / 8, "payload {} bytes", run.largest_payload_bytes);
+
+    let scope = scope_summary(&run.output, HOME_ACCOUNT, region);
+    let tally = &scope["tally"];
+    assert_eq!(tally["found"], expected, "every finding is found: {scope}");
+    assert_eq!(tally["deferred"], expected - 100, "{scope}");
+    assert_eq!(tally["notified"], 100, "notify is capped by max_findings_per_scope: {scope}");
+    assert_eq!(tally["would_remediate"], 100, "{scope}");
+    // Every finding is reported: the scope's metric-check document holds every testing
+    // instance, and nothing else.
+    let stored = stored_findings(&w, "big-scope", region, janitor_core::runstore::Stage::MetricCheck).await;
+    let stored_ids: BTreeSet<String> = stored.iter().map(|f| f.id.clone()).collect();
+    assert_eq!(stored_ids, testing_ids);
+    let audit = DynamoAuditLog::new(w.clients.dynamodb(), &w.tables.audit);
+    let events = audit.events_for_run("big-scope").await.unwrap();
+    let in_scope = format!("{HOME_ACCOUNT}/{region}/");
+    let rows = |event: AuditEventType| {
+        events.iter().filter(|e| e.event == event && e.resource.starts_with(in_scope.as_str())).collect::<Vec<_>>()
+    };
+    let discovered: BTreeSet<&str> = rows(AuditEventType::Discovered).iter().map(|e| e.resource.as_str()).collect();
+    let stored_keys: BTreeSet<String> = stored.iter().map(|f| f.key.to_string()).collect();
+    assert_eq!(discovered, stored_keys.iter().map(String::as_str).collect(), "one DISCOVERED row per finding");
+    assert_eq!(rows(AuditEventType::Deferred).len(), expected - 100);
+    assert!(lock_holders(&w).await.is_empty());
 }

@@ -49,6 +49,7 @@ fn finding(key: ResourceKey, id: &str, policy: RuleId, reason: String, action: A
         action,
         first_flagged: None,
         times_flagged: 0,
+        deferred_since: None,
         notified: None,
     }
 }
@@ -103,9 +104,13 @@ pub fn evaluate_ec2(p: &crate::policy::Policy, scope: &Scope, instance: &Ec2Inst
             Verdict::Finding(f)
         }
         None if p.idle_cpu().is_some() && protected => Verdict::Protected { key, policy: Some(RuleId::Ec2IdleCpu) },
-        None if p.idle_cpu().is_some() => {
-            Verdict::Candidate(Candidate { key, arn: None, owner, launched_at: instance.launched_at })
-        }
+        None if p.idle_cpu().is_some() => Verdict::Candidate(Candidate {
+            key,
+            arn: None,
+            owner,
+            launched_at: instance.launched_at,
+            notify_only: None,
+        }),
         None => Verdict::Compliant,
     }
 }
@@ -118,7 +123,13 @@ pub fn evaluate_rds(p: &crate::policy::Policy, scope: &Scope, db: &RdsInstance) 
     if is_protected(&db.tags, &p.protect_tag) {
         return Verdict::Protected { key, policy: Some(RuleId::RdsIdle) };
     }
-    Verdict::Candidate(Candidate { key, arn: db.arn.clone(), owner: owner_of(&db.tags, p), launched_at: db.created_at })
+    Verdict::Candidate(Candidate {
+        key,
+        arn: db.arn.clone(),
+        owner: owner_of(&db.tags, p),
+        launched_at: db.created_at,
+        notify_only: db.not_deletable_because(),
+    })
 }
 
 pub fn evaluate_eip(p: &crate::policy::Policy, scope: &Scope, eip: &ElasticIp) -> Verdict {
@@ -210,10 +221,12 @@ pub(crate) async fn scan(
             }
         }
     } else {
+        // A kind none of whose rules is on is not listed: no call, no grant needed for it.
+        let ec2_on = p.unused_environment().is_some() || p.missing_tags().is_some() || p.idle_cpu().is_some();
         let (ec2, rds, eips) = tokio::join!(
-            deps.inventory.ec2_instances(&scope),
-            deps.inventory.rds_instances(&scope),
-            deps.inventory.elastic_ips(&scope),
+            list_if(ec2_on, deps.inventory.ec2_instances(&scope)),
+            list_if(p.idle_rds().is_some(), deps.inventory.rds_instances(&scope)),
+            list_if(p.eip_unattached(), deps.inventory.elastic_ips(&scope)),
         );
         parts.absorb(ResourceKind::Ec2Instance, ec2.map(|l| l.iter().map(|i| evaluate_ec2(p, &scope, i)).collect()));
         parts.absorb(ResourceKind::RdsInstance, rds.map(|l| l.iter().map(|d| evaluate_rds(p, &scope, d)).collect()));
@@ -322,20 +335,18 @@ pub(crate) async fn annotate_history(
             Some(h) if h.last_run == run_id => {
                 f.times_flagged = h.times_flagged.saturating_sub(1);
                 f.first_flagged = Some(h.first_flagged);
+                f.deferred_since = h.deferred_since;
                 continue;
             }
             Some(h) => {
                 f.times_flagged = h.times_flagged;
                 f.first_flagged = Some(h.first_flagged);
-                FlagHistory {
-                    first_flagged: h.first_flagged,
-                    times_flagged: h.times_flagged + 1,
-                    last_run: run_id.to_owned(),
-                }
+                f.deferred_since = h.deferred_since;
+                FlagHistory::after_run(f, run_id, now)
             }
             None => {
                 f.first_flagged = Some(now);
-                FlagHistory { first_flagged: now, times_flagged: 1, last_run: run_id.to_owned() }
+                FlagHistory::after_run(f, run_id, now)
             }
         };
         updates.push((f.key.clone(), updated));
@@ -345,23 +356,34 @@ pub(crate) async fn annotate_history(
 
 /// The blast-radius cap on what one scope notifies (and so may act on) in one run. Every
 /// finding is found and reported; those over the cap wait for a later run with a DEFERRED
-/// row each, the longest-flagged first in line so a standing backlog cannot starve newer
-/// findings forever.
+/// row each. What was deferred before goes first (longest waiting first), then the rest by
+/// first flagged, so a standing backlog cannot starve anything: each deferral is saved in
+/// the finding's history and cleared once it makes the cut.
 pub(crate) fn apply_scope_cap(
     p: &crate::policy::Policy,
     payload: &mut StepPayload,
     now: DateTime<Utc>,
     actor: &str,
-) -> Vec<AuditEvent> {
+) -> (Vec<AuditEvent>, Vec<(ResourceKey, FlagHistory)>) {
     let run_id = payload.run.id.clone();
-    // Oldest first flagged first; never flagged before (None) counts as now.
-    payload
-        .findings
-        .sort_by(|a, b| (a.first_flagged.unwrap_or(now), &a.key).cmp(&(b.first_flagged.unwrap_or(now), &b.key)));
+    // Never flagged or deferred before (None) counts as now.
+    payload.findings.sort_by(|a, b| {
+        let line = |f: &Finding| (f.deferred_since.is_none(), f.deferred_since, f.first_flagged.unwrap_or(now));
+        (line(a), &a.key).cmp(&(line(b), &b.key))
+    });
     let limit = p.max_findings_per_scope;
-    let deferred: Vec<Finding> = payload.findings.drain(limit.min(payload.findings.len())..).collect();
+    let mut deferred: Vec<Finding> = payload.findings.drain(limit.min(payload.findings.len())..).collect();
     payload.deferred += deferred.len();
-    deferred
+    let mut history = Vec::new();
+    for f in payload.findings.iter_mut().filter(|f| f.deferred_since.is_some()) {
+        f.deferred_since = None;
+        history.push((f.key.clone(), FlagHistory::after_run(f, &run_id, now)));
+    }
+    for f in deferred.iter_mut().filter(|f| f.deferred_since.is_none()) {
+        f.deferred_since = Some(now);
+        history.push((f.key.clone(), FlagHistory::after_run(f, &run_id, now)));
+    }
+    let events = deferred
         .iter()
         .map(|f| {
             AuditEvent::for_finding(
@@ -370,10 +392,16 @@ pub(crate) fn apply_scope_cap(
                 AuditEventType::Deferred,
                 now,
                 actor,
-                json!({ "cap": "max_findings_per_scope", "limit": limit, "reason": "reported, not notified this run" }),
+                json!({
+                    "cap": "max_findings_per_scope",
+                    "limit": limit,
+                    "deferred_since": f.deferred_since,
+                    "reason": "reported, not notified this run; first in line next run",
+                }),
             )
         })
-        .collect()
+        .collect();
+    (events, history)
 }
 
 type PartialScan = (Vec<Verdict>, Vec<(String, JanitorError)>);
@@ -434,6 +462,10 @@ async fn scan_iam(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
     Ok(judge_with_tags(&deps.policy, violators).await)
 }
 
+async fn list_if<T>(on: bool, listing: impl std::future::Future<Output = Result<Vec<T>>>) -> Result<Vec<T>> {
+    if on { listing.await } else { Ok(Vec::new()) }
+}
+
 async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
     if !deps.policy.s3_public_bucket() {
         return Ok((Vec::new(), Vec::new()));
@@ -446,6 +478,13 @@ async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
     let mut unreadable = Vec::new();
     let mut violators = Vec::new();
     for bucket in buckets? {
+        let bucket = match bucket {
+            Ok(bucket) => bucket,
+            Err(unread) => {
+                unreadable.push(unread);
+                continue;
+            }
+        };
         let exposure = match s3_public::assess(&bucket, account_block.as_ref()) {
             Ok(Some(exposure)) => exposure,
             Ok(None) => continue,

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
-use crate::model::StepPayload;
+use crate::model::{Finding, StepPayload};
 use crate::ports::{LockOutcome, alert_message};
 
 const ACTOR: &str = "lock";
@@ -23,8 +23,9 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
     let now = deps.clock.now();
     let until = now + deps.policy.lock_ttl();
     let run_id = payload.run.id.clone();
-    let deferred = crate::discovery::apply_scope_cap(&deps.policy, &mut payload, now, ACTOR);
+    let (deferred, places) = crate::discovery::apply_scope_cap(&deps.policy, &mut payload, now, ACTOR);
     deps.audit.record(&deferred).await?;
+    deps.audit.save_flag_history(&places).await?;
     let findings = std::mem::take(&mut payload.findings);
     let outcomes: Vec<_> = stream::iter(findings)
         .map(|f| {
@@ -99,12 +100,17 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     let now = deps.clock.now();
     let run_id = payload.run.id.clone();
     let message = caught_message(&caught.cause);
-    let detail = json!({ "error": caught.error, "message": message, "reason": "the scope failed; nothing in it is remediated by this run" });
+    let detail = json!({ "error": caught.error, "message": message, "reason": "the scope failed; what it had not acted on is not remediated by this run" });
 
     let findings = std::mem::take(&mut payload.findings);
+    // A step can fail after acting (the summary publish, a timeout): what remediate already
+    // decided keeps its row and counts as what it was, never as "not remediated".
+    let trail = deps.audit.events_for_run(&run_id).await?;
+    let (decided, undecided): (Vec<&Finding>, Vec<&Finding>) =
+        findings.iter().partition(|f| crate::remediate::decided_earlier(&trail, f.key.as_str()).is_some());
     let mut events =
         vec![AuditEvent::new(scope.audit_key(), &run_id, AuditEventType::Failed, now, ACTOR, detail.clone())];
-    for f in &findings {
+    for f in &undecided {
         events.push(AuditEvent::for_finding(f, &run_id, AuditEventType::Failed, now, ACTOR, detail.clone()));
     }
     // The record first: if releasing fails half-way, the failure is already on file.
@@ -112,13 +118,19 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     for f in &findings {
         deps.locks.release(&f.key, &run_id).await?;
     }
-    payload.tally.failed += findings.len();
+    for f in &decided {
+        if let Some(earlier) = crate::remediate::decided_earlier(&trail, f.key.as_str()) {
+            payload.tally.count(earlier.event.as_str());
+        }
+    }
+    payload.tally.failed += undecided.len();
     payload.recount();
     let description = format!(
-        "`{}`: {}\n{} finding(s) released unremediated; see the audit table for run `{run_id}`.",
+        "`{}`: {}\n{} finding(s) released unremediated, {} already acted on or decided; see the audit table for run `{run_id}`.",
         caught.error,
         message,
-        findings.len()
+        undecided.len(),
+        decided.len()
     );
     let related: Vec<String> = findings.iter().map(|f| f.key.to_string()).collect();
     let alert = alert_message(

@@ -30,6 +30,8 @@ pub struct InMemoryInventory {
     pub account_block: HashMap<String, PublicAccessBlock>,
     pub buckets: HashMap<String, Vec<S3Bucket>>,
     pub bucket_tags: HashMap<String, Tags>,
+    /// Buckets (by name) whose policy or ACL read answers AccessDenied.
+    pub unreadable_buckets: Vec<String>,
     /// Scopes whose every call answers AccessDenied.
     pub denied: HashSet<Scope>,
     /// Resources that no longer exist.
@@ -78,8 +80,22 @@ impl Inventory for InMemoryInventory {
     async fn account_public_access_block(&self, account: &str) -> Result<Option<PublicAccessBlock>> {
         Ok(self.account_block.get(account).copied())
     }
-    async fn s3_buckets(&self, account: &str) -> Result<Vec<S3Bucket>> {
-        Ok(self.buckets.get(account).cloned().unwrap_or_default())
+    async fn s3_buckets(&self, account: &str) -> Result<Vec<BucketRead>> {
+        let buckets = self.buckets.get(account).cloned().unwrap_or_default();
+        Ok(buckets
+            .into_iter()
+            .map(|b| match self.unreadable_buckets.iter().find(|name| **name == b.name) {
+                Some(name) => Err((
+                    name.clone(),
+                    JanitorError::AccessDenied {
+                        service: "s3",
+                        operation: "GetBucketPolicy",
+                        message: format!("AccessDenied on bucket {name}"),
+                    },
+                )),
+                None => Ok(b),
+            })
+            .collect())
     }
     async fn s3_bucket_tags(&self, _account: &str, bucket: &S3Bucket) -> Result<Tags> {
         Ok(self.bucket_tags.get(&bucket.name).cloned().unwrap_or_default())
@@ -112,17 +128,30 @@ impl Remediator for InMemoryRemediator {
 #[derive(Default)]
 pub struct InMemoryAlerts {
     published: Mutex<Vec<(String, serde_json::Value)>>,
+    /// While set, every publish fails as a throttled SNS would.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl InMemoryAlerts {
     pub fn published(&self) -> Vec<(String, serde_json::Value)> {
         lock(&self.published).clone()
     }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
 impl AlertSink for InMemoryAlerts {
     async fn publish(&self, subject: &str, message: &serde_json::Value) -> Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(JanitorError::Transient {
+                service: "sns",
+                operation: "Publish",
+                message: "Throttling: Rate exceeded".into(),
+            });
+        }
         lock(&self.published).push((subject.to_owned(), message.clone()));
         Ok(())
     }
@@ -161,6 +190,7 @@ impl MetricSource for InMemoryMetrics {
 #[derive(Default)]
 pub struct InMemorySnoozeStore {
     snoozes: Mutex<HashMap<ResourceKey, Snooze>>,
+    seen: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 #[async_trait]
@@ -172,9 +202,16 @@ impl SnoozeStore for InMemorySnoozeStore {
             .filter_map(|k| stored.get(k).filter(|s| s.until > now).map(|s| (k.clone(), s.clone())))
             .collect())
     }
-    async fn put_snooze(&self, snooze: &Snooze) -> Result<()> {
-        lock(&self.snoozes).insert(snooze.key.clone(), snooze.clone());
-        Ok(())
+    async fn put_snooze(&self, snooze: &Snooze) -> Result<bool> {
+        let mut stored = lock(&self.snoozes);
+        if stored.get(&snooze.key).is_some_and(|live| live.until.timestamp() >= snooze.until.timestamp()) {
+            return Ok(false);
+        }
+        stored.insert(snooze.key.clone(), snooze.clone());
+        Ok(true)
+    }
+    async fn first_sight(&self, id: &str, until: DateTime<Utc>) -> Result<bool> {
+        Ok(lock(&self.seen).insert(id.to_owned(), until).is_none())
     }
 }
 

@@ -222,6 +222,17 @@ pub(crate) async fn judge_candidates(
         events
             .push(AuditEvent::new(candidate.key.as_str(), run_id, event, now, actor, detail).with_policy(Some(policy)));
         if is_idle {
+            // The owner still hears of it; the janitor just never takes that action here.
+            let (action, reason, evidence) = match &candidate.notify_only {
+                Some(why) => {
+                    let mut evidence = evidence;
+                    if let Some(map) = evidence.as_object_mut() {
+                        map.insert("notify_only".into(), json!(why));
+                    }
+                    (Action::NotifyOnly, format!("{reason}; notify only: {why}"), evidence)
+                }
+                None => (action, reason, evidence),
+            };
             idle.push(Finding {
                 key: candidate.key.clone(),
                 kind: candidate.key.kind(),
@@ -234,6 +245,7 @@ pub(crate) async fn judge_candidates(
                 action,
                 first_flagged: None,
                 times_flagged: 0,
+                deferred_since: None,
                 notified: None,
             });
         }

@@ -273,6 +273,9 @@ pub struct Finding {
     /// How many earlier runs flagged this resource.
     #[serde(default)]
     pub times_flagged: u32,
+    /// Since when the scope cap has kept this finding from its owner (runs in a row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_since: Option<DateTime<Utc>>,
     /// Where and when the owner was told; set by notify, required by remediate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified: Option<Notice>,
@@ -302,6 +305,9 @@ pub struct Candidate {
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launched_at: Option<DateTime<Utc>>,
+    /// Set when the rule's action cannot be taken on this resource: it is notified only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_only: Option<String>,
 }
 
 /// A part of a scope that could not be scanned; carried to the run summary, never dropped.
@@ -508,6 +514,23 @@ pub struct FlagHistory {
     pub first_flagged: DateTime<Utc>,
     pub times_flagged: u32,
     pub last_run: String,
+    /// Set while the scope cap defers the finding, cleared once it is notified: the cap
+    /// puts it first in line next run, so a standing backlog cannot starve it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_since: Option<DateTime<Utc>>,
+}
+
+impl FlagHistory {
+    /// The history as it stands for `finding` after `run` counted it (discovery or metric
+    /// check has already added this run to `times_flagged`'s stored value).
+    pub fn after_run(finding: &Finding, run: &str, now: DateTime<Utc>) -> FlagHistory {
+        FlagHistory {
+            first_flagged: finding.first_flagged.unwrap_or(now),
+            times_flagged: finding.times_flagged + 1,
+            last_run: run.to_owned(),
+            deferred_since: finding.deferred_since,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -518,9 +541,13 @@ pub struct Snooze {
     pub at: DateTime<Utc>,
 }
 
-/// The protect tag counts with any value except `false`.
+/// The protect tag counts with its key in any case (`Janitor:Protect`) and any value except
+/// `false` (in any case). Tag keys are case-sensitive in AWS, so two spellings can coexist:
+/// one that protects is enough.
 pub fn is_protected(tags: &Tags, protect_tag: &str) -> bool {
-    tags.get(protect_tag).is_some_and(|v| !v.trim().eq_ignore_ascii_case("false"))
+    let wanted = protect_tag.trim();
+    tags.iter()
+        .any(|(key, value)| key.trim().eq_ignore_ascii_case(wanted) && !value.trim().eq_ignore_ascii_case("false"))
 }
 
 #[cfg(test)]
@@ -551,6 +578,16 @@ mod tests {
         assert!(!is_protected(&tags, "janitor:protect"));
         tags.insert("janitor:protect".into(), "yes".into());
         assert!(is_protected(&tags, "janitor:protect"));
+    }
+
+    #[test]
+    fn protect_tag_key_matches_in_any_case() {
+        let tags = |pairs: &[(&str, &str)]| -> Tags { pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect() };
+        assert!(is_protected(&tags(&[("Janitor:Protect", "true")]), "janitor:protect"));
+        assert!(is_protected(&tags(&[("JANITOR:PROTECT", "")]), "janitor:protect"));
+        assert!(!is_protected(&tags(&[("Janitor:Protect", "False")]), "janitor:protect"));
+        assert!(is_protected(&tags(&[("Janitor:Protect", "false"), ("janitor:protect", "yes")]), "janitor:protect"));
+        assert!(!is_protected(&tags(&[("janitor:protected", "yes")]), "janitor:protect"));
     }
 
     #[test]

@@ -25,7 +25,23 @@ pub struct RdsInstance {
     pub status: String,
     pub created_at: Option<DateTime<Utc>>,
     pub deletion_protection: bool,
+    /// The Aurora (or Multi-AZ DB) cluster it belongs to: deleting it is the cluster's call.
+    pub cluster: Option<String>,
+    /// The instance or cluster it replicates: AWS takes no final snapshot of a replica.
+    pub replica_of: Option<String>,
     pub tags: Tags,
+}
+
+impl RdsInstance {
+    /// Why "final snapshot, then delete" is not an action for this instance, if it is not.
+    pub fn not_deletable_because(&self) -> Option<String> {
+        if let Some(source) = &self.replica_of {
+            return Some(format!("a read replica of {source}: AWS takes no final snapshot of a replica"));
+        }
+        self.cluster
+            .as_ref()
+            .map(|cluster| format!("a member of cluster {cluster}: its deletion and protection belong to the cluster"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +91,9 @@ pub struct S3Bucket {
     pub block: Option<PublicAccessBlock>,
 }
 
+/// One bucket as read, or its name and why it could not be read.
+pub type BucketRead = std::result::Result<S3Bucket, (String, crate::error::JanitorError)>;
+
 #[async_trait]
 pub trait Inventory: Send + Sync {
     /// The account the janitor's own credentials belong to.
@@ -87,7 +106,9 @@ pub trait Inventory: Send + Sync {
     async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>>;
     async fn iam_user_tags(&self, account: &str, user: &str) -> Result<Tags>;
     async fn account_public_access_block(&self, account: &str) -> Result<Option<PublicAccessBlock>>;
-    async fn s3_buckets(&self, account: &str) -> Result<Vec<S3Bucket>>;
+    /// Every bucket of the account; one that cannot be read (its policy denies the janitor,
+    /// it was deleted mid-scan) is an `Err` with its name, so it never blinds the rest.
+    async fn s3_buckets(&self, account: &str) -> Result<Vec<BucketRead>>;
     async fn s3_bucket_tags(&self, account: &str, bucket: &S3Bucket) -> Result<Tags>;
     /// Whether the resource still exists (a terminated instance does not).
     async fn exists(&self, key: &ResourceKey) -> Result<bool>;
@@ -197,7 +218,12 @@ pub trait MetricSource: Send + Sync {
 pub trait SnoozeStore: Send + Sync {
     /// Snoozes still live at `now`; expired ones are ignored even if still stored.
     async fn live_snoozes(&self, keys: &[ResourceKey], now: DateTime<Utc>) -> Result<HashMap<ResourceKey, Snooze>>;
-    async fn put_snooze(&self, snooze: &Snooze) -> Result<()>;
+    /// Stores the snooze unless one lasting at least as long is live: a shorter snooze never
+    /// shortens a longer one. `false` when the longer one stays.
+    async fn put_snooze(&self, snooze: &Snooze) -> Result<bool>;
+    /// Records that the signed request `id` was seen, until `until`; `false` when it was seen
+    /// already (a replay inside the signature window).
+    async fn first_sight(&self, id: &str, until: DateTime<Utc>) -> Result<bool>;
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::Result;
-use crate::model::{Finding, Mode, Outcome, Snooze, StepPayload};
+use crate::model::{Action, Finding, Mode, Outcome, Snooze, StepPayload};
 use crate::ports::{ActionOutcome, alert_message};
 
 const ACTOR: &str = "remediate";
@@ -35,6 +35,16 @@ fn guard(finding: &Finding, trail: &[AuditEvent], now: DateTime<Utc>) -> Option<
     }
 }
 
+/// What an earlier attempt of this step decided for `key` in this run, if anything: a
+/// retried remediate (after a failed summary publish, a timeout, a lost response) reports
+/// that outcome again and never acts twice.
+pub(crate) fn decided_earlier<'a>(trail: &'a [AuditEvent], key: &str) -> Option<&'a AuditEvent> {
+    use AuditEventType::*;
+    trail.iter().filter(|e| e.resource == key && e.actor == ACTOR).find(|e| {
+        matches!(e.event, Remediated | AlreadyCompliant | Skipped | Exempt | Snoozed | Failed | Halted | WouldRemediate)
+    })
+}
+
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
 }
@@ -53,6 +63,15 @@ impl Recorder<'_> {
         self.events.push(AuditEvent::for_finding(f, self.run_id, event, self.now, ACTOR, detail));
     }
 
+    /// An outcome already on file from an earlier attempt: reported, not written again.
+    fn carry(&mut self, f: &Finding, earlier: &AuditEvent) {
+        let mut detail = earlier.detail.clone();
+        if let Some(map) = detail.as_object_mut() {
+            map.insert("decided".into(), json!({ "at": earlier.at, "by": "an earlier attempt of this step" }));
+        }
+        self.outcomes.push(Outcome { key: f.key.clone(), result: earlier.event.as_str().to_owned(), detail });
+    }
+
     async fn flush(&mut self, deps: &Deps) -> Result<()> {
         deps.audit.record(&self.events).await?;
         self.events.clear();
@@ -69,8 +88,18 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
 
     let mut eligible = Vec::new();
     for f in &payload.findings {
+        if let Some(earlier) = decided_earlier(&trail, f.key.as_str()) {
+            log.carry(f, earlier);
+            continue;
+        }
         match guard(f, &trail, now) {
             Some(reason) => log.push(f, AuditEventType::Skipped, json!({ "reason": reason })),
+            // Notify-only findings take no action, so they take no share of the action cap.
+            None if f.action == Action::NotifyOnly => log.push(
+                f,
+                AuditEventType::Skipped,
+                json!({ "reason": "notify only: the policy takes no action", "action": f.action }),
+            ),
             None => eligible.push(f),
         }
     }
@@ -135,9 +164,6 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     }
     log.flush(deps).await?;
     let outcomes = log.outcomes;
-    for f in &payload.findings {
-        deps.locks.release(&f.key, &run_id).await?;
-    }
     for outcome in &outcomes {
         payload.tally.count(&outcome.result);
     }
@@ -148,6 +174,7 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
 
     if payload.outcomes.is_empty() {
         tracing::info!(scope = %scope, "nothing to remediate");
+        release_locks(deps, &payload).await?;
         return Ok(payload);
     }
     let summary = summary_message(&payload, halted, cap);
@@ -159,10 +186,20 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
         deps.audit
             .record(&[AuditEvent::new(scope.audit_key(), &run_id, AuditEventType::Failed, now, ACTOR, detail)])
             .await?;
+        // Locks stay held for the retry (which acts on nothing twice) or the Catch path's release.
         return Err(e);
     }
+    release_locks(deps, &payload).await?;
     tracing::info!(scope = %scope, remediated = payload.count, halted, "remediation done");
     Ok(payload)
+}
+
+/// Released only once the step is done: until then a retry still holds them.
+async fn release_locks(deps: &Deps, payload: &StepPayload) -> Result<()> {
+    for f in &payload.findings {
+        deps.locks.release(&f.key, &payload.run.id).await?;
+    }
+    Ok(())
 }
 
 /// The finding's live snooze, read again right before acting (clock-checked by the store).

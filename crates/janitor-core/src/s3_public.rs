@@ -11,7 +11,7 @@ const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
 
 /// Condition keys whose fixed values make a wildcard principal non-public.
-const PINNING_CONDITION_KEYS: [&str; 13] = [
+const PINNING_CONDITION_KEYS: [&str; 14] = [
     "aws:sourceip",
     "aws:sourcevpc",
     "aws:sourcevpce",
@@ -25,6 +25,7 @@ const PINNING_CONDITION_KEYS: [&str; 13] = [
     "aws:userid",
     "s3:dataaccesspointarn",
     "s3:dataaccesspointaccount",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,17 +90,27 @@ fn principal_is_wildcard(principal: &Value) -> bool {
     }
 }
 
+/// Operators that, with a fixed value, only ever match the listed values. Anything else
+/// does not pin: negations (`StringNotLike`, `ArnNotEquals`, `NotIpAddress`, …) match
+/// everyone else, `…IfExists` and `ForAllValues:` match when the key is absent, and
+/// `Null` tests presence, not value.
+const PINNING_OPERATORS: [&str; 6] =
+    ["StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnEquals", "ArnLike", "IpAddress"];
+
+fn operator_pins(operator: &str) -> bool {
+    // `ForAnyValue:` with a positive operator still needs one of the fixed values present.
+    let base = operator.strip_prefix("ForAnyValue:").unwrap_or(operator);
+    PINNING_OPERATORS.contains(&base)
+}
+
 fn pinned_by_condition(condition: Option<&Value>) -> bool {
     let Some(Value::Object(operators)) = condition else { return false };
     operators.iter().any(|(operator, keys)| {
         let Value::Object(keys) = keys else { return false };
-        keys.iter().any(|(key, values)| {
-            PINNING_CONDITION_KEYS.contains(&key.to_ascii_lowercase().as_str())
-                && !operator.starts_with("StringNotEquals")
-                && !operator.starts_with("NotIpAddress")
-                && !operator.starts_with("ArnNot")
-                && values_are_fixed(values)
-        })
+        operator_pins(operator)
+            && keys.iter().any(|(key, values)| {
+                PINNING_CONDITION_KEYS.contains(&key.to_ascii_lowercase().as_str()) && values_are_fixed(values)
+            })
     })
 }
 
@@ -171,5 +182,58 @@ mod tests {
         let deny = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*"}]}"#;
         assert!(!policy_is_public(deny).unwrap());
         assert!(policy_is_public("not json").is_err());
+    }
+
+    /// Operator by operator, against S3's meaning of public: only a positive operator with a
+    /// fixed value on a pinning key limits a wildcard principal.
+    #[test]
+    fn only_positive_fixed_value_operators_pin_a_wildcard_principal() {
+        let with = |operator: &str, key: &str, value: &str| {
+            let policy = format!(
+                r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{{"{operator}":{{"{key}":{value}}}}}}}]}}"#
+            );
+            policy_is_public(&policy).unwrap()
+        };
+        let vpce = "aws:SourceVpce";
+        let one = r#""vpce-1a2b3c4d""#;
+        let table: &[(&str, &str, &str, bool)] = &[
+            ("StringEquals", vpce, one, false),
+            ("StringEqualsIgnoreCase", vpce, one, false),
+            ("StringLike", vpce, one, false),
+            ("ForAnyValue:StringEquals", vpce, one, false),
+            ("StringEquals", vpce, r#"["vpce-1", "vpce-2"]"#, false),
+            ("ArnEquals", "aws:SourceArn", r#""arn:aws:sns:us-east-1:111122223333:t""#, false),
+            ("ArnLike", "aws:SourceArn", r#""arn:aws:sns:us-east-1:111122223333:t""#, false),
+            ("IpAddress", "aws:SourceIp", r#""203.0.113.0/24""#, false),
+            ("StringEquals", "aws:PrincipalOrgID", r#""o-abc123""#, false),
+            // Public: a value that is not fixed.
+            ("StringLike", vpce, r#""vpce-*""#, true),
+            ("StringEquals", vpce, r#"[]"#, true),
+            ("IpAddress", "aws:SourceIp", r#""0.0.0.0/0""#, true),
+            ("IpAddress", "aws:SourceIp", r#""::/0""#, true),
+            // Public: negations match everyone else.
+            ("StringNotEquals", vpce, one, true),
+            ("StringNotEqualsIgnoreCase", vpce, one, true),
+            ("StringNotLike", vpce, one, true),
+            ("ForAnyValue:StringNotEquals", vpce, one, true),
+            ("ForAnyValue:StringNotLike", vpce, one, true),
+            ("ArnNotEquals", "aws:SourceArn", r#""arn:aws:sns:us-east-1:111122223333:t""#, true),
+            ("ArnNotLike", "aws:SourceArn", r#""arn:aws:sns:us-east-1:111122223333:t""#, true),
+            ("NotIpAddress", "aws:SourceIp", r#""203.0.113.0/24""#, true),
+            // Public: true when the key is absent from the request.
+            ("StringEqualsIfExists", vpce, one, true),
+            ("ArnLikeIfExists", "aws:SourceArn", r#""arn:aws:sns:us-east-1:111122223333:t""#, true),
+            ("IpAddressIfExists", "aws:SourceIp", r#""203.0.113.0/24""#, true),
+            ("ForAllValues:StringEquals", vpce, one, true),
+            ("ForAllValues:StringLike", vpce, one, true),
+            // Public: Null tests presence, not value.
+            ("Null", vpce, r#""false""#, true),
+            // Public: a key that does not identify the caller.
+            ("StringEquals", "aws:UserAgent", r#""curl/8.0""#, true),
+            ("Bool", "aws:SecureTransport", r#""true""#, true),
+        ];
+        for (operator, key, value, public) in table {
+            assert_eq!(with(operator, key, value), *public, "{operator} {{{key}: {value}}}");
+        }
     }
 }

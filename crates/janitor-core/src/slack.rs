@@ -218,8 +218,10 @@ pub fn verify_signature(
 ) -> std::result::Result<(), SignatureError> {
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else { return Err(SignatureError::Missing) };
     let sent: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Stale)?;
-    if (now.timestamp() - sent).abs() > SIGNATURE_WINDOW_SECONDS {
-        return Err(SignatureError::Stale);
+    // Checked: the timestamp is the caller's, and i64::MIN - now would overflow.
+    match now.timestamp().checked_sub(sent).map(i64::unsigned_abs) {
+        Some(age) if age <= SIGNATURE_WINDOW_SECONDS.unsigned_abs() => {}
+        _ => return Err(SignatureError::Stale),
     }
     let Some(hex_digest) = signature.strip_prefix("v0=") else { return Err(SignatureError::Mismatch) };
     let Ok(expected) = hex::decode(hex_digest) else { return Err(SignatureError::Mismatch) };
@@ -392,6 +394,14 @@ mod tests {
             check(SLACK_SECRET, Some("1531420619"), Some(SLACK_SIGNATURE), body, now),
             Err(SignatureError::Mismatch)
         );
+        // Timestamps at the ends of i64 are stale, not an overflow.
+        for extreme in [i64::MIN.to_string(), i64::MAX.to_string()] {
+            assert_eq!(
+                check(SLACK_SECRET, Some(&extreme), Some(SLACK_SIGNATURE), body, now),
+                Err(SignatureError::Stale),
+                "{extreme}"
+            );
+        }
         assert_eq!(check(SLACK_SECRET, None, Some(SLACK_SIGNATURE), body, now), Err(SignatureError::Missing));
         assert_eq!(check(SLACK_SECRET, Some(SLACK_TIMESTAMP), None, body, now), Err(SignatureError::Missing));
         assert_eq!(

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::model::{ResourceKey, Snooze};
-use crate::slack::{SNOOZE_ACTIONS, SignatureError, mark_snoozed, verify_signature};
+use crate::slack::{SIGNATURE_WINDOW_SECONDS, SNOOZE_ACTIONS, SignatureError, mark_snoozed, verify_signature};
 
 const ACTOR: &str = "snooze";
 
@@ -38,6 +38,17 @@ struct Interaction {
     actions: Vec<ButtonAction>,
     response_url: Option<String>,
     message: Option<Value>,
+    container: Option<Value>,
+}
+
+impl Interaction {
+    /// When the clicked message was posted (Slack's `ts` is seconds since the epoch).
+    fn message_sent(&self) -> Option<DateTime<Utc>> {
+        let ts = self.message.as_ref().and_then(|m| m["ts"].as_str());
+        let ts = ts.or_else(|| self.container.as_ref().and_then(|c| c["message_ts"].as_str()))?;
+        let seconds: i64 = ts.split('.').next()?.parse().ok()?;
+        DateTime::from_timestamp(seconds, 0)
+    }
 }
 
 #[derive(Deserialize)]
@@ -58,6 +69,38 @@ fn parse(body: &[u8]) -> Result<Interaction, String> {
     serde_json::from_str(raw).map_err(|e| format!("payload is not an interaction: {e}"))
 }
 
+/// Slack shows an error unless it has the answer within 3 s; follow-ups to `response_url`
+/// (which Slack may rate-limit) get what is left of this budget and are then dropped.
+pub const ANSWER_BUDGET: std::time::Duration = std::time::Duration::from_millis(2500);
+
+/// Posts to `response_url` within the answer budget; a slow or rate-limited Slack costs
+/// the message update, never the answer (the snooze itself is already stored and audited).
+async fn follow_up(deps: &Deps, url: &str, body: &Value, deadline: tokio::time::Instant, what: &str) {
+    match tokio::time::timeout_at(deadline, deps.chat.respond(url, body)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "{what}: the Slack message could not be updated"),
+        Err(_) => tracing::warn!("{what}: Slack did not take the message update in time; dropped"),
+    }
+}
+
+/// A refused click: audited, told to the clicker only, answered 200 (the request was fine).
+async fn refuse(
+    deps: &Deps,
+    interaction: &Interaction,
+    event: AuditEvent,
+    text: String,
+    deadline: tokio::time::Instant,
+) -> HttpReply {
+    if let Err(e) = deps.audit.record(&[event]).await {
+        return HttpReply::new(500, &e.to_string());
+    }
+    if let Some(url) = &interaction.response_url {
+        let reply = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
+        follow_up(deps, url, &reply, deadline, "refused snooze").await;
+    }
+    HttpReply::new(200, "")
+}
+
 /// Handles one interactivity request. Anything a client sent wrongly is a 4xx, never a 500.
 pub async fn handle_interaction(
     deps: &Deps,
@@ -66,6 +109,7 @@ pub async fn handle_interaction(
     signature: Option<&str>,
     body: &[u8],
 ) -> HttpReply {
+    let deadline = tokio::time::Instant::now() + ANSWER_BUDGET;
     let now = deps.clock.now();
     match verify_signature(signing_secret, timestamp, signature, body, now) {
         Ok(()) => {}
@@ -90,41 +134,74 @@ pub async fn handle_interaction(
     };
     let user = interaction.user.id.as_str();
 
+    // A signature names one request: seen once, it is a replay until the window has closed
+    // (a request may be up to the window early as well as late, hence twice the window).
+    let signature = signature.unwrap_or_default();
+    let remember_until = now + Duration::seconds(2 * SIGNATURE_WINDOW_SECONDS);
+    match deps.snoozes.first_sight(signature, remember_until).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(resource = %key, by = user, "replayed Slack request refused");
+            return HttpReply::new(409, "this request was already handled");
+        }
+        Err(e) => return HttpReply::new(500, &e.to_string()),
+    }
+
     let history = match deps.audit.events_for_resource(key.as_str()).await {
         Ok(h) => h,
         Err(e) => return HttpReply::new(500, &e.to_string()),
     };
     let last_notice = history.iter().filter(|e| e.event == AuditEventType::Notified).max_by_key(|e| e.at);
     let run_id = last_notice.map(|e| e.run_id.clone()).unwrap_or_else(|| "slack".into());
+    let denied =
+        |detail: Value| AuditEvent::new(key.as_str(), &run_id, AuditEventType::SnoozeDenied, now, ACTOR, detail);
     let is_owner = last_notice.is_some_and(|e| e.detail["owner_user"] == user);
     let allowed = is_owner || deps.policy.snooze.allowed_users.iter().any(|u| u == user);
     if !allowed {
-        let detail = json!({ "by": user, "reason": "not the owner and not in snooze.allowed_users" });
-        let denied = AuditEvent::new(key.as_str(), &run_id, AuditEventType::SnoozeDenied, now, ACTOR, detail);
-        if let Err(e) = deps.audit.record(&[denied]).await {
-            return HttpReply::new(500, &e.to_string());
-        }
-        if let Some(url) = &interaction.response_url {
-            let reply = json!({
-                "response_type": "ephemeral",
-                "replace_original": false,
-                "text": format!("Sorry <@{user}>, only the owner of `{key}` or a janitor admin may snooze it."),
-            });
-            if let Err(e) = deps.chat.respond(url, &reply).await {
-                tracing::warn!(error = %e, "could not tell the clicker they may not snooze");
-            }
-        }
-        return HttpReply::new(200, "");
+        let event = denied(json!({ "by": user, "reason": "not the owner and not in snooze.allowed_users" }));
+        let text = format!("Sorry <@{user}>, only the owner of `{key}` or a janitor admin may snooze it.");
+        return refuse(deps, &interaction, event, text, deadline).await;
     }
 
-    let days = days.min(deps.policy.snooze.max_days);
+    // An old message cannot keep a resource snoozed forever: past the longest snooze there
+    // is, only a newer run's message can snooze it.
+    let max_days = deps.policy.snooze.max_days;
+    let sent = interaction.message_sent().or(last_notice.map(|e| e.at));
+    let age = sent.and_then(|sent| now.signed_duration_since(sent).num_seconds().checked_div(86_400));
+    if age.is_some_and(|days| days >= i64::from(max_days)) {
+        let event = denied(
+            json!({ "by": user, "reason": "message older than snooze.max_days", "sent": sent, "max_days": max_days }),
+        );
+        let text = format!(
+            "This message is more than {max_days} days old, so it can no longer snooze `{key}`; the next janitor run's message can."
+        );
+        return refuse(deps, &interaction, event, text, deadline).await;
+    }
+
+    let days = days.min(max_days);
     let until = now + Duration::days(i64::from(days));
     let snooze = Snooze { key: key.clone(), until, by: user.to_owned(), at: now };
+    match deps.snoozes.put_snooze(&snooze).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let longer = history
+                .iter()
+                .filter(|e| e.event == AuditEventType::Snoozed)
+                .filter_map(|e| e.detail["until"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()))
+                .map(|t| t.with_timezone(&Utc))
+                .max()
+                .filter(|t| *t > until);
+            let event = denied(
+                json!({ "by": user, "reason": "a longer snooze is live", "asked_until": until, "live_until": longer }),
+            );
+            let when = longer.map(|t| format!(" until {}", t.format("%Y-%m-%d"))).unwrap_or_default();
+            let text = format!("`{key}` is already snoozed{when}, longer than {days} days; the longer snooze stays.");
+            return refuse(deps, &interaction, event, text, deadline).await;
+        }
+        Err(e) => return HttpReply::new(500, &e.to_string()),
+    }
     let detail = json!({ "by": user, "until": until, "days": days });
     let event = AuditEvent::new(key.as_str(), &run_id, AuditEventType::Snoozed, now, ACTOR, detail);
-    if let Err(e) = deps.snoozes.put_snooze(&snooze).await {
-        return HttpReply::new(500, &e.to_string());
-    }
     if let Err(e) = deps.audit.record(&[event]).await {
         return HttpReply::new(500, &e.to_string());
     }
@@ -136,9 +213,7 @@ pub async fn handle_interaction(
             "text": message["text"].as_str().unwrap_or("Cloud Janitor"),
             "blocks": mark_snoozed(&message["blocks"], key.as_str(), &note),
         });
-        if let Err(e) = deps.chat.respond(url, &update).await {
-            tracing::warn!(error = %e, "snooze stored, but the message could not be updated");
-        }
+        follow_up(deps, url, &update, deadline, "snooze stored").await;
     }
     HttpReply::new(200, "")
 }

@@ -80,6 +80,18 @@ impl RunRequest {
     }
 }
 
+/// A run id chosen by a person (`janitor run --run-id`) must be new: one already in the
+/// audit table would share that run's locks, action cap and documents.
+pub async fn refuse_reused_run_id(audit: &dyn crate::ports::AuditLog, id: &str) -> Result<(), JanitorError> {
+    if audit.events_for_run(id).await?.is_empty() {
+        Ok(())
+    } else {
+        Err(JanitorError::InvalidInput(format!(
+            "run_id: `{id}` was already used (the audit table has its rows); a run id names one run only"
+        )))
+    }
+}
+
 pub fn new_run_id() -> String {
     let short = uuid::Uuid::new_v4().simple().to_string();
     format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &short[..8])
@@ -103,7 +115,18 @@ impl PlanInput {
         }
         let mut request: RunRequest = serde_json::from_value(self.request)
             .map_err(|e| JanitorError::InvalidInput(format!("execution input: {e}")))?;
-        request.run_id.get_or_insert(self.execution);
+        // The run id keys locks, the action cap and the run store: two executions must never
+        // share one, so it is the execution's own name (unique per state machine in AWS).
+        if let Some(given) = request.run_id.as_deref()
+            && given != self.execution
+        {
+            return Err(JanitorError::InvalidInput(format!(
+                "run_id: `{given}` is not this execution's name `{}`; the run id is the execution name \
+                 (start the execution with that name instead)",
+                self.execution
+            )));
+        }
+        request.run_id = Some(self.execution);
         Ok(request)
     }
 }

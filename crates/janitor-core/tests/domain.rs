@@ -1,5 +1,6 @@
 //! Fast domain tests on the in-memory fakes of the ports.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -174,6 +175,40 @@ async fn scope_cap_defers_the_overflow_with_an_audit_row_each() {
     assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Deferred).count(), 2);
 }
 
+/// A standing backlog over the cap cannot starve the rest: what one run defers is first in
+/// line the next (longest waiting first), and every finding is notified within a few runs.
+#[tokio::test]
+async fn what_the_cap_defers_is_first_in_line_next_run() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let instances = (0..5).map(|i| testing_instance(&format!("i-{i}"))).collect();
+    let inventory = InMemoryInventory { ec2: [(scope, instances)].into(), ..Default::default() };
+    let policy = Policy::from_toml_str(
+        "max_findings_per_scope = 2\n[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n",
+        "cap policy",
+    )
+    .unwrap();
+    let mut w = world(inventory, policy);
+    let start = w.deps.clock.now();
+    let mut notified_per_run = Vec::new();
+    for day in 0..3 {
+        w.deps.clock = Arc::new(FixedClock(start + Duration::days(day)));
+        w.deps.locks = Arc::new(InMemoryLockStore::default());
+        let run = format!("r{day}");
+        let found = step::discovery(&w.deps, scope_item(&run)).await.unwrap();
+        let out: StepPayload = serde_json::from_value(step::lock(&w.deps, found).await.unwrap()).unwrap();
+        assert_eq!((out.findings.len(), out.deferred), (2, 3), "{run}");
+        let mut ids: Vec<String> = out.findings.iter().map(|f| f.id.clone()).collect();
+        ids.sort();
+        assert!(out.findings.iter().all(|f| f.deferred_since.is_none()), "notified is no longer deferred");
+        notified_per_run.push(ids);
+    }
+    assert_eq!(notified_per_run[0], ["i-0", "i-1"]);
+    assert_eq!(notified_per_run[1], ["i-2", "i-3"], "yesterday's deferred go first");
+    assert_eq!(notified_per_run[2], ["i-0", "i-4"], "then the longest waiting: i-4 since day 0, i-0 since day 1");
+    let deferred_rows = w.audit.events().into_iter().filter(|e| e.event == AuditEventType::Deferred).count();
+    assert_eq!(deferred_rows, 9, "a DEFERRED row per deferred finding per run");
+}
+
 #[tokio::test]
 async fn times_flagged_counts_earlier_runs_once_even_when_a_step_is_retried() {
     let scope = Scope::new(ACCOUNT, REGION);
@@ -201,6 +236,14 @@ async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_ste
     assert_eq!(out.failures.len(), 3);
     assert!(out.failures.iter().all(|f| f.error == "Janitor.AccessDenied"));
     assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Failed).count(), 3);
+
+    // Kinds whose rules are all off are not listed, so they cannot fail either.
+    let inventory = InMemoryInventory { denied: [Scope::new(ACCOUNT, REGION)].into(), ..Default::default() };
+    let ec2_only = Policy::from_toml_str("[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n", "p").unwrap();
+    let w = world(inventory, ec2_only);
+    let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
+    let failed: Vec<&str> = out.failures.iter().map(|f| f.what.as_str()).collect();
+    assert_eq!(failed, ["ec2-instance"], "no RDS or address listing without an RDS or address rule");
 
     struct Throttled;
     #[async_trait::async_trait]
@@ -233,7 +276,7 @@ async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_ste
         async fn account_public_access_block(&self, _: &str) -> janitor_core::Result<Option<PublicAccessBlock>> {
             Ok(None)
         }
-        async fn s3_buckets(&self, _: &str) -> janitor_core::Result<Vec<S3Bucket>> {
+        async fn s3_buckets(&self, _: &str) -> janitor_core::Result<Vec<BucketRead>> {
             Ok(vec![])
         }
         async fn s3_bucket_tags(&self, _: &str, _: &S3Bucket) -> janitor_core::Result<Tags> {
@@ -377,6 +420,137 @@ async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_recheck
 }
 
 #[tokio::test]
+async fn one_unreadable_bucket_is_a_recorded_failure_and_the_rest_are_judged() {
+    let public = |name: &str| S3Bucket {
+        name: name.into(),
+        region: REGION.into(),
+        policy: None,
+        acl_grants: vec![AclGrant {
+            grantee_uri: Some("http://acs.amazonaws.com/groups/global/AllUsers".into()),
+            permission: "READ".into(),
+        }],
+        block: None,
+    };
+    let inventory = InMemoryInventory {
+        buckets: [(ACCOUNT.to_owned(), vec![public("b-open"), public("b-denied"), public("b-open-too")])].into(),
+        unreadable_buckets: vec!["b-denied".into()],
+        ..Default::default()
+    };
+    let w = world(inventory, Policy::builtin().unwrap());
+    let item = json!({"run": {"id": "r-s3", "mode": "dry-run", "scope": {"account": ACCOUNT, "region": "global"}}});
+    let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, item).await.unwrap()).unwrap();
+    let flagged: Vec<&str> = out.findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(flagged, ["b-open", "b-open-too"], "the readable buckets are still judged");
+    assert_eq!(out.failures.len(), 1, "{:?}", out.failures);
+    assert_eq!(out.failures[0].what, "s3-bucket/b-denied");
+    assert_eq!(out.failures[0].error, "Janitor.AccessDenied");
+    assert_eq!(out.tally.status, ScopeStatus::Incomplete, "a bucket not judged is never a clean scope");
+}
+
+/// Enforce-mode findings of `run` as remediate receives them: locked, each owner told 80 h
+/// ago with a grace period that ended 8 h ago, and rechecked since.
+async fn ready_to_act(w: &World, run: &str) -> StepPayload {
+    use janitor_core::audit::AuditEvent;
+    let now = w.deps.clock.now();
+    let mut item = scope_item(run);
+    item["run"]["mode"] = json!("enforce");
+    let found = step::discovery(&w.deps, item).await.unwrap();
+    let locked = step::lock(&w.deps, step::metric_check(&w.deps, found).await.unwrap()).await.unwrap();
+    let mut payload: StepPayload = serde_json::from_value(locked).unwrap();
+    let mut rows = Vec::new();
+    for f in &mut payload.findings {
+        let told = now - Duration::hours(80);
+        f.notified = Some(Notice { channel: "D1".into(), ts: "1.0".into(), at: told, owner_user: None });
+        let detail = json!({ "grace_ends": now - Duration::hours(8) });
+        rows.push(AuditEvent::new(f.key.as_str(), run, AuditEventType::Notified, told, "test", detail));
+        rows.push(AuditEvent::new(f.key.as_str(), run, AuditEventType::Rechecked, now, "test", Value::Null));
+    }
+    w.audit.record(&rows).await.unwrap();
+    payload
+}
+
+#[tokio::test]
+async fn notify_only_findings_take_no_share_of_the_action_cap() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let mut untagged = testing_instance("i-untagged-1");
+    untagged.tags = tags(&[("Environment", "production"), ("Owner", "o")]);
+    let mut untagged_2 = untagged.clone();
+    untagged_2.id = "i-untagged-2".into();
+    let inventory = InMemoryInventory {
+        ec2: [(scope, vec![testing_instance("i-test"), untagged, untagged_2])].into(),
+        ..Default::default()
+    };
+    let policy = Policy::from_toml_str(
+        "max_actions_per_run = 1\n[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n\
+         [rules.ec2_missing_tags]\ntags = [\"Owner\", \"CostCenter\"]\naction = \"notify-only\"\n",
+        "p",
+    )
+    .unwrap();
+    let mut w = world(inventory, policy);
+    let remediator = Arc::new(InMemoryRemediator::default());
+    w.deps.remediator = remediator.clone();
+    let payload = ready_to_act(&w, "r-cap").await;
+    assert_eq!(payload.findings.len(), 3);
+    let out: StepPayload =
+        serde_json::from_value(step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap())
+            .unwrap();
+    let results: BTreeMap<String, String> =
+        out.outcomes.iter().map(|o| (o.key.id().to_owned(), o.result.clone())).collect();
+    assert_eq!(results["i-test"], "REMEDIATED", "the one action fits the cap of 1: {results:?}");
+    assert_eq!(results["i-untagged-1"], "SKIPPED");
+    assert_eq!(results["i-untagged-2"], "SKIPPED");
+    assert_eq!(out.tally.halted, 0);
+    assert_eq!(remediator.applied().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_after_acting_never_acts_twice_nor_records_the_acted_on_as_unremediated() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let instances = (0..2).map(|i| testing_instance(&format!("i-{i}"))).collect();
+    let inventory = InMemoryInventory { ec2: [(scope, instances)].into(), ..Default::default() };
+    let policy = Policy::from_toml_str("[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n", "p").unwrap();
+    let mut w = world(inventory, policy);
+    let remediator = Arc::new(InMemoryRemediator::default());
+    let locks = Arc::new(InMemoryLockStore::default());
+    let alerts = Arc::new(InMemoryAlerts::default());
+    w.deps.remediator = remediator.clone();
+    w.deps.locks = locks.clone();
+    w.deps.alerts = alerts.clone();
+    let payload = ready_to_act(&w, "r-after").await;
+    let input = serde_json::to_value(&payload).unwrap();
+
+    // The actions happen, then the summary publish fails: the step fails for a retry.
+    alerts.set_failing(true);
+    let err = step::remediate(&w.deps, input.clone()).await.unwrap_err();
+    assert_eq!(err.0.error_name(), "Janitor.Transient");
+    assert_eq!(remediator.applied().len(), 2);
+    for f in &payload.findings {
+        assert_eq!(locks.holder(&f.key).as_deref(), Some("r-after"), "the retry still holds {}", f.key);
+    }
+
+    // The state machine's retry: reports what was done, acts on nothing again.
+    alerts.set_failing(false);
+    let out: StepPayload = serde_json::from_value(step::remediate(&w.deps, input.clone()).await.unwrap()).unwrap();
+    assert_eq!(remediator.applied().len(), 2, "a retry never acts twice");
+    assert!(out.outcomes.iter().all(|o| o.result == "REMEDIATED"), "{:?}", out.outcomes);
+    assert_eq!(out.tally.remediated, 2);
+    assert!(payload.findings.iter().all(|f| locks.holder(&f.key).is_none()));
+    let rows = w.audit.events_for_run("r-after").await.unwrap();
+    let remediated = rows.iter().filter(|e| e.event == AuditEventType::Remediated).count();
+    assert_eq!(remediated, 2, "one REMEDIATED row per resource, not one per attempt");
+
+    // Or retries run out and the Catch path releases the scope: what was remediated stays so.
+    let mut caught = input;
+    caught["error"] = json!({ "Error": "Janitor.Transient", "Cause": "{\"errorMessage\":\"sns Publish: throttled\"}" });
+    let released: StepPayload = serde_json::from_value(step::lock(&w.deps, caught).await.unwrap()).unwrap();
+    assert_eq!((released.tally.remediated, released.tally.failed), (2, 0), "{:?}", released.tally);
+    let rows = w.audit.events_for_run("r-after").await.unwrap();
+    let failed_findings =
+        rows.iter().filter(|e| e.event == AuditEventType::Failed && e.resource.contains("/ec2-instance/")).count();
+    assert_eq!(failed_findings, 0, "no REMEDIATED resource is recorded as failed");
+}
+
+#[tokio::test]
 async fn the_catch_path_records_the_failure_releases_the_scope_locks_and_alerts() {
     let scope = Scope::new(ACCOUNT, REGION);
     let instances = (0..3).map(|i| testing_instance(&format!("i-{i}"))).collect();
@@ -420,16 +594,38 @@ async fn the_state_machine_plan_input_takes_the_execution_name_as_run_id_and_val
     let plan = step::discovery(&w.deps, input).await.unwrap();
     assert_eq!(plan["run"], json!({ "id": "exec-42", "mode": "enforce" }));
     assert_eq!(plan["failures"], json!([]), "always present: the summary state reads it");
+    let same = json!({ "request": { "mode": "dry-run", "run_id": "exec-42" }, "execution": "exec-42" });
+    assert_eq!(step::discovery(&w.deps, same).await.unwrap()["run"]["id"], "exec-42");
     for (request, expected) in [
         (json!({ "mode": "enforced" }), "unknown variant"),
         (json!({ "mode": "dry-run", "region": ["eu-west-1"] }), "unknown field `region`"),
         (json!("dry-run"), "expected a JSON object"),
         (json!({ "regions": ["Mars"] }), "not an AWS region"),
+        // A run id of its own would let two executions share locks and the action cap.
+        (json!({ "mode": "enforce", "run_id": "exec-41" }), "is not this execution's name"),
     ] {
         let err = step::discovery(&w.deps, json!({ "request": request, "execution": "e" })).await.unwrap_err();
         assert_eq!(err.0.error_name(), "Janitor.InvalidInput");
         assert!(err.0.to_string().contains(expected), "{err}");
     }
+}
+
+#[tokio::test]
+async fn a_run_id_chosen_by_hand_must_be_new() {
+    let w = world(InMemoryInventory::default(), Policy::from_toml_str("", "default policy").unwrap());
+    step::refuse_reused_run_id(w.audit.as_ref(), "r-new").await.unwrap();
+    let row = janitor_core::audit::AuditEvent::new(
+        "123456789012/us-east-1/ec2-instance/i-1",
+        "r-used",
+        AuditEventType::Locked,
+        Utc::now(),
+        "lock",
+        json!({}),
+    );
+    w.deps.audit.record(&[row]).await.unwrap();
+    let err = step::refuse_reused_run_id(w.audit.as_ref(), "r-used").await.unwrap_err();
+    assert_eq!(err.error_name(), "Janitor.InvalidInput");
+    assert!(err.to_string().contains("already used"), "{err}");
 }
 
 #[test]

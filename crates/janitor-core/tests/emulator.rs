@@ -167,6 +167,7 @@ fn synthetic_payload(run_id: &str, count: usize) -> StepPayload {
                 action: Action::ReleaseAddress,
                 first_flagged: None,
                 times_flagged: 0,
+                deferred_since: None,
                 notified: None,
             }
         })
@@ -252,4 +253,49 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
 
     let events = deps.audit.events_for_resource(&Scope::new(HOME_ACCOUNT, SECOND_REGION).audit_key()).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.event == AuditEventType::Failed).count(), 3);
+}
+
+/// AWS takes no final snapshot of a read replica, and an Aurora member's deletion (and its
+/// deletion protection) belongs to its cluster: idle ones are notified, never "final
+/// snapshot then delete" — decided at discovery and re-read by the remediator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_replicas_and_cluster_members_are_notify_only_and_never_deleted() {
+    use janitor_core::aws::AwsRemediator;
+    use janitor_core::ports::{ActionOutcome, Remediator};
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let (deps, _) = deps_for(&clients, emulator_policy()).await;
+    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
+    let owner = [("Owner", "dba@example.com")];
+    home.database(HOME_REGION, "db-source", &owner).await.unwrap();
+    home.read_replica(HOME_REGION, "db-replica", "db-source", &owner).await.unwrap();
+    home.aurora_member(HOME_REGION, "aurora-guarded", "db-member", true, &owner).await.unwrap();
+    let idle = vec![Some(0.0); 7];
+    let ids = ["db-source", "db-replica", "db-member"];
+    home.daily_connections(HOME_REGION, &ids.map(|id| (id, idle.clone()))).await.unwrap();
+
+    let item =
+        json!({"run": {"id": "r-rds", "mode": "enforce", "scope": {"account": HOME_ACCOUNT, "region": HOME_REGION}}});
+    let found = step::discovery(&deps, item).await.unwrap();
+    let checked: StepPayload = serde_json::from_value(step::metric_check(&deps, found).await.unwrap()).unwrap();
+    let key = |id: &str| format!("{HOME_ACCOUNT}/{HOME_REGION}/rds-instance/{id}");
+    let source = finding(std::slice::from_ref(&checked), &key("db-source"));
+    assert_eq!((source.policy, source.action), (RuleId::RdsIdle, Action::SnapshotAndDeleteDb));
+    let replica = finding(std::slice::from_ref(&checked), &key("db-replica"));
+    assert_eq!((replica.policy, replica.action), (RuleId::RdsIdle, Action::NotifyOnly), "{replica:?}");
+    assert!(replica.reason.contains("read replica of db-source"), "{}", replica.reason);
+    let member = finding(std::slice::from_ref(&checked), &key("db-member"));
+    assert_eq!((member.policy, member.action), (RuleId::RdsIdle, Action::NotifyOnly), "{member:?}");
+    assert!(member.reason.contains("cluster aurora-guarded"), "{}", member.reason);
+    assert_eq!(member.owner.as_deref(), Some("dba@example.com"), "the owner is still told");
+
+    // Even handed a delete for them (an old payload, a policy edit), the remediator re-reads
+    // the instance and refuses.
+    let remediator = AwsRemediator::new(clients.clone(), "janitor:protect");
+    for f in [replica, member] {
+        let forced = Finding { action: Action::SnapshotAndDeleteDb, ..f.clone() };
+        let out = remediator.apply(&forced, Utc::now()).await.unwrap();
+        assert!(matches!(out, ActionOutcome::Skipped(_)), "{}: {out:?}", f.id);
+        assert!(testkit::probe::db_exists(&clients, HOME_REGION, &f.id).await, "{} still exists", f.id);
+    }
 }

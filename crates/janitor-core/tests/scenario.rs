@@ -212,14 +212,16 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
     let threads = w.slack.calls("chat.postMessage").into_iter().filter(|c| c.body["thread_ts"].is_string()).count();
     assert!(threads > 0, "outcomes reported in the notification threads");
 
-    // ---- idempotent: the same remediation again finds nothing left to do
+    // ---- idempotent: the same remediation again (a retried step) reports what this run
+    // already did, from the audit trail, and acts on nothing twice.
     let us = enforced.iter().find(|p| p.run.scope == Some(Scope::new(HOME_ACCOUNT, HOME_REGION))).unwrap().clone();
     let mut again = us.clone();
     again.outcomes.clear();
     let again: StepPayload =
         serde_json::from_value(step::remediate(&deps, serde_json::to_value(again).unwrap()).await.unwrap()).unwrap();
     let unused = again.outcomes.iter().find(|o| o.key.to_string() == unused_key).unwrap();
-    assert_eq!(unused.result, "ALREADY_COMPLIANT");
+    assert_eq!(unused.result, "REMEDIATED");
+    assert_eq!(unused.detail["decided"]["by"], "an earlier attempt of this step", "{unused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,6 +297,7 @@ async fn the_remediator_rereads_and_refuses_what_is_no_longer_safe_or_needed() {
         action,
         first_flagged: None,
         times_flagged: 0,
+        deferred_since: None,
         notified: None,
     };
     let remediator = AwsRemediator::new(clients.clone(), "janitor:protect");

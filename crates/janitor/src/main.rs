@@ -223,7 +223,7 @@ async fn execute(
 async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let c = &args.common;
     let policy = load_policy(c.policy.as_ref())?;
-    let clients = AwsClients::load(c.profile.as_deref(), c.region.as_deref()).await;
+    let clients = AwsClients::load_checked(c.profile.as_deref(), c.region.as_deref()).await?;
     let dynamodb = clients.dynamodb();
     let snoozes: Arc<dyn janitor_core::ports::SnoozeStore> = match &args.snooze_table {
         Some(table) => Arc::new(DynamoSnoozeStore::new(dynamodb.clone(), table)),
@@ -262,7 +262,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let c = &args.common;
     let policy = load_policy(c.policy.as_ref())?;
-    let clients = AwsClients::load(c.profile.as_deref(), c.region.as_deref()).await;
+    let clients = AwsClients::load_checked(c.profile.as_deref(), c.region.as_deref()).await?;
     let tables = TableNames {
         audit: args.audit_table.clone(),
         lock: args.lock_table.clone(),
@@ -273,6 +273,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ModeArg::DryRun => Mode::DryRun,
         ModeArg::Enforce => Mode::Enforce,
     };
+    if let Some(id) = &args.run_id {
+        janitor_core::step::refuse_reused_run_id(deps.audit.as_ref(), id).await?;
+    }
     let request =
         RunRequest { mode, regions: some(&c.regions), accounts: some(&c.accounts), run_id: args.run_id.clone() };
     let report = execute(&deps, c, request, Depth::Lock, &clients).await?;
@@ -311,6 +314,11 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
         ModeArg::Enforce => Mode::Enforce,
     };
     let request = RunRequest { mode, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };
+    if let Some(id) = &args.run_id {
+        let clients = AwsClients::load_checked(c.profile.as_deref(), c.region.as_deref()).await?;
+        let audit = DynamoAuditLog::new(clients.dynamodb(), &args.audit_table);
+        janitor_core::step::refuse_reused_run_id(&audit, id).await?;
+    }
     let execution_name = args.run_id.clone().unwrap_or_else(janitor_core::step::new_run_id);
     let execution = runner.execute(&serde_json::to_value(&request)?, &execution_name).await?;
     let summary = execution.summary().unwrap_or_default();
@@ -342,7 +350,7 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     use janitor_core::ports::AuditLog;
-    let clients = AwsClients::load(args.profile.as_deref(), args.region.as_deref()).await;
+    let clients = AwsClients::load_checked(args.profile.as_deref(), args.region.as_deref()).await?;
     let log = DynamoAuditLog::new(clients.dynamodb(), &args.audit_table);
     let events = match (&args.run, &args.resource) {
         (Some(run), _) => log.events_for_run(run).await?,

@@ -168,3 +168,62 @@ async fn run_local_executes_the_state_machine_and_fails_loudly_when_a_notificati
     assert!(count("NOTIFY_FAILED") >= 5, "{events:?}");
     assert_eq!(count("REMEDIATED") + count("WOULD_REMEDIATE"), 0, "never remediated without a notification");
 }
+
+/// A newcomer's first command: the real binary with a clean environment and a home of its
+/// own. No credentials, an expired SSO session or no region each gets one line and exit 1,
+/// never an SDK dump or a "transient failure" after retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_expired_credentials_and_a_missing_region_say_so_in_one_line() {
+    let home = std::env::temp_dir().join(format!("janitor-newcomer-{}", std::process::id()));
+    let cache = home.join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let config = home.join(".aws/config");
+    std::fs::write(
+        &config,
+        "[profile expired]\nsso_session = janitor-test\nsso_account_id = 111122223333\nsso_role_name = Admin\nregion = us-east-1\n\n\
+         [sso-session janitor-test]\nsso_start_url = https://d-0000000000.awsapps.com/start\nsso_region = us-east-1\n",
+    )
+    .unwrap();
+    // The SDK keys its token cache by the SHA-1 of the session name ("janitor-test").
+    std::fs::write(
+        cache.join("90a61b2ebee1c5ca7451c555eea8ce02c7edd5c0.json"),
+        r#"{"accessToken": "expired-token", "expiresAt": "2020-01-01T00:00:00Z", "region": "us-east-1", "startUrl": "https://d-0000000000.awsapps.com/start"}"#,
+    )
+    .unwrap();
+    let newcomer = |env: &[(&str, &str)]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_janitor"));
+        command
+            .args(["scan", "--quiet"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join(".aws/credentials"))
+            // Nothing answers on loopback port 9: a call that slips past the check fails fast.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command
+    };
+    let cases: [(&str, Vec<(&str, &str)>, &str); 3] = [
+        ("no credentials", vec![("AWS_REGION", "us-east-1")], "no AWS credentials found"),
+        (
+            "expired SSO",
+            vec![("AWS_PROFILE", "expired")],
+            "SSO session has expired: run `aws sso login --profile expired`",
+        ),
+        ("no region", vec![("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "secret")], "no AWS region"),
+    ];
+    for (name, env, expected) in cases {
+        let out = newcomer(&env).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{name}: one line, not a dump:\n{stderr}");
+        assert!(lines[0].starts_with("error: ") && lines[0].contains(expected), "{name}: {stderr}");
+        assert!(!stderr.contains("ransient"), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
+    }
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -137,3 +137,133 @@ async fn malformed_but_signed_payloads_get_400_never_500() {
         assert!(reply.body.contains("error"), "{name}: a reason is given");
     }
 }
+
+/// A signed block_actions body for `action_id` on KEY, clicked in a message posted at
+/// `message_ts`, and its signature at `sent`.
+fn signed_click(action_id: &str, message_ts: i64, sent: i64) -> (Vec<u8>, String) {
+    let payload = json!({
+        "type": "block_actions",
+        "user": { "id": "U0JANITOR" },
+        "actions": [{ "action_id": action_id, "value": KEY }],
+        "response_url": "https://hooks.slack.com/actions/T0/1/abc",
+        "message": { "ts": format!("{message_ts}.000100"), "text": "Cloud Janitor", "blocks": [] },
+    });
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap().into_bytes();
+    let signature = sign(SECRET, sent, &body);
+    (body, signature)
+}
+
+async fn audit_rows(deps: &Deps, event: &str) -> Vec<Value> {
+    let rows = deps.audit.events_for_resource(KEY).await.unwrap();
+    rows.into_iter().filter(|e| e.event.as_str() == event).map(|e| e.detail).collect()
+}
+
+#[tokio::test]
+async fn a_replayed_request_is_refused_inside_the_signature_window() {
+    let snoozes = Arc::new(InMemorySnoozeStore::default());
+    let deps = deps(SENT_AT + 10, snoozes.clone());
+    let (body, signature) = signed_click("snooze_7d", SENT_AT - 60, SENT_AT);
+    let at = SENT_AT.to_string();
+    let click = || snooze::handle_interaction(&deps, SECRET, Some(&at), Some(&signature), &body);
+    assert_eq!(click().await.status, 200);
+    let replay = click().await;
+    assert_eq!(replay.status, 409, "{replay:?}");
+    assert!(replay.body.contains("already handled"), "{replay:?}");
+    assert_eq!(audit_rows(&deps, "SNOOZED").await.len(), 1, "the replay stored and audited nothing");
+}
+
+#[tokio::test]
+async fn a_shorter_snooze_never_shortens_a_longer_live_one() {
+    let snoozes = Arc::new(InMemorySnoozeStore::default());
+    let first = deps(SENT_AT, snoozes.clone());
+    let now = Utc.timestamp_opt(SENT_AT, 0).unwrap();
+    let key = ResourceKey::parse(KEY).unwrap();
+    let (long, long_sig) = signed_click("snooze_30d", SENT_AT - 60, SENT_AT);
+    let reply = snooze::handle_interaction(&first, SECRET, Some(&SENT_AT.to_string()), Some(&long_sig), &long).await;
+    assert_eq!(reply.status, 200);
+    let (short, short_sig) = signed_click("snooze_7d", SENT_AT - 60, SENT_AT);
+    let reply = snooze::handle_interaction(&first, SECRET, Some(&SENT_AT.to_string()), Some(&short_sig), &short).await;
+    assert_eq!(reply.status, 200, "a valid click; the clicker is told why nothing changed");
+    let live = snoozes.live_snoozes(std::slice::from_ref(&key), now).await.unwrap();
+    assert_eq!(live[&key].until, now + Duration::days(30), "the longer snooze stays");
+    let denied = audit_rows(&first, "SNOOZE_DENIED").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["reason"], "a longer snooze is live");
+    // A longer one than the live one still extends it.
+    let (longer, longer_sig) = signed_click("snooze_30d", SENT_AT - 60, SENT_AT + 86_400);
+    let later = deps(SENT_AT + 86_400, snoozes.clone());
+    let at = (SENT_AT + 86_400).to_string();
+    assert_eq!(snooze::handle_interaction(&later, SECRET, Some(&at), Some(&longer_sig), &longer).await.status, 200);
+    let live = snoozes.live_snoozes(std::slice::from_ref(&key), now).await.unwrap();
+    assert_eq!(live[&key].until, now + Duration::days(31));
+}
+
+#[tokio::test]
+async fn a_click_on_a_message_older_than_the_longest_snooze_is_refused() {
+    let snoozes = Arc::new(InMemorySnoozeStore::default());
+    let deps = deps(SENT_AT, snoozes.clone());
+    let max_days = deps.policy.snooze.max_days;
+    let old = SENT_AT - i64::from(max_days) * 86_400 - 60;
+    let (body, signature) = signed_click("snooze_7d", old, SENT_AT);
+    let reply = snooze::handle_interaction(&deps, SECRET, Some(&SENT_AT.to_string()), Some(&signature), &body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let now = Utc.timestamp_opt(SENT_AT, 0).unwrap();
+    assert!(snoozes.live_snoozes(&[ResourceKey::parse(KEY).unwrap()], now).await.unwrap().is_empty());
+    let denied = audit_rows(&deps, "SNOOZE_DENIED").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["reason"], "message older than snooze.max_days");
+    // A day younger than that, the same click snoozes.
+    let (body, signature) = signed_click("snooze_7d", old + 2 * 86_400, SENT_AT);
+    let reply = snooze::handle_interaction(&deps, SECRET, Some(&SENT_AT.to_string()), Some(&signature), &body).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(snoozes.live_snoozes(&[ResourceKey::parse(KEY).unwrap()], now).await.unwrap().len(), 1);
+}
+
+/// Slack answering `response_url` with 429 and a long Retry-After (or not at all).
+struct StalledSlack {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl janitor_core::slack::Chat for StalledSlack {
+    async fn lookup_user_by_email(&self, _: &str) -> janitor_core::Result<Option<String>> {
+        Ok(None)
+    }
+    async fn post_message(
+        &self,
+        _: &str,
+        _: &str,
+        _: &Value,
+    ) -> janitor_core::Result<janitor_core::slack::PostedMessage> {
+        unreachable!("the snooze handler posts no new messages")
+    }
+    async fn reply_in_thread(&self, _: &str, _: &str, _: &str) -> janitor_core::Result<()> {
+        Ok(())
+    }
+    async fn respond(&self, _: &str, _: &Value) -> janitor_core::Result<()> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_response_url_never_holds_the_answer_to_slack() {
+    let snoozes = Arc::new(InMemorySnoozeStore::default());
+    let stalled = Arc::new(StalledSlack { calls: Default::default() });
+    let mut deps = deps(SENT_AT, snoozes.clone());
+    deps.chat = stalled.clone();
+    let (body, signature) = signed_click("snooze_7d", SENT_AT - 60, SENT_AT);
+    // The stall is 120 s; the handler must give up on the follow-up long before it.
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        snooze::handle_interaction(&deps, SECRET, Some(&SENT_AT.to_string()), Some(&signature), &body),
+    )
+    .await
+    .expect("the handler answered while response_url was still stalled");
+    assert_eq!(answered.status, 200);
+    assert_eq!(stalled.calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the message update was attempted");
+    let now = Utc.timestamp_opt(SENT_AT, 0).unwrap();
+    assert_eq!(snoozes.live_snoozes(&[ResourceKey::parse(KEY).unwrap()], now).await.unwrap().len(), 1);
+    assert_eq!(audit_rows(&deps, "SNOOZED").await.len(), 1, "stored and audited before the follow-up");
+}

@@ -139,6 +139,54 @@ impl Seeder {
         Ok(())
     }
 
+    /// A read replica `id` of the instance `source`.
+    pub async fn read_replica(&self, region: &str, id: &str, source: &str, tags: &[(&str, &str)]) -> Result<()> {
+        use aws_sdk_rds::types::Tag;
+        let rds = self.clients.rds(&self.account, region).await?;
+        rds.create_db_instance_read_replica()
+            .db_instance_identifier(id)
+            .source_db_instance_identifier(source)
+            .db_instance_class("db.t3.micro")
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
+            .send()
+            .await
+            .context("CreateDBInstanceReadReplica")?;
+        Ok(())
+    }
+
+    /// An Aurora PostgreSQL cluster `cluster` (deletion protection as given) with one
+    /// instance `member`.
+    pub async fn aurora_member(
+        &self,
+        region: &str,
+        cluster: &str,
+        member: &str,
+        deletion_protection: bool,
+        tags: &[(&str, &str)],
+    ) -> Result<()> {
+        use aws_sdk_rds::types::Tag;
+        let rds = self.clients.rds(&self.account, region).await?;
+        rds.create_db_cluster()
+            .db_cluster_identifier(cluster)
+            .engine("aurora-postgresql")
+            .master_username("janitor")
+            .master_user_password("not-a-real-password-1")
+            .deletion_protection(deletion_protection)
+            .send()
+            .await
+            .context("CreateDBCluster")?;
+        rds.create_db_instance()
+            .db_instance_identifier(member)
+            .db_cluster_identifier(cluster)
+            .db_instance_class("db.r6g.large")
+            .engine("aurora-postgresql")
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
+            .send()
+            .await
+            .context("CreateDBInstance in a cluster")?;
+        Ok(())
+    }
+
     /// Allocates an Elastic IP, associated with `attach_to` when given.
     pub async fn elastic_ip(&self, region: &str, attach_to: Option<&str>) -> Result<String> {
         let ec2 = self.clients.ec2(&self.account, region).await?;

@@ -169,6 +169,11 @@ pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
     ("lock", "dynamodb:DeleteItem", "the Catch path releases a failed scope's locks (the failing-step test calls it)"),
     ("lock", "sns:Publish", "the Catch path alerts about a failed scope (the failing-step test calls it)"),
     (
+        "lock",
+        "dynamodb:Query",
+        "the Catch path reads what the run already did in the scope (the failing-step test calls it)",
+    ),
+    (
         "recheck",
         "dynamodb:DeleteItem",
         "releases a finding that cleared during the grace period (the scheduled-runs test calls it)",

@@ -181,6 +181,18 @@ fn the_template_ships_seven_arm64_rust_functions_and_the_guarded_entry_points() 
     assert!(schedule["Properties"]["Input"].to_string().contains("${Mode}"));
     let route = &t["Resources"]["SnoozeFunction"]["Properties"]["Events"]["Interactivity"]["Properties"];
     assert_eq!((route["Path"].as_str(), route["Method"].as_str()), (Some("/slack/interactivity"), Some("POST")));
+    // The public route is throttled and the snooze function's concurrency bounded, so a flood
+    // of clicks or forged requests cannot exhaust the account's Lambda concurrency.
+    let throttle = &t["Resources"]["SlackApi"]["Properties"]["DefaultRouteSettings"];
+    assert_eq!(throttle["ThrottlingRateLimit"], json!({"Ref": "SlackApiRateLimit"}));
+    assert_eq!(throttle["ThrottlingBurstLimit"], json!({"Ref": "SlackApiBurstLimit"}));
+    for limit in ["SlackApiRateLimit", "SlackApiBurstLimit"] {
+        assert!(t["Parameters"][limit]["Default"].as_i64().is_some_and(|n| n > 0), "{limit} has a positive default");
+    }
+    let reserved = &t["Resources"]["SnoozeFunction"]["Properties"]["ReservedConcurrentExecutions"];
+    assert_eq!(reserved["Fn::If"][0], "ReservesSnoozeConcurrency", "{reserved}");
+    assert_eq!(reserved["Fn::If"][1], json!({"Ref": "SnoozeReservedConcurrency"}));
+    assert!(t["Parameters"]["SnoozeReservedConcurrency"]["Default"].as_i64().is_some_and(|n| n > 0));
     let audit = &t["Resources"]["AuditTable"]["Properties"];
     let indexes: BTreeSet<&str> =
         audit["GlobalSecondaryIndexes"].as_array().unwrap().iter().filter_map(|i| i["IndexName"].as_str()).collect();

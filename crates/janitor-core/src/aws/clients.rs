@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -19,6 +20,21 @@ use tokio::sync::OnceCell;
 
 use crate::error::{JanitorError, Result};
 use crate::model::GLOBAL_REGION;
+
+/// What keeps a person's command from reaching AWS at all, each said in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "no AWS credentials found: set AWS_PROFILE (or --profile), run `aws sso login`, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
+    NoCredentials,
+    #[error("your AWS SSO session has expired: run `{login}`")]
+    Expired { login: String },
+    #[error("AWS credentials could not be loaded: {0}")]
+    Unusable(String),
+    #[error("no AWS region: set AWS_REGION, give --region, or set `region` in your AWS profile")]
+    NoRegion,
+}
 
 /// Role assumed in member accounts unless `JANITOR_ROLE_NAME` says otherwise.
 pub const DEFAULT_MEMBER_ROLE: &str = "CloudJanitorMemberRole";
@@ -226,6 +242,38 @@ impl AwsClients {
             loader = loader.region(Region::new(region.to_owned()));
         }
         AwsClients::from_config(loader.load().await)
+    }
+
+    /// As [`AwsClients::load`], for a person at a terminal: credentials and a region must be
+    /// there before the first call, and a missing or expired one is said in one line
+    /// instead of an SDK error chain (or a "transient failure") many calls later.
+    pub async fn load_checked(
+        profile: Option<&str>,
+        region: Option<&str>,
+    ) -> std::result::Result<AwsClients, SetupError> {
+        let clients = AwsClients::load(profile, region).await;
+        let base = &clients.inner.base;
+        let Some(provider) = base.credentials_provider() else { return Err(SetupError::NoCredentials) };
+        if let Err(e) = aws_credential_types::provider::ProvideCredentials::provide_credentials(&provider).await {
+            let chain = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
+            return Err(match e {
+                CredentialsError::CredentialsNotLoaded(_) => SetupError::NoCredentials,
+                // The chain's last resort: off EC2 it times out or is refused by a proxy,
+                // which only means nothing earlier in the chain had credentials either.
+                _ if chain.contains("IMDS") => SetupError::NoCredentials,
+                _ if chain.contains("expired") => SetupError::Expired {
+                    login: match profile {
+                        Some(profile) => format!("aws sso login --profile {profile}"),
+                        None => "aws sso login".to_owned(),
+                    },
+                },
+                _ => SetupError::Unusable(chain),
+            });
+        }
+        if base.region().is_none() {
+            return Err(SetupError::NoRegion);
+        }
+        Ok(clients)
     }
 
     pub fn from_config(base: SdkConfig) -> AwsClients {

@@ -182,6 +182,8 @@ struct HistoryItem {
     first_flagged: DateTime<Utc>,
     times_flagged: u32,
     last_run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deferred_since: Option<DateTime<Utc>>,
 }
 
 pub struct DynamoAuditLog {
@@ -275,6 +277,7 @@ impl AuditLog for DynamoAuditLog {
                     first_flagged: row.first_flagged,
                     times_flagged: row.times_flagged,
                     last_run: row.last_run,
+                    deferred_since: row.deferred_since,
                 },
             );
         }
@@ -291,6 +294,7 @@ impl AuditLog for DynamoAuditLog {
                     first_flagged: h.first_flagged,
                     times_flagged: h.times_flagged,
                     last_run: h.last_run.clone(),
+                    deferred_since: h.deferred_since,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -504,7 +508,7 @@ impl SnoozeStore for DynamoSnoozeStore {
         Ok(live)
     }
 
-    async fn put_snooze(&self, snooze: &Snooze) -> Result<()> {
+    async fn put_snooze(&self, snooze: &Snooze) -> Result<bool> {
         let item = to_item(&SnoozeItem {
             resource: snooze.key.as_str().to_owned(),
             until: snooze.until,
@@ -512,14 +516,54 @@ impl SnoozeStore for DynamoSnoozeStore {
             at: snooze.at,
             expires_at: snooze.until.timestamp(),
         })?;
-        self.client
+        // Only a longer snooze replaces a stored one (an expired one is always shorter).
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#r) OR #ttl < :until")
+            .expression_attribute_names("#r", "resource")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":until", AttributeValue::N(snooze.until.timestamp().to_string()))
             .send()
-            .await
-            .map_err(|e| JanitorError::from_sdk("dynamodb", "PutItem", e))?;
-        Ok(())
+            .await;
+        conditional(put, "PutItem")
+    }
+
+    /// Seen requests share the snooze table under `request/<id>` (never a resource key, so
+    /// no snooze read can meet them); TTL clears them once the signature window has closed.
+    async fn first_sight(&self, id: &str, until: DateTime<Utc>) -> Result<bool> {
+        let item = Item::from([
+            ("resource".to_owned(), AttributeValue::S(format!("request/{id}"))),
+            (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(until.timestamp().to_string())),
+        ]);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#r)")
+            .expression_attribute_names("#r", "resource")
+            .send()
+            .await;
+        conditional(put, "PutItem")
+    }
+}
+
+/// A conditional write's answer: written, refused by its condition, or failed.
+fn conditional<T, E, R>(
+    result: std::result::Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+    operation: &'static str,
+) -> Result<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(JanitorError::from_sdk("dynamodb", operation, e)),
     }
 }
 

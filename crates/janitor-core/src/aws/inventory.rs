@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 
 use super::{AwsClients, to_chrono};
 use crate::error::{JanitorError, Result};
@@ -106,6 +106,12 @@ impl Inventory for AwsInventory {
                     status: db.db_instance_status().unwrap_or_default().to_owned(),
                     created_at: db.instance_create_time().and_then(to_chrono),
                     deletion_protection: db.deletion_protection().unwrap_or(false),
+                    cluster: db.db_cluster_identifier().filter(|c| !c.is_empty()).map(str::to_owned),
+                    replica_of: db
+                        .read_replica_source_db_instance_identifier()
+                        .or(db.read_replica_source_db_cluster_identifier())
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
                     tags: db
                         .tag_list()
                         .iter()
@@ -202,7 +208,7 @@ impl Inventory for AwsInventory {
         }
     }
 
-    async fn s3_buckets(&self, account: &str) -> Result<Vec<S3Bucket>> {
+    async fn s3_buckets(&self, account: &str) -> Result<Vec<BucketRead>> {
         let home_region = self.clients.home_region();
         let s3 = self.clients.s3(account, &home_region).await?;
         let mut listed: Vec<(String, Option<String>)> = Vec::new();
@@ -222,11 +228,13 @@ impl Inventory for AwsInventory {
                 _ => break,
             }
         }
-        stream::iter(listed)
-            .map(|(name, region)| self.read_bucket(account, name, region))
+        Ok(stream::iter(listed)
+            .map(|(name, region)| async move {
+                self.read_bucket(account, name.clone(), region).await.map_err(|e| (name, e))
+            })
             .buffered(BUCKET_CONCURRENCY)
-            .try_collect()
-            .await
+            .collect()
+            .await)
     }
 
     async fn exists(&self, key: &ResourceKey) -> Result<bool> {

@@ -10,7 +10,7 @@ pub mod sns;
 
 use std::sync::Arc;
 
-pub use clients::{ApiStats, AwsClients};
+pub use clients::{ApiStats, AwsClients, SetupError};
 pub use cloudwatch::CloudWatchMetrics;
 pub use dynamo::{DynamoAuditLog, DynamoLockStore, DynamoSnoozeStore, TableNames};
 pub use inventory::AwsInventory;

@@ -79,6 +79,20 @@ impl AwsRemediator {
         if db.deletion_protection().unwrap_or(false) {
             return Ok(ActionOutcome::Skipped("deletion protection is on; the janitor never turns it off".into()));
         }
+        // Discovery made these notify-only; re-read here because a replica or cluster member
+        // may have become one since (and AWS refuses a replica's final snapshot).
+        if let Some(source) =
+            db.read_replica_source_db_instance_identifier().or(db.read_replica_source_db_cluster_identifier())
+        {
+            return Ok(ActionOutcome::Skipped(format!(
+                "a read replica of {source}; the janitor never deletes replicas"
+            )));
+        }
+        if let Some(cluster) = db.db_cluster_identifier() {
+            return Ok(ActionOutcome::Skipped(format!(
+                "a member of cluster {cluster}; deletion and its protection belong to the cluster"
+            )));
+        }
         if db.db_instance_status() == Some("deleting") {
             return Ok(ActionOutcome::AlreadyCompliant("DB instance is already being deleted".into()));
         }

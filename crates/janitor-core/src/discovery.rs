@@ -358,7 +358,7 @@ pub(crate) async fn annotate_history(
 /// finding is found and reported; those over the cap wait for a later run with a DEFERRED
 /// row each. What was deferred before goes first (longest waiting first), then the rest by
 /// first flagged, so a standing backlog cannot starve anything: each deferral is saved in
-/// the finding's history and cleared once it makes the cut.
+/// the finding's history, and notify clears it once the owner is told.
 pub(crate) fn apply_scope_cap(
     p: &crate::policy::Policy,
     payload: &mut StepPayload,
@@ -374,11 +374,9 @@ pub(crate) fn apply_scope_cap(
     let limit = p.max_findings_per_scope;
     let mut deferred: Vec<Finding> = payload.findings.drain(limit.min(payload.findings.len())..).collect();
     payload.deferred += deferred.len();
+    // Those that make the cut keep their place until notify has told their owner: a lock
+    // held elsewhere or a failed message must not send them to the back.
     let mut history = Vec::new();
-    for f in payload.findings.iter_mut().filter(|f| f.deferred_since.is_some()) {
-        f.deferred_since = None;
-        history.push((f.key.clone(), FlagHistory::after_run(f, &run_id, now)));
-    }
     for f in deferred.iter_mut().filter(|f| f.deferred_since.is_none()) {
         f.deferred_since = Some(now);
         history.push((f.key.clone(), FlagHistory::after_run(f, &run_id, now)));

@@ -370,3 +370,40 @@ impl RunStore for InMemoryRunStore {
         Ok(lock(&self.documents).get(path).cloned())
     }
 }
+
+/// A Slack that takes every message (owners resolve to no user, so each goes to the channel
+/// it is addressed to) and remembers where each went.
+#[derive(Default)]
+pub struct InMemoryChat {
+    posted: Mutex<Vec<(String, String)>>,
+}
+
+impl InMemoryChat {
+    /// `(channel, text)` of every message posted, in order.
+    pub fn posted(&self) -> Vec<(String, String)> {
+        lock(&self.posted).clone()
+    }
+}
+
+#[async_trait]
+impl crate::slack::Chat for InMemoryChat {
+    async fn lookup_user_by_email(&self, _email: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+    async fn post_message(
+        &self,
+        channel: &str,
+        text: &str,
+        _blocks: &serde_json::Value,
+    ) -> Result<crate::slack::PostedMessage> {
+        let mut posted = lock(&self.posted);
+        posted.push((channel.to_owned(), text.to_owned()));
+        Ok(crate::slack::PostedMessage { channel: channel.to_owned(), ts: format!("{}.000100", posted.len()) })
+    }
+    async fn reply_in_thread(&self, _channel: &str, _ts: &str, _text: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn respond(&self, _response_url: &str, _body: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+}

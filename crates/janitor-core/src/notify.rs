@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
-use crate::model::{Finding, Notice, StepPayload};
+use crate::model::{Finding, FlagHistory, Notice, StepPayload};
 use crate::slack::{RESOURCES_PER_MESSAGE, notification_blocks};
 
 const ACTOR: &str = "notify";
@@ -96,9 +96,15 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
             let refs: Vec<&Finding> = chunk.iter().map(|(_, f)| f).collect();
             let (text, blocks) = notification_blocks(&refs, &run_id, run.mode, grace_ends, (part + 1, parts));
             let mut events: Vec<(usize, AuditEvent)> = Vec::new();
+            // Told at last: a finding the cap kept back loses its place at the front.
+            let mut no_longer_deferred = Vec::new();
             match deps.chat.post_message(&to, &text, &blocks).await {
                 Ok(posted) => {
                     for (index, f) in chunk {
+                        if f.deferred_since.is_some() {
+                            let told = Finding { deferred_since: None, ..f.clone() };
+                            no_longer_deferred.push((f.key.clone(), FlagHistory::after_run(&told, &run_id, now)));
+                        }
                         let detail = json!({
                             "channel": posted.channel,
                             "ts": posted.ts,
@@ -116,7 +122,7 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
                             at: now,
                             owner_user: owner_user.clone(),
                         };
-                        notified[*index].push(Finding { notified: Some(notice), ..f.clone() });
+                        notified[*index].push(Finding { notified: Some(notice), deferred_since: None, ..f.clone() });
                     }
                 }
                 Err(e) => {
@@ -135,6 +141,7 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
             // Recorded message by message: a step cut short keeps the record of what it sent.
             let rows: Vec<AuditEvent> = events.iter().map(|(_, e)| e.clone()).collect();
             deps.audit.record(&rows).await?;
+            deps.audit.save_flag_history(&no_longer_deferred).await?;
             for (index, event) in &events {
                 payloads[*index].tally_events(std::slice::from_ref(event));
             }

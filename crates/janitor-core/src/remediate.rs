@@ -105,7 +105,8 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     }
 
     let cap = deps.policy.max_actions_per_run;
-    let mut halted = false;
+    // A retry after a failed halt alert carries HALTED outcomes: its alert says halted too.
+    let mut halted = log.outcomes.iter().any(|o| o.result == AuditEventType::Halted.as_str());
     match payload.run.mode {
         Mode::DryRun => {
             let snoozed =

@@ -114,9 +114,13 @@ fn pinned_by_condition(condition: Option<&Value>) -> bool {
     })
 }
 
+/// S3's "fixed value": no wildcard (`*`, `?`), no policy variable (`${aws:username}`
+/// resolves per request), not an everything-CIDR. An account id written as a JSON number
+/// is as fixed as the string.
 fn values_are_fixed(values: &Value) -> bool {
     let fixed = |v: &Value| match v {
-        Value::String(s) => !s.contains('*') && s != "0.0.0.0/0" && s != "::/0",
+        Value::String(s) => !s.contains(['*', '?']) && !s.contains("${") && s != "0.0.0.0/0" && s != "::/0",
+        Value::Number(_) => true,
         _ => false,
     };
     match values {
@@ -206,8 +210,12 @@ mod tests {
             ("ArnLike", "aws:SourceArn", r#""arn:aws:sns:us-east-1:111122223333:t""#, false),
             ("IpAddress", "aws:SourceIp", r#""203.0.113.0/24""#, false),
             ("StringEquals", "aws:PrincipalOrgID", r#""o-abc123""#, false),
+            ("StringEquals", "aws:SourceAccount", "111122223333", false),
             // Public: a value that is not fixed.
             ("StringLike", vpce, r#""vpce-*""#, true),
+            ("StringLike", vpce, r#""vpce-1a2b3c4?""#, true),
+            ("StringEquals", "aws:SourceAccount", r#""${aws:PrincipalAccount}""#, true),
+            ("StringEquals", vpce, r#"["vpce-1", "vpce-*"]"#, true),
             ("StringEquals", vpce, r#"[]"#, true),
             ("IpAddress", "aws:SourceIp", r#""0.0.0.0/0""#, true),
             ("IpAddress", "aws:SourceIp", r#""::/0""#, true),

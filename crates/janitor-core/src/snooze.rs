@@ -136,9 +136,11 @@ pub async fn handle_interaction(
 
     // A signature names one request: seen once, it is a replay until the window has closed
     // (a request may be up to the window early as well as late, hence twice the window).
-    let signature = signature.unwrap_or_default();
+    // Hex is case-blind, so the seen-key is the lowercase form: an upper-cased copy of a
+    // captured signature verifies too and must not count as a new request.
+    let signature = signature.unwrap_or_default().trim().to_ascii_lowercase();
     let remember_until = now + Duration::seconds(2 * SIGNATURE_WINDOW_SECONDS);
-    match deps.snoozes.first_sight(signature, remember_until).await {
+    match deps.snoozes.first_sight(&signature, remember_until).await {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(resource = %key, by = user, "replayed Slack request refused");

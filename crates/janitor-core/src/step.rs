@@ -80,8 +80,8 @@ impl RunRequest {
     }
 }
 
-/// A run id chosen by a person (`janitor run --run-id`) must be new: one already in the
-/// audit table would share that run's locks, action cap and documents.
+/// A run id (an execution name, or `janitor run --run-id`) must be new: one already in the
+/// audit table would share that run's locks, action cap, documents and decisions.
 pub async fn refuse_reused_run_id(audit: &dyn crate::ports::AuditLog, id: &str) -> Result<(), JanitorError> {
     if audit.events_for_run(id).await?.is_empty() {
         Ok(())
@@ -161,6 +161,11 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> StepResult {
 /// Turns a run request into the list of scopes the Map state fans out over.
 pub async fn plan(deps: &Deps, request: RunRequest) -> Result<RunPlan, JanitorError> {
     request.validate()?;
+    // Step Functions keeps execution names unique for 90 days only, the audit table for
+    // ever: a run id seen before would inherit that run's decisions, so it is refused.
+    if let Some(id) = &request.run_id {
+        refuse_reused_run_id(deps.audit.as_ref(), id).await?;
+    }
     let run = request.run_context();
     let (scopes, failures) =
         discovery::plan_scopes(deps, request.accounts.as_deref(), request.regions.as_deref()).await?;

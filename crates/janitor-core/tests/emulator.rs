@@ -299,3 +299,44 @@ async fn idle_replicas_and_cluster_members_are_notify_only_and_never_deleted() {
         assert!(testkit::probe::db_exists(&clients, HOME_REGION, &f.id).await, "{} still exists", f.id);
     }
 }
+
+/// The snooze table's conditional writes on DynamoDB itself: a shorter snooze never replaces
+/// a longer one (an expired one that TTL has not yet deleted is always shorter), and a
+/// signed request is seen once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snooze_table_keeps_the_longer_snooze_and_sees_each_request_once() {
+    use janitor_core::model::Snooze;
+    use janitor_core::ports::SnoozeStore;
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let (_, tables) = deps_for(&clients, emulator_policy()).await;
+    let store = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
+    let now = Utc::now();
+    let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::Ec2Instance, "i-0123456789abcdef0");
+    let snooze = |days: i64, at| Snooze { key: key.clone(), until: at + Duration::days(days), by: "U1".into(), at };
+    let live_until = || async { store.live_snoozes(std::slice::from_ref(&key), now).await.unwrap()[&key].until };
+
+    assert!(store.put_snooze(&snooze(30, now)).await.unwrap(), "nothing stored yet");
+    assert!(!store.put_snooze(&snooze(7, now)).await.unwrap(), "7 days would shorten 30");
+    assert!(!store.put_snooze(&snooze(30, now)).await.unwrap(), "the same end is not longer");
+    assert_eq!(live_until().await.timestamp(), (now + Duration::days(30)).timestamp());
+    assert!(store.put_snooze(&snooze(31, now)).await.unwrap(), "a longer one extends it");
+    assert_eq!(live_until().await.timestamp(), (now + Duration::days(31)).timestamp());
+
+    // Expired but still stored (TTL deletes late): any new snooze replaces it.
+    let other = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::Ec2Instance, "i-0fedcba9876543210");
+    let old =
+        Snooze { key: other.clone(), until: now - Duration::days(1), by: "U1".into(), at: now - Duration::days(8) };
+    assert!(store.put_snooze(&old).await.unwrap());
+    let fresh = Snooze { key: other.clone(), until: now + Duration::days(1), by: "U2".into(), at: now };
+    assert!(store.put_snooze(&fresh).await.unwrap(), "an expired snooze is shorter than any live one");
+    let live = store.live_snoozes(std::slice::from_ref(&other), now).await.unwrap();
+    assert_eq!(live[&other].by, "U2");
+
+    let until = now + Duration::minutes(10);
+    assert!(store.first_sight("v0=abc123", until).await.unwrap());
+    assert!(!store.first_sight("v0=abc123", until).await.unwrap(), "a replay");
+    assert!(store.first_sight("v0=def456", until).await.unwrap());
+    // Seen requests never read as snoozes.
+    assert_eq!(store.live_snoozes(&[key.clone(), other.clone()], now).await.unwrap().len(), 2);
+}

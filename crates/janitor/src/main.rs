@@ -273,9 +273,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ModeArg::DryRun => Mode::DryRun,
         ModeArg::Enforce => Mode::Enforce,
     };
-    if let Some(id) = &args.run_id {
-        janitor_core::step::refuse_reused_run_id(deps.audit.as_ref(), id).await?;
-    }
+    // The plan refuses a run id already in the audit table.
     let request =
         RunRequest { mode, regions: some(&c.regions), accounts: some(&c.accounts), run_id: args.run_id.clone() };
     let report = execute(&deps, c, request, Depth::Lock, &clients).await?;

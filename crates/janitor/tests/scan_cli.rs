@@ -206,7 +206,8 @@ async fn missing_or_expired_credentials_and_a_missing_region_say_so_in_one_line(
         }
         command
     };
-    let cases: [(&str, Vec<(&str, &str)>, &str); 3] = [
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 3] = [
         ("no credentials", vec![("AWS_REGION", "us-east-1")], "no AWS credentials found"),
         (
             "expired SSO",

@@ -169,7 +169,11 @@ async fn a_replayed_request_is_refused_inside_the_signature_window() {
     let replay = click().await;
     assert_eq!(replay.status, 409, "{replay:?}");
     assert!(replay.body.contains("already handled"), "{replay:?}");
-    assert_eq!(audit_rows(&deps, "SNOOZED").await.len(), 1, "the replay stored and audited nothing");
+    // Hex is case-blind: the same signature upper-cased still verifies, and is still a replay.
+    let shouting = format!("v0={}", signature.trim_start_matches("v0=").to_ascii_uppercase());
+    let disguised = snooze::handle_interaction(&deps, SECRET, Some(&at), Some(&shouting), &body).await;
+    assert_eq!(disguised.status, 409, "{disguised:?}");
+    assert_eq!(audit_rows(&deps, "SNOOZED").await.len(), 1, "the replays stored and audited nothing");
 }
 
 #[tokio::test]
@@ -254,9 +258,10 @@ async fn a_rate_limited_response_url_never_holds_the_answer_to_slack() {
     let mut deps = deps(SENT_AT, snoozes.clone());
     deps.chat = stalled.clone();
     let (body, signature) = signed_click("snooze_7d", SENT_AT - 60, SENT_AT);
-    // The stall is 120 s; the handler must give up on the follow-up long before it.
+    // The stall is 120 s; Slack waits 3 s, and the handler must have answered by then (5 s
+    // leaves a loaded machine room; a handler that waited the stall out would take 120 s).
     let answered = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(5),
         snooze::handle_interaction(&deps, SECRET, Some(&SENT_AT.to_string()), Some(&signature), &body),
     )
     .await

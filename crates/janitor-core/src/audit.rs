@@ -5,8 +5,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Finding, RuleId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Each name is spelled once: serde and `as_str` both take it from the variant.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum AuditEventType {
     Discovered,
     Exempt,
@@ -32,28 +46,7 @@ pub enum AuditEventType {
 
 impl AuditEventType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            AuditEventType::Discovered => "DISCOVERED",
-            AuditEventType::Exempt => "EXEMPT",
-            AuditEventType::Idle => "IDLE",
-            AuditEventType::NotIdle => "NOT_IDLE",
-            AuditEventType::Deferred => "DEFERRED",
-            AuditEventType::Locked => "LOCKED",
-            AuditEventType::LockHeld => "LOCK_HELD",
-            AuditEventType::Failed => "FAILED",
-            AuditEventType::Notified => "NOTIFIED",
-            AuditEventType::NotifyFailed => "NOTIFY_FAILED",
-            AuditEventType::Snoozed => "SNOOZED",
-            AuditEventType::SnoozeDenied => "SNOOZE_DENIED",
-            AuditEventType::Rechecked => "RECHECKED",
-            AuditEventType::Cleared => "CLEARED",
-            AuditEventType::Gone => "GONE",
-            AuditEventType::WouldRemediate => "WOULD_REMEDIATE",
-            AuditEventType::Remediated => "REMEDIATED",
-            AuditEventType::AlreadyCompliant => "ALREADY_COMPLIANT",
-            AuditEventType::Skipped => "SKIPPED",
-            AuditEventType::Halted => "HALTED",
-        }
+        self.into()
     }
 }
 
@@ -105,5 +98,20 @@ impl AuditEvent {
         detail: serde_json::Value,
     ) -> Self {
         AuditEvent::new(finding.key.as_str(), run_id, event, at, actor, detail).with_policy(Some(finding.policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn every_event_name_is_the_same_in_json_in_the_table_and_back() {
+        for event in AuditEventType::iter() {
+            assert_eq!(serde_json::to_value(event).unwrap(), serde_json::json!(event.as_str()));
+            assert_eq!(event.as_str().parse::<AuditEventType>().unwrap(), event);
+            assert_eq!(serde_json::from_value::<AuditEventType>(serde_json::json!(event.as_str())).unwrap(), event);
+        }
     }
 }

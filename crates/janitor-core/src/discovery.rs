@@ -257,7 +257,7 @@ pub(crate) async fn scan(
             Verdict::Finding(f) => payload.findings.push(f),
             Verdict::Candidate(c) => payload.candidates.push(c),
             Verdict::Protected { key, policy } => {
-                let detail = json!({ "reason": "protect tag", "tag": p.protect_tag });
+                let detail = json!({ "reason": Exemption::ProtectTag, "tag": p.protect_tag });
                 events.push(
                     AuditEvent::new(key.as_str(), &run.id, AuditEventType::Exempt, now, actor, detail)
                         .with_policy(policy),
@@ -294,7 +294,7 @@ async fn drop_snoozed(
     let run_id = payload.run.id.clone();
     let mut exempt = |key: &ResourceKey, policy: Option<RuleId>| {
         let snooze = &live[key];
-        let detail = json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by });
+        let detail = json!({ "reason": Exemption::Snoozed, "until": snooze.until, "by": snooze.by });
         events.push(
             AuditEvent::new(key.as_str(), &run_id, AuditEventType::Exempt, now, actor, detail).with_policy(policy),
         );

@@ -120,7 +120,7 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     }
     for f in &decided {
         if let Some(earlier) = crate::remediate::decided_earlier(&trail, f.key.as_str()) {
-            payload.tally.count(earlier.event.as_str());
+            payload.tally.count(earlier.event);
         }
     }
     payload.tally.failed += undecided.len();

@@ -6,6 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditEventType;
 use crate::error::{JanitorError, Result};
 
 pub type Tags = BTreeMap<String, String>;
@@ -126,6 +127,7 @@ impl fmt::Display for ResourceKey {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Records what would be done and changes nothing. The default everywhere.
@@ -435,19 +437,20 @@ impl Tally {
         self.problems += other.problems;
     }
 
-    /// Counts one audit event by its name; events that are not outcomes are ignored.
-    pub fn count(&mut self, event: &str) {
+    /// Counts one audit event; events that are not outcomes are ignored.
+    pub fn count(&mut self, event: AuditEventType) {
+        use AuditEventType::*;
         let field = match event {
-            "LOCK_HELD" => &mut self.held_elsewhere,
-            "NOTIFIED" => &mut self.notified,
-            "SNOOZED" => &mut self.snoozed,
-            "CLEARED" | "GONE" | "ALREADY_COMPLIANT" | "EXEMPT" => &mut self.cleared,
-            "WOULD_REMEDIATE" => &mut self.would_remediate,
-            "REMEDIATED" => &mut self.remediated,
-            "SKIPPED" => &mut self.skipped,
-            "HALTED" => &mut self.halted,
-            "FAILED" | "NOTIFY_FAILED" => &mut self.failed,
-            _ => return,
+            LockHeld => &mut self.held_elsewhere,
+            Notified => &mut self.notified,
+            Snoozed => &mut self.snoozed,
+            Cleared | Gone | AlreadyCompliant | Exempt => &mut self.cleared,
+            WouldRemediate => &mut self.would_remediate,
+            Remediated => &mut self.remediated,
+            Skipped => &mut self.skipped,
+            Halted => &mut self.halted,
+            Failed | NotifyFailed => &mut self.failed,
+            Discovered | Idle | NotIdle | Deferred | Locked | SnoozeDenied | Rechecked => return,
         };
         *field += 1;
     }
@@ -457,8 +460,8 @@ impl Tally {
 #[serde(deny_unknown_fields)]
 pub struct Outcome {
     pub key: ResourceKey,
-    /// The audit event name: REMEDIATED, WOULD_REMEDIATE, ALREADY_COMPLIANT, SKIPPED, HALTED, FAILED.
-    pub result: String,
+    /// The audit event remediate recorded: REMEDIATED, WOULD_REMEDIATE, ALREADY_COMPLIANT, …
+    pub result: AuditEventType,
     pub detail: serde_json::Value,
 }
 
@@ -503,9 +506,18 @@ impl StepPayload {
     /// Counts recorded audit events into the tally.
     pub fn tally_events(&mut self, events: &[crate::audit::AuditEvent]) {
         for e in events {
-            self.tally.count(e.event.as_str());
+            self.tally.count(e.event);
         }
     }
+}
+
+/// Why a violating resource is left alone: the `reason` of its EXEMPT (or SNOOZED) row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Exemption {
+    #[serde(rename = "protect tag")]
+    ProtectTag,
+    #[serde(rename = "snoozed")]
+    Snoozed,
 }
 
 /// Detection history kept per resource (seed 001's repeat-violation tracking).

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::Result;
-use crate::model::{Action, Finding, Mode, Outcome, Snooze, StepPayload};
+use crate::model::{Action, Exemption, Finding, Mode, Outcome, Snooze, StepPayload};
 use crate::ports::{ActionOutcome, alert_message};
 
 const ACTOR: &str = "remediate";
@@ -59,7 +59,7 @@ struct Recorder<'a> {
 
 impl Recorder<'_> {
     fn push(&mut self, f: &Finding, event: AuditEventType, detail: serde_json::Value) {
-        self.outcomes.push(Outcome { key: f.key.clone(), result: event.as_str().to_owned(), detail: detail.clone() });
+        self.outcomes.push(Outcome { key: f.key.clone(), result: event, detail: detail.clone() });
         self.events.push(AuditEvent::for_finding(f, self.run_id, event, self.now, ACTOR, detail));
     }
 
@@ -69,7 +69,7 @@ impl Recorder<'_> {
         if let Some(map) = detail.as_object_mut() {
             map.insert("decided".into(), json!({ "at": earlier.at, "by": "an earlier attempt of this step" }));
         }
-        self.outcomes.push(Outcome { key: f.key.clone(), result: earlier.event.as_str().to_owned(), detail });
+        self.outcomes.push(Outcome { key: f.key.clone(), result: earlier.event, detail });
     }
 
     async fn flush(&mut self, deps: &Deps) -> Result<()> {
@@ -106,7 +106,7 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
 
     let cap = deps.policy.max_actions_per_run;
     // A retry after a failed halt alert carries HALTED outcomes: its alert says halted too.
-    let mut halted = log.outcomes.iter().any(|o| o.result == AuditEventType::Halted.as_str());
+    let mut halted = log.outcomes.iter().any(|o| o.result == AuditEventType::Halted);
     match payload.run.mode {
         Mode::DryRun => {
             let snoozed =
@@ -144,7 +144,7 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
                         Ok(ActionOutcome::Skipped(reason)) => (AuditEventType::Skipped, json!({ "reason": reason })),
                         Ok(ActionOutcome::Protected(tag)) => (
                             AuditEventType::Exempt,
-                            json!({ "reason": "protect tag", "tag": tag, "when": "at the moment of action" }),
+                            json!({ "reason": Exemption::ProtectTag, "tag": tag, "when": "at the moment of action" }),
                         ),
                         Err(e) => {
                             (AuditEventType::Failed, json!({ "error": e.error_name(), "message": e.to_string() }))
@@ -166,10 +166,10 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     log.flush(deps).await?;
     let outcomes = log.outcomes;
     for outcome in &outcomes {
-        payload.tally.count(&outcome.result);
+        payload.tally.count(outcome.result);
     }
     payload.outcomes = outcomes;
-    payload.count = payload.outcomes.iter().filter(|o| o.result == "REMEDIATED").count();
+    payload.count = payload.outcomes.iter().filter(|o| o.result == AuditEventType::Remediated).count();
     payload.refresh_tally();
     report_in_threads(deps, &payload).await;
 
@@ -210,7 +210,7 @@ async fn live_snooze(deps: &Deps, f: &Finding) -> Result<Option<Snooze>> {
 }
 
 fn snoozed_after_recheck(snooze: &Snooze) -> serde_json::Value {
-    json!({ "reason": "snoozed", "until": snooze.until, "by": snooze.by, "when": "after the recheck, before the action" })
+    json!({ "reason": Exemption::Snoozed, "until": snooze.until, "by": snooze.by, "when": "after the recheck, before the action" })
 }
 
 /// Tells each notification's thread what became of its resources. Best effort: the
@@ -221,12 +221,12 @@ async fn report_in_threads(deps: &Deps, payload: &StepPayload) {
         let (Some(notice), Some(outcome)) = (&f.notified, payload.outcomes.iter().find(|o| o.key == f.key)) else {
             continue;
         };
-        let what = match outcome.result.as_str() {
-            "REMEDIATED" => format!("done: {}", f.action.describe()),
-            "WOULD_REMEDIATE" => format!("dry-run, would {}", f.action.describe()),
+        let what = match outcome.result {
+            AuditEventType::Remediated => format!("done: {}", f.action.describe()),
+            AuditEventType::WouldRemediate => format!("dry-run, would {}", f.action.describe()),
             other => format!(
                 "{} ({})",
-                other.to_lowercase().replace('_', " "),
+                other.as_str().to_lowercase().replace('_', " "),
                 outcome.detail["reason"].as_str().unwrap_or("-")
             ),
         };
@@ -245,7 +245,8 @@ async fn report_in_threads(deps: &Deps, payload: &StepPayload) {
 
 /// Amazon Q Developer in chat applications custom notification (schema version 1.0).
 pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde_json::Value {
-    let count = |result: &str| payload.outcomes.iter().filter(|o| o.result == result).count();
+    use AuditEventType::*;
+    let count = |result: AuditEventType| payload.outcomes.iter().filter(|o| o.result == result).count();
     let scope = payload.run.scope.as_ref().map(|s| s.to_string()).unwrap_or_default();
     let title = if halted {
         format!(":octagonal_sign: Cloud Janitor halted in {scope}: more than {cap} actions")
@@ -256,15 +257,15 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
         "*Run* `{}` ({}): {} remediated, {} would be remediated, {} already compliant, {} skipped, {} halted, {} failed.",
         payload.run.id,
         payload.run.mode,
-        count("REMEDIATED"),
-        count("WOULD_REMEDIATE"),
-        count("ALREADY_COMPLIANT"),
-        count("SKIPPED"),
-        count("HALTED"),
-        count("FAILED"),
+        count(Remediated),
+        count(WouldRemediate),
+        count(AlreadyCompliant),
+        count(Skipped),
+        count(Halted),
+        count(Failed),
     )];
     for o in payload.outcomes.iter().take(20) {
-        lines.push(format!("• `{}` {}", o.key, o.result));
+        lines.push(format!("• `{}` {}", o.key, o.result.as_str()));
     }
     if payload.outcomes.len() > 20 {
         lines.push(format!("… and {} more (see the audit table, run {})", payload.outcomes.len() - 20, payload.run.id));

@@ -417,7 +417,7 @@ async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_recheck
         serde_json::from_value(step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap())
             .unwrap();
     let result =
-        |id: &str| out.outcomes.iter().find(|o| o.key.to_string() == key(id)).map(|o| o.result.clone()).unwrap();
+        |id: &str| out.outcomes.iter().find(|o| o.key.to_string() == key(id)).map(|o| o.result.as_str()).unwrap();
     assert_eq!(result("i-told"), "REMEDIATED");
     for id in ["i-untold", "i-early", "i-no-end", "i-hasty"] {
         assert_eq!(result(id), "SKIPPED", "{id}");
@@ -502,8 +502,8 @@ async fn notify_only_findings_take_no_share_of_the_action_cap() {
     let out: StepPayload =
         serde_json::from_value(step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap())
             .unwrap();
-    let results: BTreeMap<String, String> =
-        out.outcomes.iter().map(|o| (o.key.id().to_owned(), o.result.clone())).collect();
+    let results: BTreeMap<String, &str> =
+        out.outcomes.iter().map(|o| (o.key.id().to_owned(), o.result.as_str())).collect();
     assert_eq!(results["i-test"], "REMEDIATED", "the one action fits the cap of 1: {results:?}");
     assert_eq!(results["i-untagged-1"], "SKIPPED");
     assert_eq!(results["i-untagged-2"], "SKIPPED");
@@ -540,7 +540,7 @@ async fn a_failure_after_acting_never_acts_twice_nor_records_the_acted_on_as_unr
     alerts.set_failing(false);
     let out: StepPayload = serde_json::from_value(step::remediate(&w.deps, input.clone()).await.unwrap()).unwrap();
     assert_eq!(remediator.applied().len(), 2, "a retry never acts twice");
-    assert!(out.outcomes.iter().all(|o| o.result == "REMEDIATED"), "{:?}", out.outcomes);
+    assert!(out.outcomes.iter().all(|o| o.result == AuditEventType::Remediated), "{:?}", out.outcomes);
     assert_eq!(out.tally.remediated, 2);
     assert!(payload.findings.iter().all(|f| locks.holder(&f.key).is_none()));
     let rows = w.audit.events_for_run("r-after").await.unwrap();
@@ -641,12 +641,12 @@ fn the_tally_counts_outcomes_and_marks_a_scope_incomplete_or_failed() {
     let run = RunContext { id: "r".into(), mode: Mode::DryRun, scope: Some(Scope::new(ACCOUNT, REGION)) };
     let mut payload = StepPayload::new(run);
     for event in ["NOTIFIED", "NOTIFIED", "SNOOZED", "GONE", "WOULD_REMEDIATE", "RECHECKED"] {
-        payload.tally.count(event);
+        payload.tally.count(event.parse().unwrap());
     }
     payload.recount();
     let t = &payload.tally;
     assert_eq!((t.notified, t.snoozed, t.cleared, t.would_remediate, t.status), (2, 1, 1, 1, ScopeStatus::Ok));
-    payload.tally.count("NOTIFY_FAILED");
+    payload.tally.count(AuditEventType::NotifyFailed);
     payload.recount();
     assert_eq!(payload.tally.status, ScopeStatus::Incomplete);
     payload.error = Some(CaughtError { error: "States.Timeout".into(), cause: String::new() });

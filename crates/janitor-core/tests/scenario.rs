@@ -170,7 +170,7 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
     let would: BTreeSet<String> = finished
         .iter()
         .flat_map(|p| &p.outcomes)
-        .filter(|o| o.result == "WOULD_REMEDIATE")
+        .filter(|o| o.result == AuditEventType::WouldRemediate)
         .map(|o| o.key.to_string())
         .collect();
     assert!(would.contains(&unused_key) && !would.contains(&idle_key) && !would.contains(&bob_key));
@@ -185,7 +185,7 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
     let done: BTreeSet<String> = enforced
         .iter()
         .flat_map(|p| &p.outcomes)
-        .filter(|o| o.result == "REMEDIATED")
+        .filter(|o| o.result == AuditEventType::Remediated)
         .map(|o| o.key.to_string())
         .collect();
     for name in ["unused-env", "snooze-expired"] {
@@ -220,7 +220,7 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
     let again: StepPayload =
         serde_json::from_value(step::remediate(&deps, serde_json::to_value(again).unwrap()).await.unwrap()).unwrap();
     let unused = again.outcomes.iter().find(|o| o.key.to_string() == unused_key).unwrap();
-    assert_eq!(unused.result, "REMEDIATED");
+    assert_eq!(unused.result, AuditEventType::Remediated);
     assert_eq!(unused.detail["decided"]["by"], "an earlier attempt of this step", "{unused:?}");
 }
 
@@ -232,7 +232,7 @@ async fn the_blast_radius_cap_halts_a_run_and_alerts() {
     let finished =
         run_steps(&deps, "capped", "enforce", &["metric-check", "lock", "notify", "recheck", "remediate"]).await;
     let us = finished.iter().find(|p| p.run.scope == Some(Scope::new(HOME_ACCOUNT, HOME_REGION))).unwrap();
-    assert!(us.outcomes.iter().all(|o| o.result == "HALTED"), "{:?}", us.outcomes);
+    assert!(us.outcomes.iter().all(|o| o.result == AuditEventType::Halted), "{:?}", us.outcomes);
     assert_eq!(instance_state(&w.clients, HOME_REGION, w.estate.id("unused-env")).await, "running");
     assert!(eip_exists(&w.clients, HOME_REGION, w.estate.id("eip-free")).await);
     let halts: Vec<_> =

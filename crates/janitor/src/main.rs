@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use futures::{StreamExt, stream};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use janitor_core::aws::{self, AwsClients, DynamoAuditLog, DynamoSnoozeStore, TableNames};
@@ -55,8 +55,8 @@ struct AuditArgs {
     profile: Option<String>,
     #[arg(long, env = "AWS_REGION")]
     region: Option<String>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    output: Format,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
 }
 
 #[derive(Args)]
@@ -76,8 +76,8 @@ struct Common {
     /// Policy file (default: JANITOR_POLICY_FILE, else the built-in policies/janitor.toml).
     #[arg(long)]
     policy: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    output: Format,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -102,8 +102,8 @@ struct ScanArgs {
 struct RunArgs {
     #[command(flatten)]
     common: Common,
-    #[arg(long, value_enum, default_value_t = ModeArg::DryRun)]
-    mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = Mode::DryRun)]
+    mode: Mode,
     #[arg(long, env = "JANITOR_AUDIT_TABLE")]
     audit_table: String,
     #[arg(long, env = "JANITOR_LOCK_TABLE")]
@@ -129,19 +129,6 @@ struct RunArgs {
     /// With --local: the repository holding statemachine/ (needs `make node_modules`).
     #[arg(long, default_value = ".")]
     repo: PathBuf,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
-    Csv,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ModeArg {
-    DryRun,
-    Enforce,
 }
 
 fn parse_duration(text: &str) -> Result<PolicyDuration, String> {
@@ -252,7 +239,7 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let request =
         RunRequest { mode: Mode::DryRun, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };
     let report = execute(&deps, c, request, Depth::Detect, &clients).await?;
-    report.print(output(c.output))?;
+    report.print(c.output)?;
     Ok(report.exit_code())
 }
 
@@ -269,15 +256,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         snooze: args.snooze_table.clone(),
     };
     let deps = aws::deps_with(policy, clients.clone(), &tables);
-    let mode = match args.mode {
-        ModeArg::DryRun => Mode::DryRun,
-        ModeArg::Enforce => Mode::Enforce,
-    };
+    let mode = args.mode;
     // The plan refuses a run id already in the audit table.
     let request =
         RunRequest { mode, regions: some(&c.regions), accounts: some(&c.accounts), run_id: args.run_id.clone() };
     let report = execute(&deps, c, request, Depth::Lock, &clients).await?;
-    report.print(output(c.output))?;
+    report.print(c.output)?;
     Ok(report.exit_code())
 }
 
@@ -307,10 +291,7 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else if let Some(policy) = &c.policy {
         runner.shared_env.push(("JANITOR_POLICY_FILE".into(), policy.display().to_string()));
     }
-    let mode = match args.mode {
-        ModeArg::DryRun => Mode::DryRun,
-        ModeArg::Enforce => Mode::Enforce,
-    };
+    let mode = args.mode;
     let request = RunRequest { mode, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };
     if let Some(id) = &args.run_id {
         let clients = AwsClients::load_checked(c.profile.as_deref(), c.region.as_deref()).await?;
@@ -321,7 +302,7 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
     let execution = runner.execute(&serde_json::to_value(&request)?, &execution_name).await?;
     let summary = execution.summary().unwrap_or_default();
     match c.output {
-        Format::Json => {
+        Output::Json => {
             let transitions = execution.trace.iter().filter(|t| t.event == "StateEntered").count();
             let report = serde_json::json!({
                 "status": execution.status,
@@ -334,9 +315,9 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
             });
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Format::Table | Format::Csv => {
+        Output::Table | Output::Csv => {
             println!("run {execution_name} ({mode}): {}", ending(&execution));
-            report::print_rows(&report::run_summary_header(), &summary_rows(&summary), output(c.output))?;
+            report::print_rows(&report::run_summary_header(), &summary_rows(&summary), c.output)?;
             if summary.is_null() {
                 eprintln!("{}", execution.cause.as_deref().unwrap_or_default());
             }
@@ -355,20 +336,12 @@ async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         (None, Some(resource)) => log.events_for_resource(resource).await?,
         (None, None) => anyhow::bail!("give --run or --resource"),
     };
-    report::print_audit(&events, output(args.output))?;
+    report::print_audit(&events, args.output)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn some(list: &[String]) -> Option<Vec<String>> {
     (!list.is_empty()).then(|| list.to_vec())
-}
-
-fn output(format: Format) -> Output {
-    match format {
-        Format::Table => Output::Table,
-        Format::Json => Output::Json,
-        Format::Csv => Output::Csv,
-    }
 }
 
 #[tokio::main]

@@ -12,6 +12,7 @@ use janitor_core::model::{Finding, ResourceKey, RunContext, Scope, ScopeFailure,
 use janitor_core::step::RunPlan;
 use serde::Serialize;
 
+#[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Output {
     Table,
     Json,

@@ -11,8 +11,8 @@ use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
 use crate::model::*;
-use crate::ports::{Ec2Instance, ElasticIp, IamCredential, RdsInstance};
-use crate::s3_public;
+use crate::ports::{Ec2Instance, ElasticIp, RdsInstance};
+use crate::rules;
 
 const ACTOR: &str = "discovery";
 /// Tag reads for violators (IAM users, public buckets) in flight at once.
@@ -54,107 +54,92 @@ fn finding(key: ResourceKey, id: &str, policy: RuleId, reason: String, action: A
     }
 }
 
-pub fn evaluate_ec2(p: &crate::policy::Policy, scope: &Scope, instance: &Ec2Instance) -> Verdict {
-    if instance.state != "running" {
-        return Verdict::Compliant;
-    }
-    let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::Ec2Instance, &instance.id);
-    let owner = owner_of(&instance.tags, p);
-    let mut verdict = None;
-    if let Some(rule) = p.unused_environment()
-        && let Some(value) = instance.tags.get(&rule.tag)
-        && rule.values.iter().any(|v| v.eq_ignore_ascii_case(value.trim()))
-    {
-        let mut f = finding(
-            key.clone(),
-            &instance.id,
-            RuleId::Ec2UnusedEnvironment,
-            format!("running while tagged {}={value}", rule.tag),
-            Action::StopInstance,
-        );
-        f.evidence = json!({ "tag": rule.tag, "value": value });
-        verdict = Some(f);
-    }
-    if verdict.is_none()
-        && let Some(rule) = p.missing_tags()
-    {
-        let missing: Vec<&str> = rule
-            .tags
-            .iter()
-            .filter(|t| instance.tags.get(*t).is_none_or(|v| v.trim().is_empty()))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            let mut f = finding(
-                key.clone(),
-                &instance.id,
-                RuleId::Ec2MissingTags,
-                format!("missing required tags: {}", missing.join(", ")),
-                rule.action.into(),
-            );
-            f.evidence = json!({ "missing_tags": missing });
-            verdict = Some(f);
+/// What the registry's rules make of one resource, before its tags are considered: the
+/// first rule (in registry order) that finds a violation, else the first metric rule that
+/// needs the series, else nothing. `Err` when a rule could not read it.
+pub fn judge(
+    p: &crate::policy::Policy,
+    key: &ResourceKey,
+    resource: rules::Resource<'_>,
+) -> std::result::Result<Option<Verdict>, String> {
+    let mut candidate = None;
+    for (id, rule) in rules::on_for(p, resource.kind()) {
+        match rule.judge(p, resource) {
+            rules::Judgement::Violates { reason, evidence, action } => {
+                let mut f = finding(key.clone(), key.id(), id, reason, action);
+                f.evidence = evidence;
+                return Ok(Some(Verdict::Finding(f)));
+            }
+            rules::Judgement::NeedsMetrics { notify_only } if candidate.is_none() => {
+                candidate = Some(Verdict::Candidate(Candidate {
+                    key: key.clone(),
+                    rule: id,
+                    arn: None,
+                    owner: None,
+                    launched_at: None,
+                    notify_only,
+                }))
+            }
+            rules::Judgement::Unreadable(message) => return Err(message),
+            rules::Judgement::NeedsMetrics { .. } | rules::Judgement::Complies => {}
         }
     }
-    let protected = is_protected(&instance.tags, &p.protect_tag);
+    Ok(candidate)
+}
+
+/// A resource whose tags come with its listing: judged, then its protect tag honoured and its
+/// owner taken from the tags.
+fn evaluate(
+    p: &crate::policy::Policy,
+    key: ResourceKey,
+    resource: rules::Resource<'_>,
+    tags: &Tags,
+    arn: Option<&str>,
+    launched_at: Option<DateTime<Utc>>,
+) -> Verdict {
+    let verdict = match judge(p, &key, resource) {
+        Ok(Some(verdict)) => verdict,
+        // Kinds with tags at hand have nothing a rule could fail to read.
+        Ok(None) | Err(_) => return Verdict::Compliant,
+    };
+    if is_protected(tags, &p.protect_tag) {
+        let policy = match &verdict {
+            Verdict::Finding(f) => Some(f.policy),
+            Verdict::Candidate(c) => Some(c.rule),
+            _ => None,
+        };
+        return Verdict::Protected { key, policy };
+    }
+    let owner = owner_of(tags, p);
     match verdict {
-        Some(f) if protected => Verdict::Protected { key, policy: Some(f.policy) },
-        Some(mut f) => {
+        Verdict::Finding(mut f) => {
             f.owner = owner;
+            f.arn = arn.map(str::to_owned);
             Verdict::Finding(f)
         }
-        None if p.idle_cpu().is_some() && protected => Verdict::Protected { key, policy: Some(RuleId::Ec2IdleCpu) },
-        None if p.idle_cpu().is_some() => Verdict::Candidate(Candidate {
-            key,
-            arn: None,
-            owner,
-            launched_at: instance.launched_at,
-            notify_only: None,
-        }),
-        None => Verdict::Compliant,
+        Verdict::Candidate(c) => Verdict::Candidate(Candidate { arn: arn.map(str::to_owned), owner, launched_at, ..c }),
+        other => other,
     }
+}
+
+pub fn evaluate_ec2(p: &crate::policy::Policy, scope: &Scope, instance: &Ec2Instance) -> Verdict {
+    let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::Ec2Instance, &instance.id);
+    evaluate(p, key, rules::Resource::Ec2Instance(instance), &instance.tags, None, instance.launched_at)
 }
 
 pub fn evaluate_rds(p: &crate::policy::Policy, scope: &Scope, db: &RdsInstance) -> Verdict {
-    if db.status != "available" || p.idle_rds().is_none() {
-        return Verdict::Compliant;
-    }
     let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::RdsInstance, &db.id);
-    if is_protected(&db.tags, &p.protect_tag) {
-        return Verdict::Protected { key, policy: Some(RuleId::RdsIdle) };
-    }
-    Verdict::Candidate(Candidate {
-        key,
-        arn: db.arn.clone(),
-        owner: owner_of(&db.tags, p),
-        launched_at: db.created_at,
-        notify_only: db.not_deletable_because(),
-    })
+    evaluate(p, key, rules::Resource::RdsInstance(db), &db.tags, db.arn.as_deref(), db.created_at)
 }
 
 pub fn evaluate_eip(p: &crate::policy::Policy, scope: &Scope, eip: &ElasticIp) -> Verdict {
-    if eip.associated || !p.eip_unattached() {
-        return Verdict::Compliant;
-    }
     let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::ElasticIp, &eip.allocation_id);
-    if is_protected(&eip.tags, &p.protect_tag) {
-        return Verdict::Protected { key, policy: Some(RuleId::EipUnattached) };
-    }
-    let mut f = finding(
-        key,
-        &eip.allocation_id,
-        RuleId::EipUnattached,
-        format!("Elastic IP {} is not associated with anything", eip.public_ip.as_deref().unwrap_or("?")),
-        Action::ReleaseAddress,
-    );
-    f.evidence = json!({ "public_ip": eip.public_ip });
-    f.owner = owner_of(&eip.tags, p);
-    Verdict::Finding(f)
+    evaluate(p, key, rules::Resource::ElasticIp(eip), &eip.tags, None, None)
 }
 
-/// Root's row is never a finding: its MFA is a different control.
-pub fn iam_violates(user: &IamCredential) -> bool {
-    user.user != "<root_account>" && user.password_enabled && !user.mfa_active
+/// Whether any rule on `kind` is on: a kind with none is not listed at all.
+fn kind_on(p: &crate::policy::Policy, kind: ResourceKind) -> bool {
+    rules::on_for(p, kind).next().is_some()
 }
 
 #[derive(Default)]
@@ -222,11 +207,10 @@ pub(crate) async fn scan(
         }
     } else {
         // A kind none of whose rules is on is not listed: no call, no grant needed for it.
-        let ec2_on = p.unused_environment().is_some() || p.missing_tags().is_some() || p.idle_cpu().is_some();
         let (ec2, rds, eips) = tokio::join!(
-            list_if(ec2_on, deps.inventory.ec2_instances(&scope)),
-            list_if(p.idle_rds().is_some(), deps.inventory.rds_instances(&scope)),
-            list_if(p.eip_unattached(), deps.inventory.elastic_ips(&scope)),
+            list_if(kind_on(p, ResourceKind::Ec2Instance), deps.inventory.ec2_instances(&scope)),
+            list_if(kind_on(p, ResourceKind::RdsInstance), deps.inventory.rds_instances(&scope)),
+            list_if(kind_on(p, ResourceKind::ElasticIp), deps.inventory.elastic_ips(&scope)),
         );
         parts.absorb(ResourceKind::Ec2Instance, ec2.map(|l| l.iter().map(|i| evaluate_ec2(p, &scope, i)).collect()));
         parts.absorb(ResourceKind::RdsInstance, rds.map(|l| l.iter().map(|d| evaluate_rds(p, &scope, d)).collect()));
@@ -435,28 +419,19 @@ where
 }
 
 async fn scan_iam(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
-    if !deps.policy.iam_console_without_mfa() {
+    if !kind_on(&deps.policy, ResourceKind::IamUser) {
         return Ok((Vec::new(), Vec::new()));
     }
     let report = deps.inventory.iam_credentials(&scope.account).await?;
-    let violators = report
-        .into_iter()
-        .filter(iam_violates)
-        .map(|user| {
-            let key = ResourceKey::new(&scope.account, GLOBAL_REGION, ResourceKind::IamUser, &user.user);
-            let mut f = finding(
-                key,
-                &user.user,
-                RuleId::IamConsoleWithoutMfa,
-                "console password enabled without MFA".into(),
-                Action::TagMfaRequired,
-            );
-            f.arn = Some(user.arn);
-            f.evidence = json!({ "password_enabled": true, "mfa_active": false });
+    let mut violators = Vec::new();
+    for user in report {
+        let key = ResourceKey::new(&scope.account, GLOBAL_REGION, ResourceKind::IamUser, &user.user);
+        if let Ok(Some(Verdict::Finding(mut f))) = judge(&deps.policy, &key, rules::Resource::IamUser(&user)) {
+            f.arn = Some(user.arn.clone());
             let read_tags = async move { deps.inventory.iam_user_tags(&scope.account, &user.user).await };
-            (f, read_tags)
-        })
-        .collect();
+            violators.push((f, read_tags));
+        }
+    }
     Ok(judge_with_tags(&deps.policy, violators).await)
 }
 
@@ -465,7 +440,7 @@ async fn list_if<T>(on: bool, listing: impl std::future::Future<Output = Result<
 }
 
 async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
-    if !deps.policy.s3_public_bucket() {
+    if !kind_on(&deps.policy, ResourceKind::S3Bucket) {
         return Ok((Vec::new(), Vec::new()));
     }
     let (account_block, buckets) = tokio::join!(
@@ -483,29 +458,19 @@ async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
                 continue;
             }
         };
-        let exposure = match s3_public::assess(&bucket, account_block.as_ref()) {
-            Ok(Some(exposure)) => exposure,
-            Ok(None) => continue,
-            Err(message) => {
-                unreadable.push((
-                    bucket.name.clone(),
-                    JanitorError::Aws { service: "s3", operation: "GetBucketPolicy", message },
-                ));
-                continue;
-            }
-        };
         let key = ResourceKey::new(&scope.account, &bucket.region, ResourceKind::S3Bucket, &bucket.name);
-        let mut f = finding(
-            key,
-            &bucket.name,
-            RuleId::S3PublicBucket,
-            format!("publicly accessible via {}", exposure.via.join(", ")),
-            Action::BlockPublicAccess,
-        );
-        f.arn = Some(format!("arn:aws:s3:::{}", bucket.name));
-        f.evidence = json!({ "via": exposure.via, "bucket_block": bucket.block.map(|b| b.all_on()) });
-        let read_tags = async move { deps.inventory.s3_bucket_tags(&scope.account, &bucket).await };
-        violators.push((f, read_tags));
+        match judge(&deps.policy, &key, rules::Resource::S3Bucket(&bucket, account_block.as_ref())) {
+            Ok(Some(Verdict::Finding(mut f))) => {
+                f.arn = Some(format!("arn:aws:s3:::{}", bucket.name));
+                let read_tags = async move { deps.inventory.s3_bucket_tags(&scope.account, &bucket).await };
+                violators.push((f, read_tags));
+            }
+            Ok(_) => {}
+            Err(message) => unreadable.push((
+                bucket.name.clone(),
+                JanitorError::Aws { service: "s3", operation: "GetBucketPolicy", message },
+            )),
+        }
     }
     let (verdicts, mut failures) = judge_with_tags(&deps.policy, violators).await;
     failures.extend(unreadable);

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod ports;
 pub mod recheck;
 pub mod remediate;
+pub mod rules;
 pub mod runstore;
 pub mod s3_public;
 pub mod slack;

@@ -13,7 +13,8 @@ use crate::discovery::annotate_history;
 use crate::error::Result;
 use crate::model::*;
 use crate::policy::IdleWindow;
-use crate::ports::{MetricQuery, MetricSeries, MetricWindow, Statistic};
+use crate::ports::{MetricQuery, MetricSeries, MetricWindow};
+use crate::rules::MetricSpec;
 
 const ACTOR: &str = "metric-check";
 
@@ -40,7 +41,8 @@ fn too_young(launched_at: Option<DateTime<Utc>>, window: IdleWindow, now: DateTi
     }
 }
 
-fn coverage(series: &MetricSeries, window: &MetricWindow) -> Result<Vec<f64>, IdleVerdict> {
+/// The window's daily values in order, or why there are too few to judge.
+pub(crate) fn coverage(series: &MetricSeries, window: &MetricWindow) -> Result<Vec<f64>, IdleVerdict> {
     let mut by_day: HashMap<i64, f64> = HashMap::new();
     for (at, value) in series {
         if *at >= window.start && *at < window.end {
@@ -58,62 +60,20 @@ fn coverage(series: &MetricSeries, window: &MetricWindow) -> Result<Vec<f64>, Id
     Ok(days.into_iter().map(|(_, v)| v).collect())
 }
 
-fn round2(v: f64) -> f64 {
+pub(crate) fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-pub fn judge_cpu(series: &MetricSeries, window: &MetricWindow, threshold: f64) -> IdleVerdict {
-    let daily = match coverage(series, window) {
-        Ok(d) => d,
-        Err(verdict) => return verdict,
-    };
-    let max = daily.iter().copied().fold(f64::MIN, f64::max);
-    let evidence = json!({
-        "daily_average_cpu": daily.iter().map(|v| round2(*v)).collect::<Vec<_>>(),
-        "max_daily_average_cpu": round2(max),
-        "threshold_percent": threshold,
-        "days": window.days,
-    });
-    if max <= threshold {
-        IdleVerdict::Idle {
-            reason: format!(
-                "daily average CPU at most {max:.2}% on each of the last {} days (threshold {threshold}%)",
-                window.days
-            ),
-            evidence,
-        }
-    } else {
-        IdleVerdict::NotIdle {
-            reason: format!("daily average CPU reached {max:.2}% (threshold {threshold}%)"),
-            evidence,
-        }
-    }
-}
-
-pub fn judge_connections(series: &MetricSeries, window: &MetricWindow) -> IdleVerdict {
-    let daily = match coverage(series, window) {
-        Ok(d) => d,
-        Err(verdict) => return verdict,
-    };
-    let max = daily.iter().copied().fold(0.0, f64::max);
-    let evidence = json!({ "daily_max_connections": daily, "days": window.days });
-    if max == 0.0 {
-        IdleVerdict::Idle {
-            reason: format!("no database connections on any of the last {} days", window.days),
-            evidence,
-        }
-    } else {
-        IdleVerdict::NotIdle { reason: format!("up to {max} database connections in a day"), evidence }
-    }
-}
+pub use crate::rules::ec2_idle_cpu::judge_cpu;
+pub use crate::rules::rds_idle::judge_connections;
 
 struct Group<'a> {
-    kind: ResourceKind,
-    window: IdleWindow,
+    rule: RuleId,
+    spec: MetricSpec,
     candidates: Vec<&'a Candidate>,
 }
 
-/// Judges every candidate with one batched metric read per kind and turns the idle ones
+/// Judges every candidate with one batched metric read per rule and turns the idle ones
 /// into findings.
 pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<StepPayload> {
     let scope = payload.run.scope()?.clone();
@@ -145,75 +105,55 @@ pub(crate) async fn judge_candidates(
     let mut events = Vec::new();
     let mut verdicts: Vec<(&Candidate, IdleVerdict)> = Vec::new();
     let mut groups: Vec<Group> = Vec::new();
-    if let Some(rule) = p.idle_cpu() {
-        groups.push(Group { kind: ResourceKind::Ec2Instance, window: rule.window(), candidates: Vec::new() });
-    }
-    if let Some(rule) = p.idle_rds() {
-        groups.push(Group { kind: ResourceKind::RdsInstance, window: rule.window(), candidates: Vec::new() });
-    }
     for c in candidates {
-        let kind = c.key.kind();
-        match groups.iter_mut().find(|g| g.kind == kind) {
-            Some(group) => match too_young(c.launched_at, group.window, now) {
-                Some(verdict) => verdicts.push((c, verdict)),
-                None => group.candidates.push(c),
-            },
-            None => verdicts.push((
+        let rule = c.rule;
+        let spec = if p.rules.on(rule) { rule.rule().metric(p) } else { None };
+        let Some(spec) = spec.filter(|_| rule.kind() == c.key.kind()) else {
+            verdicts.push((
                 c,
                 IdleVerdict::NotIdle {
-                    reason: format!("no idle rule is enabled for {kind}"),
+                    reason: format!("{rule} is not on, or reads no metric for {}", c.key.kind()),
                     evidence: serde_json::Value::Null,
                 },
-            )),
+            ));
+            continue;
+        };
+        if let Some(verdict) = too_young(c.launched_at, spec.window, now) {
+            verdicts.push((c, verdict));
+            continue;
+        }
+        match groups.iter_mut().find(|g| g.rule == rule) {
+            Some(group) => group.candidates.push(c),
+            None => groups.push(Group { rule, spec, candidates: vec![c] }),
         }
     }
 
     for group in &groups {
-        if group.candidates.is_empty() {
-            continue;
-        }
-        let window = window_ending(now, group.window.lookback_days);
+        let window = window_ending(now, group.spec.window.lookback_days);
         let queries: Vec<MetricQuery> = group
             .candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| match group.kind {
-                ResourceKind::RdsInstance => MetricQuery {
-                    id: format!("q{i}"),
-                    namespace: "AWS/RDS",
-                    metric: "DatabaseConnections",
-                    dimension: "DBInstanceIdentifier",
-                    dimension_value: c.key.id().to_owned(),
-                    stat: Statistic::Maximum,
-                },
-                _ => MetricQuery {
-                    id: format!("q{i}"),
-                    namespace: "AWS/EC2",
-                    metric: "CPUUtilization",
-                    dimension: "InstanceId",
-                    dimension_value: c.key.id().to_owned(),
-                    stat: Statistic::Average,
-                },
+            .map(|(i, c)| MetricQuery {
+                id: format!("q{i}"),
+                namespace: group.spec.namespace,
+                metric: group.spec.metric,
+                dimension: group.spec.dimension,
+                dimension_value: c.key.id().to_owned(),
+                stat: group.spec.stat,
             })
             .collect();
         let series = deps.metrics.daily_series(scope, &queries, &window).await?;
-        let threshold = p.idle_cpu().map(|r| r.cpu_threshold_percent).unwrap_or_default();
         for (query, candidate) in queries.iter().zip(&group.candidates) {
             let points = series.get(&query.id).cloned().unwrap_or_default();
-            let verdict = match group.kind {
-                ResourceKind::RdsInstance => judge_connections(&points, &window),
-                _ => judge_cpu(&points, &window, threshold),
-            };
-            verdicts.push((candidate, verdict));
+            verdicts.push((candidate, group.rule.rule().judge_series(p, &points, &window)));
         }
     }
 
     let mut idle = Vec::new();
     for (candidate, verdict) in verdicts {
-        let (policy, action) = match candidate.key.kind() {
-            ResourceKind::RdsInstance => (RuleId::RdsIdle, Action::SnapshotAndDeleteDb),
-            _ => (RuleId::Ec2IdleCpu, Action::StopInstance),
-        };
+        let policy = candidate.rule;
+        let action = policy.rule().idle_action();
         let (event, is_idle, reason, evidence) = match verdict {
             IdleVerdict::Idle { reason, evidence } => (AuditEventType::Idle, true, reason, evidence),
             IdleVerdict::NotIdle { reason, evidence } => (AuditEventType::NotIdle, false, reason, evidence),

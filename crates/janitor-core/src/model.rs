@@ -190,38 +190,7 @@ impl RunContext {
     }
 }
 
-/// The closed set of rules a policy can switch on; the name is the finding's `policy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuleId {
-    Ec2UnusedEnvironment,
-    Ec2MissingTags,
-    Ec2IdleCpu,
-    RdsIdle,
-    EipUnattached,
-    IamConsoleWithoutMfa,
-    S3PublicBucket,
-}
-
-impl RuleId {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleId::Ec2UnusedEnvironment => "ec2-unused-environment",
-            RuleId::Ec2MissingTags => "ec2-missing-tags",
-            RuleId::Ec2IdleCpu => "ec2-idle-cpu",
-            RuleId::RdsIdle => "rds-idle",
-            RuleId::EipUnattached => "eip-unattached",
-            RuleId::IamConsoleWithoutMfa => "iam-console-without-mfa",
-            RuleId::S3PublicBucket => "s3-public-bucket",
-        }
-    }
-}
-
-impl fmt::Display for RuleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::rules::RuleId;
 
 /// What remediation would do once the grace period passed and a recheck still agrees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -301,6 +270,8 @@ pub struct Notice {
 #[serde(deny_unknown_fields)]
 pub struct Candidate {
     pub key: ResourceKey,
+    /// The metric rule that will judge it.
+    pub rule: RuleId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{JanitorError, Result};
-use crate::model::Action;
+use crate::rules::Rules;
 
 /// The policy shipped in the repository, compiled in so every Lambda has a valid default.
 pub const BUILTIN_POLICY: &str = include_str!("../../../policies/janitor.toml");
@@ -56,101 +56,11 @@ impl Default for SnoozePolicy {
     }
 }
 
-/// The closed registry of rules; each field is one rule, absent means off.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rules {
-    pub ec2_unused_environment: Option<UnusedEnvironmentRule>,
-    pub ec2_missing_tags: Option<MissingTagsRule>,
-    pub ec2_idle_cpu: Option<IdleCpuRule>,
-    pub rds_idle: Option<IdleRdsRule>,
-    pub eip_unattached: Option<SimpleRule>,
-    pub iam_console_without_mfa: Option<SimpleRule>,
-    pub s3_public_bucket: Option<SimpleRule>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UnusedEnvironmentRule {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "default_environment_tag")]
-    pub tag: String,
-    pub values: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MissingTagsRule {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    pub tags: Vec<String>,
-    #[serde(default = "default_missing_tags_action")]
-    pub action: MissingTagsAction,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MissingTagsAction {
-    StopInstance,
-    NotifyOnly,
-}
-
-impl From<MissingTagsAction> for Action {
-    fn from(value: MissingTagsAction) -> Action {
-        match value {
-            MissingTagsAction::StopInstance => Action::StopInstance,
-            MissingTagsAction::NotifyOnly => Action::NotifyOnly,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdleCpuRule {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "default_cpu_threshold")]
-    pub cpu_threshold_percent: f64,
-    #[serde(default = "default_lookback_days")]
-    pub lookback_days: u32,
-    pub min_age_days: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdleRdsRule {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "default_lookback_days")]
-    pub lookback_days: u32,
-    pub min_age_days: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimpleRule {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
 /// The look-back window and age gate of one idle rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IdleWindow {
     pub lookback_days: u32,
     pub min_age_days: u32,
-}
-
-impl IdleCpuRule {
-    pub fn window(&self) -> IdleWindow {
-        IdleWindow { lookback_days: self.lookback_days, min_age_days: self.min_age_days.unwrap_or(self.lookback_days) }
-    }
-}
-
-impl IdleRdsRule {
-    pub fn window(&self) -> IdleWindow {
-        IdleWindow { lookback_days: self.lookback_days, min_age_days: self.min_age_days.unwrap_or(self.lookback_days) }
-    }
 }
 
 /// A span of time written as a number and a unit: `"90s"`, `"15m"`, `"72h"`, `"3d"`.
@@ -212,9 +122,6 @@ impl From<PolicyDuration> for String {
     }
 }
 
-/// CloudWatch keeps one-day datapoints for 455 days; a quarter is plenty for "idle".
-const MAX_LOOKBACK_DAYS: u32 = 90;
-
 impl Policy {
     pub fn builtin() -> Result<Policy> {
         Policy::from_toml_str(BUILTIN_POLICY, "builtin policy")
@@ -256,56 +163,8 @@ impl Policy {
                 self.snooze.default_days, self.snooze.max_days
             ));
         }
-        if let Some(rule) = &self.rules.ec2_unused_environment {
-            non_empty("rules.ec2_unused_environment.tag", &rule.tag)?;
-            if rule.values.is_empty() || rule.values.iter().any(|v| v.trim().is_empty()) {
-                return Err("rules.ec2_unused_environment.values: needs at least one non-empty value".into());
-            }
-        }
-        if let Some(rule) = &self.rules.ec2_missing_tags
-            && (rule.tags.is_empty() || rule.tags.iter().any(|t| t.trim().is_empty()))
-        {
-            return Err("rules.ec2_missing_tags.tags: needs at least one non-empty tag key".into());
-        }
-        if let Some(rule) = &self.rules.ec2_idle_cpu {
-            let t = rule.cpu_threshold_percent;
-            if !(0.0..=100.0).contains(&t) || t.is_nan() {
-                return Err(format!("rules.ec2_idle_cpu.cpu_threshold_percent: must be between 0 and 100, got {t}"));
-            }
-            lookback("rules.ec2_idle_cpu", rule.window())?;
-        }
-        if let Some(rule) = &self.rules.rds_idle {
-            lookback("rules.rds_idle", rule.window())?;
-        }
+        self.rules.validate()?;
         Ok(())
-    }
-
-    pub fn idle_cpu(&self) -> Option<&IdleCpuRule> {
-        self.rules.ec2_idle_cpu.as_ref().filter(|r| r.enabled)
-    }
-
-    pub fn idle_rds(&self) -> Option<&IdleRdsRule> {
-        self.rules.rds_idle.as_ref().filter(|r| r.enabled)
-    }
-
-    pub fn unused_environment(&self) -> Option<&UnusedEnvironmentRule> {
-        self.rules.ec2_unused_environment.as_ref().filter(|r| r.enabled)
-    }
-
-    pub fn missing_tags(&self) -> Option<&MissingTagsRule> {
-        self.rules.ec2_missing_tags.as_ref().filter(|r| r.enabled)
-    }
-
-    pub fn eip_unattached(&self) -> bool {
-        self.rules.eip_unattached.as_ref().is_some_and(|r| r.enabled)
-    }
-
-    pub fn iam_console_without_mfa(&self) -> bool {
-        self.rules.iam_console_without_mfa.as_ref().is_some_and(|r| r.enabled)
-    }
-
-    pub fn s3_public_bucket(&self) -> bool {
-        self.rules.s3_public_bucket.as_ref().is_some_and(|r| r.enabled)
     }
 
     /// How long a lock must live: the whole run, i.e. the grace period plus a margin.
@@ -322,30 +181,11 @@ fn at_least(field: &str, value: usize, min: usize) -> std::result::Result<(), St
     if value < min { Err(format!("{field}: must be at least {min}, got {value}")) } else { Ok(()) }
 }
 
-fn lookback(rule: &str, window: IdleWindow) -> std::result::Result<(), String> {
-    if window.lookback_days == 0 || window.lookback_days > MAX_LOOKBACK_DAYS {
-        return Err(format!(
-            "{rule}.lookback_days: must be between 1 and {MAX_LOOKBACK_DAYS}, got {}",
-            window.lookback_days
-        ));
-    }
-    if window.min_age_days > 3650 {
-        return Err(format!("{rule}.min_age_days: at most 3650, got {}", window.min_age_days));
-    }
-    Ok(())
-}
-
-fn yes() -> bool {
-    true
-}
 fn default_protect_tag() -> String {
     "janitor:protect".into()
 }
 fn default_owner_tag() -> String {
     "Owner".into()
-}
-fn default_environment_tag() -> String {
-    "Environment".into()
 }
 fn default_grace_period() -> PolicyDuration {
     PolicyDuration::hours(72)
@@ -368,29 +208,23 @@ fn default_snooze_days() -> u32 {
 fn default_snooze_max_days() -> u32 {
     90
 }
-fn default_cpu_threshold() -> f64 {
-    5.0
-}
-fn default_lookback_days() -> u32 {
-    7
-}
-fn default_missing_tags_action() -> MissingTagsAction {
-    MissingTagsAction::StopInstance
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::RuleId;
 
     #[test]
     fn builtin_policy_loads_with_every_rule_on() {
         let p = Policy::from_toml_str(BUILTIN_POLICY, "builtin").unwrap();
         assert_eq!(p.protect_tag, "janitor:protect");
-        assert_eq!(p.missing_tags().unwrap().tags, ["Owner", "CostCenter", "Project"]);
-        assert_eq!(p.idle_cpu().unwrap().cpu_threshold_percent, 5.0);
-        assert_eq!(p.idle_cpu().unwrap().window(), IdleWindow { lookback_days: 7, min_age_days: 7 });
-        assert_eq!(p.unused_environment().unwrap().values, ["testing", "unused"]);
-        assert!(p.eip_unattached() && p.iam_console_without_mfa() && p.s3_public_bucket());
+        let rules = &p.rules;
+        assert_eq!(rules.ec2_missing_tags.as_ref().unwrap().tags, ["Owner", "CostCenter", "Project"]);
+        assert_eq!(rules.ec2_idle_cpu.as_ref().unwrap().cpu_threshold_percent, 5.0);
+        assert_eq!(rules.ec2_idle_cpu.as_ref().unwrap().window(), IdleWindow { lookback_days: 7, min_age_days: 7 });
+        assert_eq!(rules.ec2_unused_environment.as_ref().unwrap().values, ["testing", "unused"]);
+        use strum::IntoEnumIterator;
+        assert!(RuleId::iter().all(|id| rules.on(id)), "the built-in policy turns every rule on");
         assert_eq!(p.grace_period, PolicyDuration::hours(72));
         assert_eq!(p.lock_ttl(), chrono::Duration::hours(96));
     }
@@ -445,13 +279,13 @@ mod tests {
     #[test]
     fn empty_policy_means_defaults_and_no_rules() {
         let p = Policy::from_toml_str("", "empty").unwrap();
-        assert!(p.idle_cpu().is_none() && !p.eip_unattached());
+        assert!(!p.rules.on(RuleId::Ec2IdleCpu) && !p.rules.on(RuleId::EipUnattached));
         assert_eq!(p.max_actions_per_run, 25);
     }
 
     #[test]
     fn disabled_rule_is_off() {
         let p = Policy::from_toml_str("[rules.eip_unattached]\nenabled = false\n", "p").unwrap();
-        assert!(!p.eip_unattached());
+        assert!(!p.rules.on(RuleId::EipUnattached));
     }
 }

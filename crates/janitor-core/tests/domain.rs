@@ -79,7 +79,7 @@ async fn malformed_input_is_a_clear_invalid_input_error_for_every_step() {
         ("lock", json!({"run": {"id": "r"}}), "run.scope is required"),
         (
             "lock",
-            json!({"run": {"id": "r", "scope": {"account": ACCOUNT, "region": REGION}}, "candidates": [{"key": format!("{ACCOUNT}/{REGION}/ec2-instance/i-1")}]}),
+            json!({"run": {"id": "r", "scope": {"account": ACCOUNT, "region": REGION}}, "candidates": [{"key": format!("{ACCOUNT}/{REGION}/ec2-instance/i-1"), "rule": "ec2-idle-cpu"}]}),
             "run metric-check first",
         ),
         (
@@ -653,4 +653,13 @@ fn the_tally_counts_outcomes_and_marks_a_scope_incomplete_or_failed() {
     payload.recount();
     assert_eq!(payload.tally.status, ScopeStatus::Failed);
     assert_eq!(serde_json::to_value(payload.tally.status).unwrap(), "FAILED");
+}
+
+/// The README's rules table is the registry's: a rule added, renamed or re-described without
+/// the README (or the other way round) fails here.
+#[test]
+fn the_readme_rules_table_is_the_registry() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let table = janitor_core::rules::readme_table();
+    assert!(readme.contains(&table), "README.md's rules table differs from the registry; it should read:\n{table}");
 }

@@ -205,6 +205,19 @@ fn the_template_ships_seven_arm64_rust_functions_and_the_guarded_entry_points() 
     }
 }
 
+/// Each rule declares the IAM actions its reads and its action need; every one is granted
+/// to a function of the template (the IAM-enforced run then proves the grant is the right one).
+#[test]
+fn every_rule_s_declared_iam_actions_are_granted() {
+    let functions = Template::load().unwrap().functions().unwrap();
+    let granted: BTreeSet<&str> = functions.iter().flat_map(|f| f.actions.iter().map(String::as_str)).collect();
+    for (id, rule) in janitor_core::rules::REGISTRY {
+        for action in rule.iam_actions() {
+            assert!(granted.contains(action), "{id} needs {action}, which no function is granted");
+        }
+    }
+}
+
 #[test]
 fn cfn_lint_reports_nothing() {
     let out = Command::new(venv_tool("cfn-lint").unwrap()).arg(repo_root().join("template.yaml")).output().unwrap();

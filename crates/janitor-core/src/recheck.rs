@@ -12,7 +12,7 @@ use crate::audit::{AuditEvent, AuditEventType};
 use crate::discovery;
 use crate::error::{JanitorError, Result};
 use crate::metrics;
-use crate::model::{Finding, StepPayload};
+use crate::model::{Exemption, Finding, StepPayload};
 
 const ACTOR: &str = "recheck";
 
@@ -61,7 +61,9 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
                 (AuditEventType::Failed, json!({ "reason": "could not be read again, so it is not remediated" }))
             }
             None => match exempt.get(key) {
-                Some(detail) if detail["reason"] == "snoozed" => (AuditEventType::Snoozed, detail.clone()),
+                Some(detail) if detail["reason"] == json!(Exemption::Snoozed) => {
+                    (AuditEventType::Snoozed, detail.clone())
+                }
                 Some(detail) => (AuditEventType::Cleared, detail.clone()),
                 None if !deps.inventory.exists(&finding.key).await? => {
                     (AuditEventType::Gone, json!({ "reason": "the resource no longer exists" }))

@@ -62,10 +62,15 @@ impl Inventory for AwsInventory {
 
     async fn ec2_instances(&self, scope: &Scope) -> Result<Vec<Ec2Instance>> {
         let ec2 = self.clients.ec2(&scope.account, &scope.region).await?;
-        let running = aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("running").build();
+        // Every instance that still exists, whatever its state: each rule decides which states
+        // it judges (most only running ones; tag compliance stopped ones too).
+        let alive = aws_sdk_ec2::types::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
+            .build();
         let pages: Vec<_> = ec2
             .describe_instances()
-            .filters(running)
+            .filters(alive)
             .max_results(1000)
             .into_paginator()
             .send()

@@ -191,6 +191,7 @@ macro_rules! registry {
 registry! {
     Ec2UnusedEnvironment => ec2_unused_environment,
     Ec2MissingTags => ec2_missing_tags,
+    Ec2StoppedMissingTags => ec2_stopped_missing_tags,
     Ec2IdleCpu => ec2_idle_cpu,
     RdsIdle => rds_idle,
     EipUnattached => eip_unattached,

@@ -340,3 +340,50 @@ async fn the_snooze_table_keeps_the_longer_snooze_and_sees_each_request_once() {
     // Seen requests never read as snoozes.
     assert_eq!(store.live_snoozes(&[key.clone(), other.clone()], now).await.unwrap().len(), 2);
 }
+
+/// `ec2-stopped-missing-tags` on the emulator: a stopped instance missing a required tag is
+/// reported notify-only; one with every tag, a protected one and a snoozed one are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_instances_missing_tags_are_reported_and_never_acted_on() {
+    use janitor_core::model::Snooze;
+    use janitor_core::ports::SnoozeStore;
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let (deps, tables) = deps_for(&clients, emulator_policy()).await;
+    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
+    let all = [("Owner", "ops@example.com"), ("CostCenter", "cc-1"), ("Project", "p")];
+    let untagged = [("Owner", "ops@example.com")];
+    let protected = [("Owner", "ops@example.com"), ("janitor:protect", "true")];
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, tags) in
+        [("untagged", &untagged[..]), ("tagged", &all[..]), ("protected", &protected[..]), ("snoozed", &untagged[..])]
+    {
+        let id = home.instance(HOME_REGION, tags).await.unwrap();
+        home.stop(HOME_REGION, &id).await.unwrap();
+        ids.insert(name, id);
+    }
+    let key = |name: &str| ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::Ec2Instance, &ids[name]);
+    let now = Utc::now();
+    let snoozes = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
+    let snooze = Snooze { key: key("snoozed"), until: now + Duration::days(3), by: "U1".into(), at: now };
+    snoozes.put_snooze(&snooze).await.unwrap();
+
+    let item = json!({"run": {"id": "r-stopped", "mode": "enforce", "scope": {"account": HOME_ACCOUNT, "region": HOME_REGION}}});
+    let found: StepPayload = serde_json::from_value(step::discovery(&deps, item).await.unwrap()).unwrap();
+    let flagged: Vec<&Finding> = found.findings.iter().filter(|f| f.policy == RuleId::Ec2StoppedMissingTags).collect();
+    assert_eq!(flagged.len(), 1, "{:?}", found.findings);
+    let f = flagged[0];
+    assert_eq!(f.key, key("untagged"));
+    assert_eq!(f.action, Action::NotifyOnly);
+    assert!(f.reason.contains("CostCenter, Project"), "{}", f.reason);
+    assert_eq!(f.owner.as_deref(), Some("ops@example.com"));
+    assert!(found.candidates.iter().all(|c| !ids.values().any(|id| c.key.id() == id)), "stopped is never idle-checked");
+    let events = deps.audit.events_for_run("r-stopped").await.unwrap();
+    let exempt =
+        |name: &str| events.iter().any(|e| e.resource == key(name).as_str() && e.event == AuditEventType::Exempt);
+    assert!(exempt("protected") && exempt("snoozed"), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.resource == key("tagged").as_str()),
+        "a stopped instance with every tag is not mentioned"
+    );
+}

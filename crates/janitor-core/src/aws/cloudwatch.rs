@@ -50,27 +50,21 @@ impl MetricSource for CloudWatchMetrics {
         let mut series: HashMap<String, MetricSeries> = queries.iter().map(|q| (q.id.clone(), Vec::new())).collect();
         for chunk in queries.chunks(MAX_QUERIES_PER_CALL) {
             let sdk_queries: Vec<MetricDataQuery> = chunk.iter().map(to_sdk_query).collect();
-            let mut token: Option<String> = None;
-            loop {
-                let out = cloudwatch
-                    .get_metric_data()
-                    .set_metric_data_queries(Some(sdk_queries.clone()))
-                    .start_time(to_smithy(window.start))
-                    .end_time(to_smithy(window.end))
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| JanitorError::from_sdk("cloudwatch", "GetMetricData", e))?;
-                for result in out.metric_data_results() {
-                    let Some(points) = result.id().and_then(|id| series.get_mut(id)) else { continue };
-                    points.extend(
-                        result.timestamps().iter().zip(result.values()).filter_map(|(t, v)| Some((to_chrono(t)?, *v))),
-                    );
-                }
-                match out.next_token() {
-                    Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-                    _ => break,
-                }
+            let pages: Vec<_> = cloudwatch
+                .get_metric_data()
+                .set_metric_data_queries(Some(sdk_queries))
+                .start_time(to_smithy(window.start))
+                .end_time(to_smithy(window.end))
+                .into_paginator()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| JanitorError::from_sdk("cloudwatch", "GetMetricData", e))?;
+            for result in pages.iter().flat_map(|page| page.metric_data_results()) {
+                let Some(points) = result.id().and_then(|id| series.get_mut(id)) else { continue };
+                points.extend(
+                    result.timestamps().iter().zip(result.values()).filter_map(|(t, v)| Some((to_chrono(t)?, *v))),
+                );
             }
         }
         Ok(series)

@@ -197,40 +197,34 @@ impl DynamoAuditLog {
     }
 
     async fn query(&self, index: Option<&str>, key_attr: &str, value: &str) -> Result<Vec<AuditEvent>> {
+        let pages: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", key_attr)
+            .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("dynamodb", "Query", e))?;
         let mut events = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .set_index_name(index.map(str::to_owned))
-                .key_condition_expression("#k = :v")
-                .expression_attribute_names("#k", key_attr)
-                .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| JanitorError::from_sdk("dynamodb", "Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                if item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == HISTORY_SK) {
-                    continue;
-                }
-                let row: AuditItem = from_item(item, &self.table)?;
-                events.push(AuditEvent {
-                    resource: row.resource,
-                    run_id: row.run_id,
-                    event: row.event,
-                    at: row.at,
-                    actor: row.actor,
-                    policy: row.policy,
-                    detail: row.detail,
-                });
+        for item in pages.into_iter().flat_map(|page| page.items.unwrap_or_default()) {
+            if item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == HISTORY_SK) {
+                continue;
             }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => break,
-            }
+            let row: AuditItem = from_item(item, &self.table)?;
+            events.push(AuditEvent {
+                resource: row.resource,
+                run_id: row.run_id,
+                event: row.event,
+                at: row.at,
+                actor: row.actor,
+                policy: row.policy,
+                detail: row.detail,
+            });
         }
         events.sort_by_key(|e| e.at);
         Ok(events)

@@ -181,22 +181,15 @@ impl Inventory for AwsInventory {
 
     async fn iam_user_tags(&self, account: &str, user: &str) -> Result<Tags> {
         let iam = self.clients.iam(account).await?;
-        let mut tags = Tags::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = iam
-                .list_user_tags()
-                .user_name(user)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| JanitorError::from_sdk("iam", "ListUserTags", e))?;
-            tags.extend(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
-            match out.marker() {
-                Some(next) if out.is_truncated() => marker = Some(next.to_owned()),
-                _ => return Ok(tags),
-            }
-        }
+        let pages: Vec<_> = iam
+            .list_user_tags()
+            .user_name(user)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("iam", "ListUserTags", e))?;
+        Ok(pages.iter().flat_map(|page| page.tags()).map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
     }
 
     async fn account_public_access_block(&self, account: &str) -> Result<Option<PublicAccessBlock>> {
@@ -216,23 +209,18 @@ impl Inventory for AwsInventory {
     async fn s3_buckets(&self, account: &str) -> Result<Vec<BucketRead>> {
         let home_region = self.clients.home_region();
         let s3 = self.clients.s3(account, &home_region).await?;
-        let mut listed: Vec<(String, Option<String>)> = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = s3
-                .list_buckets()
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| JanitorError::from_sdk("s3", "ListBuckets", e))?;
-            listed.extend(
-                out.buckets().iter().filter_map(|b| Some((b.name()?.to_owned(), b.bucket_region().map(str::to_owned)))),
-            );
-            match out.continuation_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-                _ => break,
-            }
-        }
+        let pages: Vec<_> = s3
+            .list_buckets()
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("s3", "ListBuckets", e))?;
+        let listed: Vec<(String, Option<String>)> = pages
+            .iter()
+            .flat_map(|page| page.buckets())
+            .filter_map(|b| Some((b.name()?.to_owned(), b.bucket_region().map(str::to_owned))))
+            .collect();
         Ok(stream::iter(listed)
             .map(|(name, region)| async move {
                 self.read_bucket(account, name.clone(), region).await.map_err(|e| (name, e))
@@ -363,27 +351,37 @@ pub fn bucket_block(c: &aws_sdk_s3::types::PublicAccessBlockConfiguration) -> Pu
 }
 
 /// Parses the credential report CSV by column name (the column order is not a contract).
+/// One row of the credential report, its columns found by name (AWS adds columns over time).
+#[derive(serde::Deserialize)]
+struct ReportRow {
+    user: String,
+    arn: String,
+    #[serde(deserialize_with = "report_flag")]
+    password_enabled: bool,
+    #[serde(deserialize_with = "report_flag")]
+    mfa_active: bool,
+}
+
+/// The report says `true`, `false`, `not_supported` or `N/A`; only `true` is true.
+fn report_flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<bool, D::Error> {
+    let text: String = serde::Deserialize::deserialize(deserializer)?;
+    Ok(text == "true")
+}
+
 pub fn parse_credential_report(content: &[u8]) -> Result<Vec<IamCredential>> {
     let bad = |message: String| JanitorError::Aws { service: "iam", operation: "GetCredentialReport", message };
-    let mut reader = csv::Reader::from_reader(content);
-    let headers = reader.headers().map_err(|e| bad(format!("unreadable report header: {e}")))?.clone();
-    let column = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| bad(format!("report has no `{name}` column")))
-    };
-    let (user, arn, password, mfa) =
-        (column("user")?, column("arn")?, column("password_enabled")?, column("mfa_active")?);
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| bad(format!("unreadable report row: {e}")))?;
-        let field = |i: usize| record.get(i).unwrap_or_default();
-        rows.push(IamCredential {
-            user: field(user).to_owned(),
-            arn: field(arn).to_owned(),
-            password_enabled: field(password) == "true",
-            mfa_active: field(mfa) == "true",
-        });
-    }
-    Ok(rows)
+    csv::Reader::from_reader(content)
+        .deserialize::<ReportRow>()
+        .map(|row| {
+            let row = row.map_err(|e| bad(format!("unreadable report row: {e}")))?;
+            Ok(IamCredential {
+                user: row.user,
+                arn: row.arn,
+                password_enabled: row.password_enabled,
+                mfa_active: row.mfa_active,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

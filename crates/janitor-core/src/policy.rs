@@ -63,6 +63,14 @@ pub struct IdleWindow {
     pub min_age_days: u32,
 }
 
+impl IdleWindow {
+    /// The minimum age defaults to the look-back window: a younger resource cannot show a
+    /// whole idle window.
+    pub fn new(lookback_days: u32, min_age_days: Option<u32>) -> IdleWindow {
+        IdleWindow { lookback_days, min_age_days: min_age_days.unwrap_or(lookback_days) }
+    }
+}
+
 /// A span of time written as a number and a unit: `"90s"`, `"15m"`, `"72h"`, `"3d"`.
 /// Seconds exist so tests can run a real grace period; the policy file says hours or days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ fn default_cpu_threshold() -> f64 {
 
 impl Config {
     pub fn window(&self) -> IdleWindow {
-        IdleWindow { lookback_days: self.lookback_days, min_age_days: self.min_age_days.unwrap_or(self.lookback_days) }
+        IdleWindow::new(self.lookback_days, self.min_age_days)
     }
 }
 

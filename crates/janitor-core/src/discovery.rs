@@ -350,9 +350,18 @@ pub(crate) fn apply_scope_cap(
     actor: &str,
 ) -> (Vec<AuditEvent>, Vec<(ResourceKey, FlagHistory)>) {
     let run_id = payload.run.id.clone();
-    // Never flagged or deferred before (None) counts as now.
+    // Never flagged or deferred before (None) counts as now. Among the rest, what the run
+    // may act on goes before what it only reports, so a backlog of notify-only findings
+    // cannot keep actionable ones from their owners.
     payload.findings.sort_by(|a, b| {
-        let line = |f: &Finding| (f.deferred_since.is_none(), f.deferred_since, f.first_flagged.unwrap_or(now));
+        let line = |f: &Finding| {
+            (
+                f.deferred_since.is_none(),
+                f.deferred_since,
+                f.action == Action::NotifyOnly,
+                f.first_flagged.unwrap_or(now),
+            )
+        };
         (line(a), &a.key).cmp(&(line(b), &b.key))
     });
     let limit = p.max_findings_per_scope;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod aws;
 pub mod discovery;
 pub mod error;
+pub mod export;
 pub mod handler;
 pub mod local;
 pub mod lock;

@@ -158,37 +158,43 @@ pub(crate) async fn judge_candidates(
             IdleVerdict::Idle { reason, evidence } => (AuditEventType::Idle, true, reason, evidence),
             IdleVerdict::NotIdle { reason, evidence } => (AuditEventType::NotIdle, false, reason, evidence),
         };
-        let detail = json!({ "reason": reason, "evidence": evidence });
+        if !is_idle {
+            let detail = json!({ "reason": reason, "evidence": evidence });
+            events.push(
+                AuditEvent::new(candidate.key.as_str(), run_id, event, now, actor, detail).with_policy(Some(policy)),
+            );
+            continue;
+        }
+        // The owner still hears of it; the janitor just never takes that action here.
+        let (action, reason, evidence) = match &candidate.notify_only {
+            Some(why) => {
+                let mut evidence = evidence;
+                if let Some(map) = evidence.as_object_mut() {
+                    map.insert("notify_only".into(), json!(why));
+                }
+                (Action::NotifyOnly, format!("{reason}; notify only: {why}"), evidence)
+            }
+            None => (action, reason, evidence),
+        };
+        // As discovery's DISCOVERED row: the finding whole, so the run's trail exports it.
+        let detail = json!({ "reason": reason, "evidence": evidence, "action": action, "owner": candidate.owner });
         events
             .push(AuditEvent::new(candidate.key.as_str(), run_id, event, now, actor, detail).with_policy(Some(policy)));
-        if is_idle {
-            // The owner still hears of it; the janitor just never takes that action here.
-            let (action, reason, evidence) = match &candidate.notify_only {
-                Some(why) => {
-                    let mut evidence = evidence;
-                    if let Some(map) = evidence.as_object_mut() {
-                        map.insert("notify_only".into(), json!(why));
-                    }
-                    (Action::NotifyOnly, format!("{reason}; notify only: {why}"), evidence)
-                }
-                None => (action, reason, evidence),
-            };
-            idle.push(Finding {
-                key: candidate.key.clone(),
-                kind: candidate.key.kind(),
-                id: candidate.key.id().to_owned(),
-                arn: candidate.arn.clone(),
-                policy,
-                reason,
-                evidence,
-                owner: candidate.owner.clone(),
-                action,
-                first_flagged: None,
-                times_flagged: 0,
-                deferred_since: None,
-                notified: None,
-            });
-        }
+        idle.push(Finding {
+            key: candidate.key.clone(),
+            kind: candidate.key.kind(),
+            id: candidate.key.id().to_owned(),
+            arn: candidate.arn.clone(),
+            policy,
+            reason,
+            evidence,
+            owner: candidate.owner.clone(),
+            action,
+            first_flagged: None,
+            times_flagged: 0,
+            deferred_since: None,
+            notified: None,
+        });
     }
     idle.sort_by(|a, b| a.key.cmp(&b.key));
     Ok((idle, events))

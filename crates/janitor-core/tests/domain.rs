@@ -217,6 +217,31 @@ async fn what_the_cap_defers_is_first_in_line_next_run() {
     assert_eq!(deferred_rows, 12, "a DEFERRED row per deferred finding per run");
 }
 
+/// Under the cap, what the run may act on goes before what it only reports: a pile of
+/// notify-only findings cannot keep an actionable one from its owner.
+#[tokio::test]
+async fn the_cap_takes_actionable_findings_before_notify_only_ones() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let mut untagged = testing_instance("i-a-untagged");
+    untagged.tags = tags(&[("Environment", "production"), ("Owner", "o")]);
+    let inventory = InMemoryInventory {
+        ec2: [(scope, vec![untagged, testing_instance("i-b-testing")])].into(),
+        ..Default::default()
+    };
+    let policy = Policy::from_toml_str(
+        "max_findings_per_scope = 1\n[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n\
+         [rules.ec2_missing_tags]\ntags = [\"Owner\", \"CostCenter\"]\naction = \"notify-only\"\n",
+        "p",
+    )
+    .unwrap();
+    let w = world(inventory, policy);
+    let found = step::discovery(&w.deps, scope_item("r-order")).await.unwrap();
+    let out: StepPayload = serde_json::from_value(step::lock(&w.deps, found).await.unwrap()).unwrap();
+    let kept: Vec<&str> = out.findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(kept, ["i-b-testing"], "the stoppable one first, though the other sorts first by name");
+    assert_eq!(out.deferred, 1);
+}
+
 #[tokio::test]
 async fn times_flagged_counts_earlier_runs_once_even_when_a_step_is_retried() {
     let scope = Scope::new(ACCOUNT, REGION);

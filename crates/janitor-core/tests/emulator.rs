@@ -114,6 +114,20 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     let by_resource = deps.audit.events_for_resource(&key(HOME_REGION, "idle")).await.unwrap();
     assert!(by_resource.iter().any(|e| e.event == AuditEventType::Idle));
 
+    // The run's findings export from its trail alone: every finding, each with its rule's
+    // evidence, owner, action and where it got to (locked, here).
+    let exported = janitor_core::export::findings_of_run(&events);
+    let exported_keys: BTreeSet<String> = exported.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(exported_keys, found, "the export lists exactly the run's findings");
+    let idle = exported.iter().find(|r| r.key == key(HOME_REGION, "idle")).unwrap();
+    assert_eq!(idle.policy, Some(RuleId::Ec2IdleCpu));
+    assert_eq!(idle.evidence["max_daily_average_cpu"], 4.9);
+    assert_eq!((idle.owner.as_deref(), idle.action.as_deref()), (Some("alice@example.com"), Some("stop-instance")));
+    assert_eq!(idle.outcome, AuditEventType::Locked);
+    let unused = exported.iter().find(|r| r.key == key(HOME_REGION, "unused-env")).unwrap();
+    assert_eq!(unused.evidence["value"], "testing");
+    assert_eq!(unused.policy, Some(RuleId::Ec2UnusedEnvironment));
+
     // Every finding is locked by this run, for the whole run (grace + margin).
     let locks = DynamoLockStore::new(clients.dynamodb(), &tables.lock);
     for f in &found {

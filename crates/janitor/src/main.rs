@@ -38,6 +38,38 @@ enum Command {
     Run(RunArgs),
     /// The audit trail of one run or one resource.
     Audit(AuditArgs),
+    /// Every finding of one run, with its rule's evidence and what became of it (JSON, CSV
+    /// or a table), from the audit table.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The run whose findings to export.
+    #[arg(long)]
+    run: String,
+    #[command(flatten)]
+    table: AuditTableArgs,
+    #[arg(long, value_enum, default_value_t = Output::Json)]
+    output: Output,
+}
+
+/// Where the audit table is, and whose credentials read it.
+#[derive(Args)]
+struct AuditTableArgs {
+    #[arg(long, env = "JANITOR_AUDIT_TABLE")]
+    audit_table: String,
+    #[arg(long, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+}
+
+impl AuditTableArgs {
+    async fn open(&self) -> anyhow::Result<DynamoAuditLog> {
+        let clients = AwsClients::load_checked(self.profile.as_deref(), self.region.as_deref()).await?;
+        Ok(DynamoAuditLog::new(clients.dynamodb(), &self.audit_table))
+    }
 }
 
 #[derive(Args)]
@@ -49,12 +81,8 @@ struct AuditArgs {
     /// Every event of this resource key (`account/region/kind/id`).
     #[arg(long)]
     resource: Option<String>,
-    #[arg(long, env = "JANITOR_AUDIT_TABLE")]
-    audit_table: String,
-    #[arg(long, env = "AWS_PROFILE")]
-    profile: Option<String>,
-    #[arg(long, env = "AWS_REGION")]
-    region: Option<String>,
+    #[command(flatten)]
+    table: AuditTableArgs,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
 }
@@ -329,14 +357,21 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     use janitor_core::ports::AuditLog;
-    let clients = AwsClients::load_checked(args.profile.as_deref(), args.region.as_deref()).await?;
-    let log = DynamoAuditLog::new(clients.dynamodb(), &args.audit_table);
+    let log = args.table.open().await?;
     let events = match (&args.run, &args.resource) {
         (Some(run), _) => log.events_for_run(run).await?,
         (None, Some(resource)) => log.events_for_resource(resource).await?,
         (None, None) => anyhow::bail!("give --run or --resource"),
     };
     report::print_audit(&events, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use janitor_core::ports::AuditLog;
+    let log = args.table.open().await?;
+    let rows = janitor_core::export::findings_of_run(&log.events_for_run(&args.run).await?);
+    report::print_findings(&rows, args.output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -350,13 +385,14 @@ async fn main() -> ExitCode {
     let verbose = match &cli.command {
         Command::Scan(a) => a.common.verbose,
         Command::Run(a) => a.common.verbose,
-        Command::Audit(_) => false,
+        Command::Audit(_) | Command::Export(_) => false,
     };
     telemetry::init_cli(verbose);
     let result = match cli.command {
         Command::Scan(args) => scan(args).await,
         Command::Run(args) => run(args).await,
         Command::Audit(args) => audit(args).await,
+        Command::Export(args) => export(args).await,
     };
     match result {
         Ok(code) => code,

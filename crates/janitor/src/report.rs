@@ -279,3 +279,35 @@ pub fn print_rows(header: &[&str], rows: &[Vec<String>], output: Output) -> anyh
     writeln!(out, "{table}")?;
     Ok(())
 }
+
+/// A run's findings: JSON keeps each rule's evidence as written, CSV as a JSON string column.
+pub fn print_findings(rows: &[janitor_core::export::FindingRow], output: Output) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?,
+        Output::Csv => {
+            let mut writer = csv::Writer::from_writer(out);
+            for row in rows {
+                writer.serialize(row.csv())?;
+            }
+            writer.flush()?;
+        }
+        Output::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.key.clone(),
+                        r.policy.map(|p| p.to_string()).unwrap_or_default(),
+                        r.reason.clone(),
+                        r.owner.clone().unwrap_or_default(),
+                        r.outcome.as_str().to_owned(),
+                    ]
+                })
+                .collect();
+            drop(out);
+            print_rows(&["resource", "policy", "reason", "owner", "outcome"], &cells, output)?;
+        }
+    }
+    Ok(())
+}

@@ -124,6 +124,23 @@ async fn audit_lists_a_runs_and_a_resources_events() {
     let by_resource = janitor_audit(&moto.endpoint, &tables.audit, &["--resource", &key]).await;
     assert_eq!(by_resource.len(), 3);
     assert!(by_resource.contains(&"LOCK_HELD".to_owned()));
+
+    // The run's findings as CSV: a header, then one row with the rule's evidence as JSON.
+    let out = janitor(&moto.endpoint, "export")
+        .args(["--run", "r1", "--audit-table", &tables.audit, "--output", "csv"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(header[..6], ["key", "account", "region", "kind", "id", "policy"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let cell = |name: &str| rows[0].get(header.iter().position(|h| h == name).unwrap()).unwrap().to_owned();
+    assert_eq!(cell("key"), key);
+    assert_eq!(cell("reason"), "x");
+    assert_eq!(cell("outcome"), "LOCKED", "the resource's last event in the run");
 }
 
 /// `janitor audit … --output json`, returning the event names.

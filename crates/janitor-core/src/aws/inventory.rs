@@ -350,7 +350,6 @@ pub fn bucket_block(c: &aws_sdk_s3::types::PublicAccessBlockConfiguration) -> Pu
     }
 }
 
-/// Parses the credential report CSV by column name (the column order is not a contract).
 /// One row of the credential report, its columns found by name (AWS adds columns over time).
 #[derive(serde::Deserialize)]
 struct ReportRow {
@@ -368,6 +367,7 @@ fn report_flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result
     Ok(text == "true")
 }
 
+/// Parses the credential report CSV by column name (the column order is not a contract).
 pub fn parse_credential_report(content: &[u8]) -> Result<Vec<IamCredential>> {
     let bad = |message: String| JanitorError::Aws { service: "iam", operation: "GetCredentialReport", message };
     csv::Reader::from_reader(content)

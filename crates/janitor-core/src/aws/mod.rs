@@ -75,8 +75,29 @@ pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> De
         slack: SlackSettings::from_env(),
         slack_secret: None,
         clock: Arc::new(SystemClock),
-        runs: Arc::new(crate::memory::InMemoryRunStore::default()),
+        // Only the state machine's functions keep documents between steps; they must say
+        // where (deps_from_env), and nothing else may quietly keep them in memory.
+        runs: Arc::new(NoRunStore),
     }
+}
+
+/// The run store of a process that was given no run bucket: every use says so.
+pub struct NoRunStore;
+
+#[async_trait::async_trait]
+impl crate::ports::RunStore for NoRunStore {
+    async fn put(&self, path: &str, _body: Vec<u8>) -> Result<()> {
+        Err(no_run_bucket(path))
+    }
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        Err(no_run_bucket(path))
+    }
+}
+
+fn no_run_bucket(path: &str) -> crate::JanitorError {
+    crate::JanitorError::Config(format!(
+        "JANITOR_RUN_BUCKET is not set, so the run document {path} has nowhere to live"
+    ))
 }
 
 /// Converts an SDK timestamp; out-of-range values become `None` rather than a panic.

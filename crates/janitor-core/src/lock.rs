@@ -106,8 +106,14 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     // A step can fail after acting (the summary publish, a timeout): what remediate already
     // decided keeps its row and counts as what it was, never as "not remediated".
     let trail = deps.audit.events_for_run(&run_id).await?;
-    let (decided, undecided): (Vec<&Finding>, Vec<&Finding>) =
-        findings.iter().partition(|f| crate::remediate::decided_earlier(&trail, f.key.as_str()).is_some());
+    let mut decided = Vec::new();
+    let mut undecided: Vec<&Finding> = Vec::new();
+    for f in &findings {
+        match crate::remediate::decided_earlier(&trail, f.key.as_str()) {
+            Some(earlier) => decided.push(earlier.event),
+            None => undecided.push(f),
+        }
+    }
     let mut events =
         vec![AuditEvent::new(scope.audit_key(), &run_id, AuditEventType::Failed, now, ACTOR, detail.clone())];
     for f in &undecided {
@@ -118,10 +124,8 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     for f in &findings {
         deps.locks.release(&f.key, &run_id).await?;
     }
-    for f in &decided {
-        if let Some(earlier) = crate::remediate::decided_earlier(&trail, f.key.as_str()) {
-            payload.tally.count(earlier.event);
-        }
+    for event in &decided {
+        payload.tally.count(*event);
     }
     payload.tally.failed += undecided.len();
     payload.recount();

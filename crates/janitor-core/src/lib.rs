@@ -7,8 +7,10 @@ pub mod discovery;
 pub mod error;
 pub mod export;
 pub mod handler;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod lock;
+#[cfg(feature = "memory")]
 pub mod memory;
 pub mod metrics;
 pub mod model;

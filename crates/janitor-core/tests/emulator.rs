@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
 use janitor_core::audit::AuditEventType;
-use janitor_core::aws::{self, AwsClients, DynamoLockStore, DynamoSnoozeStore, TableNames, dynamo};
+use janitor_core::aws::{self, AwsClients, DynamoLockStore, DynamoSnoozeStore, TableNames};
 use janitor_core::model::{Action, Finding, ResourceKey, ResourceKind, RuleId, RunContext, Scope, StepPayload};
 use janitor_core::policy::Policy;
 use janitor_core::ports::{LockOutcome, LockStore};
@@ -18,7 +18,7 @@ use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, emulator_policy};
 
 async fn deps_for(clients: &AwsClients, policy: Policy) -> (Deps, TableNames) {
     let tables = TableNames::with_prefix("test");
-    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
+    testkit::tables::create_tables(&clients.dynamodb(), &tables).await.unwrap();
     (aws::deps_with(policy, clients.clone(), &tables), tables)
 }
 
@@ -245,7 +245,7 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
     let proxy = FaultProxy::start(&moto.endpoint, &[SECOND_REGION]).await.unwrap();
     let via_proxy = AwsClients::from_config(testkit::sdk_config_for(&proxy.endpoint).await);
     let tables = TableNames::with_prefix("test");
-    dynamo::create_tables(&direct.dynamodb(), &tables).await.unwrap();
+    testkit::tables::create_tables(&direct.dynamodb(), &tables).await.unwrap();
     let deps = aws::deps_with(emulator_policy(), via_proxy, &tables);
 
     let plan =

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use janitor_core::aws::{TableNames, dynamo};
+use janitor_core::aws::TableNames;
 use serde_json::Value;
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, Seeder, TwinWorld};
 use testkit::proxy::FaultProxy;
@@ -107,7 +107,7 @@ async fn audit_lists_a_runs_and_a_resources_events() {
     let moto = Moto::start().unwrap();
     let clients = moto.clients().await;
     let tables = TableNames::with_prefix("audit");
-    dynamo::create_tables(&clients.dynamodb(), &tables).await.unwrap();
+    testkit::tables::create_tables(&clients.dynamodb(), &tables).await.unwrap();
     let log = DynamoAuditLog::new(clients.dynamodb(), &tables.audit);
     let key = format!("{HOME_ACCOUNT}/{HOME_REGION}/ec2-instance/i-1");
     let now = chrono::Utc::now();

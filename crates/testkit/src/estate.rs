@@ -512,7 +512,7 @@ impl TwinWorld {
         let moto = crate::Moto::start()?;
         let clients = moto.clients().await;
         let tables = janitor_core::aws::TableNames::with_prefix(prefix);
-        janitor_core::aws::dynamo::create_tables(&clients.dynamodb(), &tables).await?;
+        crate::tables::create_tables(&clients.dynamodb(), &tables).await?;
         let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
         let member = Seeder::new(clients.clone(), MEMBER_ACCOUNT);
         let snoozes = janitor_core::aws::DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);

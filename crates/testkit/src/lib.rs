@@ -10,6 +10,7 @@ pub mod probe;
 pub mod proxy;
 pub mod slack;
 pub mod state_machine;
+pub mod tables;
 pub mod template;
 
 use std::io::{Read, Write};

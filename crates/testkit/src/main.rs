@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use janitor_core::aws::{DynamoSnoozeStore, TableNames, dynamo};
+use janitor_core::aws::{DynamoSnoozeStore, TableNames};
 use testkit::estate::{MEMBER_ACCOUNT, Seeder, seed_bench, seed_twins};
 use testkit::{HOME_ACCOUNT, sdk_config_for};
 
@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let clients = janitor_core::aws::AwsClients::from_config(sdk_config_for(&cli.endpoint).await);
     match cli.command {
         Command::Tables { prefix } => {
-            dynamo::create_tables(&clients.dynamodb(), &TableNames::with_prefix(&prefix)).await?;
+            testkit::tables::create_tables(&clients.dynamodb(), &TableNames::with_prefix(&prefix)).await?;
         }
         Command::Twins { prefix } => {
             let tables = TableNames::with_prefix(&prefix);

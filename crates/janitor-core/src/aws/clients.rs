@@ -9,8 +9,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
-    BeforeTransmitInterceptorContextRef,
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -182,8 +181,10 @@ impl Intercept for CountCalls {
 /// S3 Control puts the account id in front of the host (`{account}.s3-control...`). An
 /// emulator on a loopback address has no such names, so the prefix is removed again.
 #[derive(Debug)]
+#[cfg(feature = "s3control")]
 struct StripAccountHostPrefix;
 
+#[cfg(feature = "s3control")]
 impl Intercept for StripAccountHostPrefix {
     fn name(&self) -> &'static str {
         "StripAccountHostPrefix"
@@ -192,7 +193,7 @@ impl Intercept for StripAccountHostPrefix {
     // Before signing: the emulator checks the signature against the host it receives.
     fn modify_before_signing(
         &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> std::result::Result<(), BoxError> {
@@ -353,6 +354,7 @@ impl AwsClients {
         Ok(builder.build())
     }
 
+    #[cfg(feature = "ec2")]
     pub async fn ec2(&self, account: &str, region: &str) -> Result<aws_sdk_ec2::Client> {
         let config = self.config_for(account, region).await?;
         Ok(aws_sdk_ec2::Client::from_conf(
@@ -360,6 +362,7 @@ impl AwsClients {
         ))
     }
 
+    #[cfg(feature = "rds")]
     pub async fn rds(&self, account: &str, region: &str) -> Result<aws_sdk_rds::Client> {
         let config = self.config_for(account, region).await?;
         Ok(aws_sdk_rds::Client::from_conf(
@@ -367,6 +370,7 @@ impl AwsClients {
         ))
     }
 
+    #[cfg(feature = "iam")]
     pub async fn iam(&self, account: &str) -> Result<aws_sdk_iam::Client> {
         let config = self.config_for(account, GLOBAL_REGION).await?;
         Ok(aws_sdk_iam::Client::from_conf(
@@ -374,6 +378,7 @@ impl AwsClients {
         ))
     }
 
+    #[cfg(feature = "cloudwatch")]
     pub async fn cloudwatch(&self, account: &str, region: &str) -> Result<aws_sdk_cloudwatch::Client> {
         let config = self.config_for(account, region).await?;
         Ok(aws_sdk_cloudwatch::Client::from_conf(
@@ -381,6 +386,7 @@ impl AwsClients {
         ))
     }
 
+    #[cfg(feature = "s3")]
     pub async fn s3(&self, account: &str, region: &str) -> Result<aws_sdk_s3::Client> {
         let config = self.config_for(account, region).await?;
         // Emulators serve buckets by path; real S3 wants virtual-hosted names.
@@ -390,6 +396,7 @@ impl AwsClients {
         Ok(aws_sdk_s3::Client::from_conf(builder.build()))
     }
 
+    #[cfg(feature = "s3control")]
     pub async fn s3control(&self, account: &str) -> Result<aws_sdk_s3control::Client> {
         let config = self.config_for(account, GLOBAL_REGION).await?;
         let mut builder = aws_sdk_s3control::config::Builder::from(&config).interceptor(CountCalls(self.stats()));
@@ -399,12 +406,14 @@ impl AwsClients {
         Ok(aws_sdk_s3control::Client::from_conf(builder.build()))
     }
 
+    #[cfg(feature = "sns")]
     pub fn sns(&self) -> aws_sdk_sns::Client {
         aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(&self.inner.base).interceptor(CountCalls(self.stats())).build(),
         )
     }
 
+    #[cfg(feature = "secretsmanager")]
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::from_conf(
             aws_sdk_secretsmanager::config::Builder::from(&self.inner.base)

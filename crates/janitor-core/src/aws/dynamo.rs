@@ -7,11 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    KeysAndAttributes, Projection, ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification,
-    WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -558,87 +554,5 @@ where
         Ok(_) => Ok(true),
         Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
         Err(e) => Err(JanitorError::from_sdk("dynamodb", operation, e)),
-    }
-}
-
-// ---------------------------------------------------------------- tables
-
-fn attr(name: &str) -> Result<AttributeDefinition> {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(|e| JanitorError::Config(e.to_string()))
-}
-
-fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement> {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(key_type)
-        .build()
-        .map_err(|e| JanitorError::Config(e.to_string()))
-}
-
-fn gsi(name: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex> {
-    GlobalSecondaryIndex::builder()
-        .index_name(name)
-        .key_schema(key(hash, KeyType::Hash)?)
-        .key_schema(key(range, KeyType::Range)?)
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
-        .build()
-        .map_err(|e| JanitorError::Config(e.to_string()))
-}
-
-/// Creates the three tables as `template.yaml` declares them (for emulators and demos).
-pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
-    let audit = client
-        .create_table()
-        .table_name(&names.audit)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("resource")?)
-        .attribute_definitions(attr("sk")?)
-        .attribute_definitions(attr("run_id")?)
-        .attribute_definitions(attr("event")?)
-        .attribute_definitions(attr("at")?)
-        .key_schema(key("resource", KeyType::Hash)?)
-        .key_schema(key("sk", KeyType::Range)?)
-        .global_secondary_indexes(gsi(AUDIT_BY_RUN_INDEX, "run_id", "sk")?)
-        .global_secondary_indexes(gsi(AUDIT_BY_EVENT_INDEX, "event", "at")?);
-    ignore_existing(audit.send().await.map(|_| ()))?;
-    for table in [&names.lock, &names.snooze] {
-        let create = client
-            .create_table()
-            .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("resource")?)
-            .key_schema(key("resource", KeyType::Hash)?);
-        ignore_existing(create.send().await.map(|_| ()))?;
-        let ttl = TimeToLiveSpecification::builder()
-            .attribute_name(TTL_ATTRIBUTE)
-            .enabled(true)
-            .build()
-            .map_err(|e| JanitorError::Config(e.to_string()))?;
-        client
-            .update_time_to_live()
-            .table_name(table)
-            .time_to_live_specification(ttl)
-            .send()
-            .await
-            .map_err(|e| JanitorError::from_sdk("dynamodb", "UpdateTimeToLive", e))?;
-    }
-    Ok(())
-}
-
-fn ignore_existing<E, R>(
-    result: std::result::Result<(), aws_smithy_runtime_api::client::result::SdkError<E, R>>,
-) -> Result<()>
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
-        Err(e) => Err(JanitorError::from_sdk("dynamodb", "CreateTable", e)),
     }
 }

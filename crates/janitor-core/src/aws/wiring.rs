@@ -1,0 +1,212 @@
+//! Which adapter stands behind each port. A Lambda's `main` names the adapters its steps use;
+//! each is behind the feature of the same name, so a function links only the SDK clients it
+//! calls. A port left out answers every call with an error naming it (never a silent no-op),
+//! and the IAM-enforced state-machine test runs the real binaries, so a step that needs a
+//! port its function does not wire fails there, not in AWS.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{AwsClients, DynamoAuditLog, DynamoLockStore, DynamoSnoozeStore, TableNames};
+use crate::Deps;
+use crate::error::{JanitorError, Result};
+use crate::model::{Finding, ResourceKey, Scope, Tags};
+use crate::policy::Policy;
+use crate::ports::*;
+use crate::slack::{NoChat, SlackSettings};
+
+pub struct Wiring {
+    clients: AwsClients,
+    deps: Deps,
+}
+
+impl Wiring {
+    /// The Lambda's start: policy and table names from the environment, clients from the
+    /// default credential chain. The janitor's own tables (DynamoDB) every function has.
+    pub async fn from_env() -> Result<Wiring> {
+        let policy = Policy::from_env()?;
+        let tables = TableNames::from_env()?;
+        Ok(Wiring::new(policy, AwsClients::load(None, None).await, &tables))
+    }
+
+    pub fn new(policy: Policy, clients: AwsClients, tables: &TableNames) -> Wiring {
+        let dynamodb = clients.dynamodb();
+        let deps = Deps {
+            policy,
+            inventory: Arc::new(Unwired("inventory")),
+            metrics: Arc::new(Unwired("metric source")),
+            snoozes: Arc::new(DynamoSnoozeStore::new(dynamodb.clone(), &tables.snooze)),
+            locks: Arc::new(DynamoLockStore::new(dynamodb.clone(), &tables.lock)),
+            audit: Arc::new(DynamoAuditLog::new(dynamodb, &tables.audit)),
+            remediator: Arc::new(Unwired("remediator")),
+            alerts: Arc::new(Unwired("alert sink")),
+            chat: Arc::new(NoChat),
+            slack: SlackSettings::from_env(),
+            slack_secret: None,
+            clock: Arc::new(SystemClock),
+            runs: Arc::new(Unwired("run store (JANITOR_RUN_BUCKET is not set)")),
+        };
+        Wiring { clients, deps }
+    }
+
+    /// Listings and re-reads of every kind (EC2, RDS, IAM, S3).
+    #[cfg(feature = "inventory")]
+    pub fn inventory(mut self) -> Wiring {
+        self.deps.inventory = Arc::new(super::AwsInventory::new(self.clients.clone()));
+        self
+    }
+
+    #[cfg(feature = "remediator")]
+    pub fn remediator(mut self) -> Wiring {
+        let remediator = super::AwsRemediator::new(self.clients.clone(), &self.deps.policy.protect_tag);
+        self.deps.remediator = Arc::new(remediator);
+        self
+    }
+
+    /// CloudWatch.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self) -> Wiring {
+        self.deps.metrics = Arc::new(super::CloudWatchMetrics::new(self.clients.clone()));
+        self
+    }
+
+    /// SNS, to the topic in `JANITOR_ALERT_TOPIC_ARN`.
+    #[cfg(feature = "alerts")]
+    pub fn alerts(mut self) -> Wiring {
+        let topic = std::env::var("JANITOR_ALERT_TOPIC_ARN").ok().filter(|t| !t.is_empty());
+        self.deps.alerts = Arc::new(super::SnsAlerts::new(&self.clients, topic));
+        self
+    }
+
+    /// The run's documents in the S3 bucket `JANITOR_RUN_BUCKET`; without it every use says so.
+    #[cfg(feature = "run-store")]
+    pub async fn run_store(mut self) -> Result<Wiring> {
+        if let Some(bucket) = std::env::var("JANITOR_RUN_BUCKET").ok().filter(|b| !b.is_empty()) {
+            let home = self.clients.home_account().await?;
+            let s3 = self.clients.s3(&home, crate::model::GLOBAL_REGION).await?;
+            self.deps.runs = Arc::new(super::S3RunStore::new(s3, &bucket));
+        }
+        Ok(self)
+    }
+
+    /// Slack, with the bot token and signing secret of the Secrets Manager secret
+    /// `JANITOR_SLACK_SECRET_ID`, read once per cold start; without it, no chat.
+    #[cfg(feature = "slack-secret")]
+    pub async fn slack(mut self) -> Result<Wiring> {
+        if let Some(secret_id) = std::env::var("JANITOR_SLACK_SECRET_ID").ok().filter(|s| !s.is_empty()) {
+            let secret = slack_secret(&self.clients, &secret_id).await?;
+            let chat = crate::slack::SlackChat::new(self.deps.slack.clone(), secret.bot_token.clone())?;
+            self.deps.chat = Arc::new(chat);
+            self.deps.slack_secret = Some(secret);
+        }
+        Ok(self)
+    }
+
+    pub fn build(self) -> Deps {
+        self.deps
+    }
+}
+
+/// Every adapter but chat and the run store: the command line and the tests.
+#[cfg(feature = "all-adapters")]
+pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> Deps {
+    Wiring::new(policy, clients, tables).inventory().remediator().metrics().alerts().build()
+}
+
+/// Reads the Slack secret (JSON with `bot_token` and `signing_secret`).
+#[cfg(feature = "slack-secret")]
+pub async fn slack_secret(clients: &AwsClients, secret_id: &str) -> Result<crate::slack::SlackSecret> {
+    let out = clients
+        .secrets_manager()
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| JanitorError::from_sdk("secretsmanager", "GetSecretValue", e))?;
+    crate::slack::SlackSecret::parse(out.secret_string().unwrap_or_default())
+}
+
+/// A port this function does not wire: every call is a configuration error naming it.
+pub struct Unwired(pub &'static str);
+
+impl Unwired {
+    fn refuse(&self) -> JanitorError {
+        JanitorError::Config(format!("this function has no {}: its main does not wire one", self.0))
+    }
+}
+
+#[async_trait]
+impl Inventory for Unwired {
+    async fn home_account(&self) -> Result<String> {
+        Err(self.refuse())
+    }
+    async fn enabled_regions(&self, _: &str) -> Result<Vec<String>> {
+        Err(self.refuse())
+    }
+    async fn ec2_instances(&self, _: &Scope) -> Result<Vec<Ec2Instance>> {
+        Err(self.refuse())
+    }
+    async fn rds_instances(&self, _: &Scope) -> Result<Vec<RdsInstance>> {
+        Err(self.refuse())
+    }
+    async fn elastic_ips(&self, _: &Scope) -> Result<Vec<ElasticIp>> {
+        Err(self.refuse())
+    }
+    async fn iam_credentials(&self, _: &str) -> Result<Vec<IamCredential>> {
+        Err(self.refuse())
+    }
+    async fn iam_user_tags(&self, _: &str, _: &str) -> Result<Tags> {
+        Err(self.refuse())
+    }
+    async fn account_public_access_block(&self, _: &str) -> Result<Option<PublicAccessBlock>> {
+        Err(self.refuse())
+    }
+    async fn s3_buckets(&self, _: &str) -> Result<Vec<BucketRead>> {
+        Err(self.refuse())
+    }
+    async fn s3_bucket_tags(&self, _: &str, _: &S3Bucket) -> Result<Tags> {
+        Err(self.refuse())
+    }
+    async fn exists(&self, _: &ResourceKey) -> Result<bool> {
+        Err(self.refuse())
+    }
+}
+
+#[async_trait]
+impl MetricSource for Unwired {
+    async fn daily_series(
+        &self,
+        _: &Scope,
+        _: &[MetricQuery],
+        _: &MetricWindow,
+    ) -> Result<HashMap<String, MetricSeries>> {
+        Err(self.refuse())
+    }
+}
+
+#[async_trait]
+impl Remediator for Unwired {
+    async fn apply(&self, _: &Finding, _: DateTime<Utc>) -> Result<ActionOutcome> {
+        Err(self.refuse())
+    }
+}
+
+#[async_trait]
+impl AlertSink for Unwired {
+    async fn publish(&self, _: &str, _: &serde_json::Value) -> Result<()> {
+        Err(self.refuse())
+    }
+}
+
+#[async_trait]
+impl RunStore for Unwired {
+    async fn put(&self, path: &str, _: Vec<u8>) -> Result<()> {
+        Err(JanitorError::Config(format!("the run document {path} has nowhere to live: no {}", self.0)))
+    }
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        Err(JanitorError::Config(format!("the run document {path} has nowhere to live: no {}", self.0)))
+    }
+}

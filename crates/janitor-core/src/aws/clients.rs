@@ -8,6 +8,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout
 use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
+#[cfg(feature = "s3control")]
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
 };
@@ -193,7 +195,7 @@ impl Intercept for StripAccountHostPrefix {
     // Before signing: the emulator checks the signature against the host it receives.
     fn modify_before_signing(
         &self,
-        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> std::result::Result<(), BoxError> {

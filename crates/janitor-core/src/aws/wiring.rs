@@ -36,18 +36,18 @@ impl Wiring {
         let dynamodb = clients.dynamodb();
         let deps = Deps {
             policy,
-            inventory: Arc::new(Unwired("inventory")),
-            metrics: Arc::new(Unwired("metric source")),
+            inventory: Arc::new(Unwired::port("inventory")),
+            metrics: Arc::new(Unwired::port("metric source")),
             snoozes: Arc::new(DynamoSnoozeStore::new(dynamodb.clone(), &tables.snooze)),
             locks: Arc::new(DynamoLockStore::new(dynamodb.clone(), &tables.lock)),
             audit: Arc::new(DynamoAuditLog::new(dynamodb, &tables.audit)),
-            remediator: Arc::new(Unwired("remediator")),
-            alerts: Arc::new(Unwired("alert sink")),
+            remediator: Arc::new(Unwired::port("remediator")),
+            alerts: Arc::new(Unwired::port("alert sink")),
             chat: Arc::new(NoChat),
             slack: SlackSettings::from_env(),
             slack_secret: None,
             clock: Arc::new(SystemClock),
-            runs: Arc::new(Unwired("run store (JANITOR_RUN_BUCKET is not set)")),
+            runs: Arc::new(Unwired::port("run store")),
         };
         Wiring { clients, deps }
     }
@@ -76,19 +76,21 @@ impl Wiring {
     /// SNS, to the topic in `JANITOR_ALERT_TOPIC_ARN`.
     #[cfg(feature = "alerts")]
     pub fn alerts(mut self) -> Wiring {
-        let topic = std::env::var("JANITOR_ALERT_TOPIC_ARN").ok().filter(|t| !t.is_empty());
-        self.deps.alerts = Arc::new(super::SnsAlerts::new(&self.clients, topic));
+        self.deps.alerts = Arc::new(super::SnsAlerts::new(&self.clients, env_value("JANITOR_ALERT_TOPIC_ARN")));
         self
     }
 
     /// The run's documents in the S3 bucket `JANITOR_RUN_BUCKET`; without it every use says so.
     #[cfg(feature = "run-store")]
     pub async fn run_store(mut self) -> Result<Wiring> {
-        if let Some(bucket) = std::env::var("JANITOR_RUN_BUCKET").ok().filter(|b| !b.is_empty()) {
-            let home = self.clients.home_account().await?;
-            let s3 = self.clients.s3(&home, crate::model::GLOBAL_REGION).await?;
-            self.deps.runs = Arc::new(super::S3RunStore::new(s3, &bucket));
-        }
+        self.deps.runs = match env_value("JANITOR_RUN_BUCKET") {
+            Some(bucket) => {
+                let home = self.clients.home_account().await?;
+                let s3 = self.clients.s3(&home, crate::model::GLOBAL_REGION).await?;
+                Arc::new(super::S3RunStore::new(s3, &bucket))
+            }
+            None => Arc::new(Unwired { port: "run store", why: "JANITOR_RUN_BUCKET is not set" }),
+        };
         Ok(self)
     }
 
@@ -96,7 +98,7 @@ impl Wiring {
     /// `JANITOR_SLACK_SECRET_ID`, read once per cold start; without it, no chat.
     #[cfg(feature = "slack-secret")]
     pub async fn slack(mut self) -> Result<Wiring> {
-        if let Some(secret_id) = std::env::var("JANITOR_SLACK_SECRET_ID").ok().filter(|s| !s.is_empty()) {
+        if let Some(secret_id) = env_value("JANITOR_SLACK_SECRET_ID") {
             let secret = slack_secret(&self.clients, &secret_id).await?;
             let chat = crate::slack::SlackChat::new(self.deps.slack.clone(), secret.bot_token.clone())?;
             self.deps.chat = Arc::new(chat);
@@ -129,12 +131,29 @@ pub async fn slack_secret(clients: &AwsClients, secret_id: &str) -> Result<crate
     crate::slack::SlackSecret::parse(out.secret_string().unwrap_or_default())
 }
 
-/// A port this function does not wire: every call is a configuration error naming it.
-pub struct Unwired(pub &'static str);
+/// An environment variable that is set and not empty.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A port this function does not have: every call is a configuration error naming it and why.
+pub struct Unwired {
+    pub port: &'static str,
+    pub why: &'static str,
+}
 
 impl Unwired {
+    /// A port the function's `main` does not wire.
+    pub fn port(port: &'static str) -> Unwired {
+        Unwired { port, why: "its main does not wire one" }
+    }
+
     fn refuse(&self) -> JanitorError {
-        JanitorError::Config(format!("this function has no {}: its main does not wire one", self.0))
+        JanitorError::Config(format!("this function has no {}: {}", self.port, self.why))
+    }
+
+    fn refuse_document(&self, path: &str) -> JanitorError {
+        JanitorError::Config(format!("the run document {path} has nowhere to live: no {}: {}", self.port, self.why))
     }
 }
 
@@ -204,9 +223,9 @@ impl AlertSink for Unwired {
 #[async_trait]
 impl RunStore for Unwired {
     async fn put(&self, path: &str, _: Vec<u8>) -> Result<()> {
-        Err(JanitorError::Config(format!("the run document {path} has nowhere to live: no {}", self.0)))
+        Err(self.refuse_document(path))
     }
     async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        Err(JanitorError::Config(format!("the run document {path} has nowhere to live: no {}", self.0)))
+        Err(self.refuse_document(path))
     }
 }

@@ -89,6 +89,11 @@ impl AuditEvent {
         AuditEvent { policy, ..self }
     }
 
+    /// Whether this row is about `finding`: its resource and its rule.
+    pub fn is_about(&self, finding: &Finding) -> bool {
+        self.resource == finding.key.as_str() && self.policy == Some(finding.policy)
+    }
+
     pub fn for_finding(
         finding: &Finding,
         run_id: &str,

@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
+use crate::kinds::{Kind, Seen};
 use crate::model::*;
-use crate::ports::{Ec2Instance, ElasticIp, RdsInstance};
 use crate::rules;
 
 const ACTOR: &str = "discovery";
@@ -54,87 +54,35 @@ fn finding(key: ResourceKey, id: &str, policy: RuleId, reason: String, action: A
     }
 }
 
-/// What the registry's rules make of one resource, before its tags are considered: the
-/// first rule (in registry order) that finds a violation, else the first metric rule that
-/// needs the series, else nothing. `Err` when a rule could not read it.
+/// What the registry's rules make of one resource, before its tags are considered: a
+/// finding for every rule it violates and a candidate for every metric rule that needs its
+/// series, in registry order. `Err` when a rule could not read it.
 pub fn judge(
     p: &crate::policy::Policy,
     key: &ResourceKey,
     resource: rules::Resource<'_>,
-) -> std::result::Result<Option<Verdict>, String> {
-    let mut candidate = None;
+) -> std::result::Result<Vec<Verdict>, String> {
+    let mut verdicts = Vec::new();
     for (id, rule) in rules::on_for(p, resource.kind()) {
         match rule.judge(p, resource) {
             rules::Judgement::Violates { reason, evidence, action } => {
                 let mut f = finding(key.clone(), key.id(), id, reason, action);
                 f.evidence = evidence;
-                return Ok(Some(Verdict::Finding(f)));
+                verdicts.push(Verdict::Finding(f));
             }
-            rules::Judgement::NeedsMetrics { notify_only } if candidate.is_none() => {
-                candidate = Some(Verdict::Candidate(Candidate {
-                    key: key.clone(),
-                    rule: id,
-                    arn: None,
-                    owner: None,
-                    launched_at: None,
-                    notify_only,
-                }))
-            }
+            rules::Judgement::NeedsMetrics { notify_only } => verdicts.push(Verdict::Candidate(Candidate {
+                key: key.clone(),
+                rule: id,
+                arn: None,
+                owner: None,
+                launched_at: None,
+                notify_only,
+            })),
             rules::Judgement::Unreadable(message) => return Err(message),
-            rules::Judgement::NeedsMetrics { .. } | rules::Judgement::Complies => {}
+            rules::Judgement::Complies => {}
         }
     }
-    Ok(candidate)
-}
-
-/// A resource whose tags come with its listing: judged, then its protect tag honoured and its
-/// owner taken from the tags.
-fn evaluate(
-    p: &crate::policy::Policy,
-    key: ResourceKey,
-    resource: rules::Resource<'_>,
-    tags: &Tags,
-    arn: Option<&str>,
-    launched_at: Option<DateTime<Utc>>,
-) -> Verdict {
-    let verdict = match judge(p, &key, resource) {
-        Ok(Some(verdict)) => verdict,
-        // Kinds with tags at hand have nothing a rule could fail to read.
-        Ok(None) | Err(_) => return Verdict::Compliant,
-    };
-    if is_protected(tags, &p.protect_tag) {
-        let policy = match &verdict {
-            Verdict::Finding(f) => Some(f.policy),
-            Verdict::Candidate(c) => Some(c.rule),
-            _ => None,
-        };
-        return Verdict::Protected { key, policy };
-    }
-    let owner = owner_of(tags, p);
-    match verdict {
-        Verdict::Finding(mut f) => {
-            f.owner = owner;
-            f.arn = arn.map(str::to_owned);
-            Verdict::Finding(f)
-        }
-        Verdict::Candidate(c) => Verdict::Candidate(Candidate { arn: arn.map(str::to_owned), owner, launched_at, ..c }),
-        other => other,
-    }
-}
-
-pub fn evaluate_ec2(p: &crate::policy::Policy, scope: &Scope, instance: &Ec2Instance) -> Verdict {
-    let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::Ec2Instance, &instance.id);
-    evaluate(p, key, rules::Resource::Ec2Instance(instance), &instance.tags, None, instance.launched_at)
-}
-
-pub fn evaluate_rds(p: &crate::policy::Policy, scope: &Scope, db: &RdsInstance) -> Verdict {
-    let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::RdsInstance, &db.id);
-    evaluate(p, key, rules::Resource::RdsInstance(db), &db.tags, db.arn.as_deref(), db.created_at)
-}
-
-pub fn evaluate_eip(p: &crate::policy::Policy, scope: &Scope, eip: &ElasticIp) -> Verdict {
-    let key = ResourceKey::new(&scope.account, &scope.region, ResourceKind::ElasticIp, &eip.allocation_id);
-    evaluate(p, key, rules::Resource::ElasticIp(eip), &eip.tags, None, None)
+    Ok(verdicts)
 }
 
 /// Whether any rule on `kind` is on: a kind with none is not listed at all.
@@ -142,19 +90,73 @@ fn kind_on(p: &crate::policy::Policy, kind: ResourceKind) -> bool {
     rules::on_for(p, kind).next().is_some()
 }
 
-#[derive(Default)]
-struct ScanParts {
-    verdicts: Vec<Verdict>,
-    failures: Vec<(String, JanitorError)>,
-}
+/// A kind's verdicts in a scope, and what of it could not be read (by id).
+pub(crate) type PartialScan = (Vec<Verdict>, Vec<(String, JanitorError)>);
 
-impl ScanParts {
-    fn absorb(&mut self, what: ResourceKind, result: Result<Vec<Verdict>>) {
-        match result {
-            Ok(v) => self.verdicts.extend(v),
-            Err(e) => self.failures.push((what.as_str().to_owned(), e)),
+/// Lists one kind in `scope` and judges every item with every rule on for it; then honours
+/// the protect tag and takes the owner from the tags. Tags the listing does not carry are
+/// read for the items a rule flagged only; one whose tags cannot be read is not judged (it
+/// might be protected). A kind none of whose rules is on is not listed: no call, no grant.
+pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
+    let p = &deps.policy;
+    if !kind_on(p, K::KIND) {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let listing = K::list(deps.inventory.as_ref(), scope).await?;
+    let mut failures = listing.unreadable;
+    let mut verdicts = Vec::new();
+    let mut untagged = Vec::new();
+    for item in &listing.items {
+        let seen = K::seen(scope, item);
+        let judged = match judge(p, &seen.key, seen.resource) {
+            Ok(judged) if judged.is_empty() => continue,
+            Ok(judged) => judged,
+            Err(message) => {
+                failures.push((seen.key.id().to_owned(), K::unreadable(message)));
+                continue;
+            }
+        };
+        match seen.tags {
+            Some(tags) => verdicts.extend(with_tags(p, judged, tags, &seen)),
+            None => untagged.push((item, seen, judged)),
         }
     }
+    let inventory = deps.inventory.as_ref();
+    let tagged: Vec<_> = stream::iter(untagged)
+        .map(|(item, seen, judged)| async move { (K::tags(inventory, scope, item).await, seen, judged) })
+        .buffered(TAG_READ_CONCURRENCY)
+        .collect()
+        .await;
+    for (tags, seen, judged) in tagged {
+        match tags {
+            Ok(tags) => verdicts.extend(with_tags(p, judged, &tags, &seen)),
+            Err(e) => failures.push((seen.key.id().to_owned(), e)),
+        }
+    }
+    Ok((verdicts, failures))
+}
+
+/// A resource's verdicts once its tags are known: all protected, or each with its owner,
+/// ARN and age.
+fn with_tags(p: &crate::policy::Policy, verdicts: Vec<Verdict>, tags: &Tags, seen: &Seen<'_>) -> Vec<Verdict> {
+    let protected = is_protected(tags, &p.protect_tag);
+    let owner = owner_of(tags, p);
+    let key = &seen.key;
+    verdicts
+        .into_iter()
+        .map(|verdict| match verdict {
+            Verdict::Finding(f) if protected => Verdict::Protected { key: key.clone(), policy: Some(f.policy) },
+            Verdict::Candidate(c) if protected => Verdict::Protected { key: key.clone(), policy: Some(c.rule) },
+            Verdict::Finding(f) => Verdict::Finding(Finding { owner: owner.clone(), arn: seen.arn.clone(), ..f }),
+            Verdict::Candidate(c) => Verdict::Candidate(Candidate {
+                arn: seen.arn.clone(),
+                owner: owner.clone(),
+                launched_at: seen.created_at,
+                ..c
+            }),
+            other => other,
+        })
+        .collect()
 }
 
 /// Scans one scope. Failures of one kind are recorded in the payload (and audited) while
@@ -192,34 +194,27 @@ pub(crate) async fn scan(
 ) -> Result<(StepPayload, Vec<AuditEvent>)> {
     let scope = run.scope()?.clone();
     let p = &deps.policy;
-    let mut parts = ScanParts::default();
-
-    if scope.is_account_wide() {
-        let (iam, s3) = tokio::join!(scan_iam(deps, &scope), scan_s3(deps, &scope));
-        for (what, result) in [(ResourceKind::IamUser, iam), (ResourceKind::S3Bucket, s3)] {
-            match result {
-                Ok((verdicts, failures)) => {
-                    parts.verdicts.extend(verdicts);
-                    parts.failures.extend(failures.into_iter().map(|(id, e)| (format!("{what}/{id}"), e)));
-                }
-                Err(e) => parts.failures.push((what.as_str().to_owned(), e)),
+    let in_scope = &scope;
+    let scans = futures::future::join_all(
+        ResourceKind::in_scope(in_scope)
+            .map(|kind| async move { (kind, crate::kinds::scan(kind, deps, in_scope).await) }),
+    )
+    .await;
+    let mut verdicts = Vec::new();
+    let mut all_failures: Vec<(String, JanitorError)> = Vec::new();
+    for (kind, result) in scans {
+        match result {
+            Ok((found, failures)) => {
+                verdicts.extend(found);
+                all_failures.extend(failures.into_iter().map(|(id, e)| (format!("{kind}/{id}"), e)));
             }
+            Err(e) => all_failures.push((kind.as_str().to_owned(), e)),
         }
-    } else {
-        // A kind none of whose rules is on is not listed: no call, no grant needed for it.
-        let (ec2, rds, eips) = tokio::join!(
-            list_if(kind_on(p, ResourceKind::Ec2Instance), deps.inventory.ec2_instances(&scope)),
-            list_if(kind_on(p, ResourceKind::RdsInstance), deps.inventory.rds_instances(&scope)),
-            list_if(kind_on(p, ResourceKind::ElasticIp), deps.inventory.elastic_ips(&scope)),
-        );
-        parts.absorb(ResourceKind::Ec2Instance, ec2.map(|l| l.iter().map(|i| evaluate_ec2(p, &scope, i)).collect()));
-        parts.absorb(ResourceKind::RdsInstance, rds.map(|l| l.iter().map(|d| evaluate_rds(p, &scope, d)).collect()));
-        parts.absorb(ResourceKind::ElasticIp, eips.map(|l| l.iter().map(|e| evaluate_eip(p, &scope, e)).collect()));
     }
 
     let mut payload = StepPayload::new(run.clone());
     let mut events = Vec::new();
-    for (what, error) in parts.failures {
+    for (what, error) in all_failures {
         tracing::warn!(scope = %scope, what = %what, error = error.error_name(), message = %error, "scan failed");
         events.push(AuditEvent::new(
             scope.audit_key(),
@@ -236,7 +231,7 @@ pub(crate) async fn scan(
             message: error.to_string(),
         });
     }
-    for verdict in parts.verdicts {
+    for verdict in verdicts {
         match verdict {
             Verdict::Finding(f) => payload.findings.push(f),
             Verdict::Candidate(c) => payload.candidates.push(c),
@@ -293,7 +288,7 @@ async fn drop_snoozed(
     payload.candidates.retain(|c| {
         let snoozed = live.contains_key(&c.key);
         if snoozed {
-            exempt(&c.key, None);
+            exempt(&c.key, Some(c.rule));
         }
         !snoozed
     });
@@ -310,11 +305,11 @@ pub(crate) async fn annotate_history(
     if findings.is_empty() {
         return Ok(());
     }
-    let keys: Vec<ResourceKey> = findings.iter().map(|f| f.key.clone()).collect();
+    let keys: Vec<FindingKey> = findings.iter().map(Finding::finding_key).collect();
     let history = deps.audit.flag_history(&keys).await?;
     let mut updates = Vec::with_capacity(findings.len());
     for f in findings.iter_mut() {
-        let updated = match history.get(&f.key) {
+        let updated = match history.get(&f.finding_key()) {
             // A retried step must not count the same run twice.
             Some(h) if h.last_run == run_id => {
                 f.times_flagged = h.times_flagged.saturating_sub(1);
@@ -333,14 +328,14 @@ pub(crate) async fn annotate_history(
                 FlagHistory::after_run(f, run_id, now)
             }
         };
-        updates.push((f.key.clone(), updated));
+        updates.push((f.finding_key(), updated));
     }
     deps.audit.save_flag_history(&updates).await
 }
 
-/// The blast-radius cap on what one scope notifies (and so may act on) in one run. Every
-/// finding is found and reported; those over the cap wait for a later run with a DEFERRED
-/// row each. What was deferred before goes first (longest waiting first), then the rest by
+/// The blast-radius cap on how many resources one scope notifies (and so may act on) in one
+/// run; a resource's findings stay together. Every finding is found and reported; those
+/// over the cap wait for a later run with a DEFERRED row each. What was deferred before goes first (longest waiting first), then the rest by
 /// first flagged, so a standing backlog cannot starve anything: each deferral is saved in
 /// the finding's history, and notify clears it once the owner is told.
 pub(crate) fn apply_scope_cap(
@@ -348,7 +343,7 @@ pub(crate) fn apply_scope_cap(
     payload: &mut StepPayload,
     now: DateTime<Utc>,
     actor: &str,
-) -> (Vec<AuditEvent>, Vec<(ResourceKey, FlagHistory)>) {
+) -> (Vec<AuditEvent>, Vec<(FindingKey, FlagHistory)>) {
     let run_id = payload.run.id.clone();
     // Never flagged or deferred before (None) counts as now. Among the rest, what the run
     // may act on goes before what it only reports, so a backlog of notify-only findings
@@ -365,14 +360,19 @@ pub(crate) fn apply_scope_cap(
         (line(a), &a.key).cmp(&(line(b), &b.key))
     });
     let limit = p.max_findings_per_scope;
-    let mut deferred: Vec<Finding> = payload.findings.drain(limit.min(payload.findings.len())..).collect();
+    // A resource takes its place in line with its first finding in that order.
+    let mut admitted: HashSet<ResourceKey> = HashSet::new();
+    let (kept, mut deferred): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut payload.findings)
+        .into_iter()
+        .partition(|f| admitted.contains(&f.key) || (admitted.len() < limit && admitted.insert(f.key.clone())));
+    payload.findings = kept;
     payload.deferred += deferred.len();
     // Those that make the cut keep their place until notify has told their owner: a lock
     // held elsewhere or a failed message must not send them to the back.
     let mut history = Vec::new();
     for f in deferred.iter_mut().filter(|f| f.deferred_since.is_none()) {
         f.deferred_since = Some(now);
-        history.push((f.key.clone(), FlagHistory::after_run(f, &run_id, now)));
+        history.push((f.finding_key(), FlagHistory::after_run(f, &run_id, now)));
     }
     let events = deferred
         .iter()
@@ -393,97 +393,6 @@ pub(crate) fn apply_scope_cap(
         })
         .collect();
     (events, history)
-}
-
-type PartialScan = (Vec<Verdict>, Vec<(String, JanitorError)>);
-
-/// Account-wide violators keep their tags elsewhere (IAM user tags, bucket tagging), so
-/// they are read for the violators only; then the protect tag is honoured and the owner
-/// taken from them. A violator whose tags cannot be read is not judged: it might be
-/// protected.
-async fn judge_with_tags<Fut>(p: &crate::policy::Policy, violators: Vec<(Finding, Fut)>) -> PartialScan
-where
-    Fut: std::future::Future<Output = Result<Tags>>,
-{
-    let tagged: Vec<(Finding, Result<Tags>)> = stream::iter(violators)
-        .map(|(finding, read_tags)| async move { (finding, read_tags.await) })
-        .buffered(TAG_READ_CONCURRENCY)
-        .collect()
-        .await;
-    let mut verdicts = Vec::new();
-    let mut failures = Vec::new();
-    for (mut f, tags) in tagged {
-        match tags {
-            Err(e) => failures.push((f.id.clone(), e)),
-            Ok(tags) if is_protected(&tags, &p.protect_tag) => {
-                verdicts.push(Verdict::Protected { key: f.key, policy: Some(f.policy) })
-            }
-            Ok(tags) => {
-                f.owner = owner_of(&tags, p);
-                verdicts.push(Verdict::Finding(f));
-            }
-        }
-    }
-    (verdicts, failures)
-}
-
-async fn scan_iam(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
-    if !kind_on(&deps.policy, ResourceKind::IamUser) {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let report = deps.inventory.iam_credentials(&scope.account).await?;
-    let mut violators = Vec::new();
-    for user in report {
-        let key = ResourceKey::new(&scope.account, GLOBAL_REGION, ResourceKind::IamUser, &user.user);
-        if let Ok(Some(Verdict::Finding(mut f))) = judge(&deps.policy, &key, rules::Resource::IamUser(&user)) {
-            f.arn = Some(user.arn.clone());
-            let read_tags = async move { deps.inventory.iam_user_tags(&scope.account, &user.user).await };
-            violators.push((f, read_tags));
-        }
-    }
-    Ok(judge_with_tags(&deps.policy, violators).await)
-}
-
-async fn list_if<T>(on: bool, listing: impl std::future::Future<Output = Result<Vec<T>>>) -> Result<Vec<T>> {
-    if on { listing.await } else { Ok(Vec::new()) }
-}
-
-async fn scan_s3(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
-    if !kind_on(&deps.policy, ResourceKind::S3Bucket) {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let (account_block, buckets) = tokio::join!(
-        deps.inventory.account_public_access_block(&scope.account),
-        deps.inventory.s3_buckets(&scope.account)
-    );
-    let account_block = account_block?;
-    let mut unreadable = Vec::new();
-    let mut violators = Vec::new();
-    for bucket in buckets? {
-        let bucket = match bucket {
-            Ok(bucket) => bucket,
-            Err(unread) => {
-                unreadable.push(unread);
-                continue;
-            }
-        };
-        let key = ResourceKey::new(&scope.account, &bucket.region, ResourceKind::S3Bucket, &bucket.name);
-        match judge(&deps.policy, &key, rules::Resource::S3Bucket(&bucket, account_block.as_ref())) {
-            Ok(Some(Verdict::Finding(mut f))) => {
-                f.arn = Some(format!("arn:aws:s3:::{}", bucket.name));
-                let read_tags = async move { deps.inventory.s3_bucket_tags(&scope.account, &bucket).await };
-                violators.push((f, read_tags));
-            }
-            Ok(_) => {}
-            Err(message) => unreadable.push((
-                bucket.name.clone(),
-                JanitorError::Aws { service: "s3", operation: "GetBucketPolicy", message },
-            )),
-        }
-    }
-    let (verdicts, mut failures) = judge_with_tags(&deps.policy, violators).await;
-    failures.extend(unreadable);
-    Ok((verdicts, failures))
 }
 
 /// Lists the scopes of a run: every enabled region of every account (or those asked for),

@@ -66,7 +66,8 @@ impl FindingRow {
 }
 
 /// Every finding of the run whose trail is `events`: a resource discovery flagged
-/// (DISCOVERED) or the metric check found idle (IDLE), sorted by key.
+/// (DISCOVERED) or the metric check found idle (IDLE), one per resource and rule, sorted by
+/// key and rule. Its outcome is the last row about that resource and rule.
 pub fn findings_of_run(events: &[AuditEvent]) -> Vec<FindingRow> {
     let mut rows: Vec<FindingRow> = Vec::new();
     let mut sorted: Vec<&AuditEvent> = events.iter().collect();
@@ -76,7 +77,7 @@ pub fn findings_of_run(events: &[AuditEvent]) -> Vec<FindingRow> {
             continue;
         }
         let Ok(key) = ResourceKey::parse(&e.resource) else { continue };
-        if rows.iter().any(|r| r.key == e.resource) {
+        if rows.iter().any(|r| r.key == e.resource && r.policy == e.policy) {
             continue;
         }
         let text = |field: &str| e.detail[field].as_str().map(str::to_owned);
@@ -97,11 +98,13 @@ pub fn findings_of_run(events: &[AuditEvent]) -> Vec<FindingRow> {
         });
     }
     for row in &mut rows {
-        if let Some(last) = sorted.iter().rev().find(|e| e.resource == row.key) {
+        // Rows about the whole resource (a Snooze click) count for each of its rules.
+        let about = |e: &&&AuditEvent| e.resource == row.key && (e.policy.is_none() || e.policy == row.policy);
+        if let Some(last) = sorted.iter().rev().find(about) {
             row.outcome = last.event;
             row.outcome_at = last.at;
         }
     }
-    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows.sort_by(|a, b| (&a.key, a.policy).cmp(&(&b.key, b.policy)));
     rows
 }

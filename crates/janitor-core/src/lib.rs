@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 pub mod export;
 pub mod handler;
+pub mod kinds;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod lock;

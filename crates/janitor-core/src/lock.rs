@@ -1,13 +1,15 @@
 //! Locking: one conditional write per finding so two overlapping runs never handle the same
 //! resource. Locks are re-entrant for their run and live as long as the run can.
 
+use std::collections::{BTreeSet, HashMap};
+
 use futures::{StreamExt, stream};
 use serde_json::json;
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
-use crate::model::{Finding, StepPayload};
+use crate::model::{Finding, ResourceKey, StepPayload};
 use crate::ports::{LockOutcome, alert_message};
 
 const ACTOR: &str = "lock";
@@ -27,54 +29,48 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
     deps.audit.record(&deferred).await?;
     deps.audit.save_flag_history(&places).await?;
     let findings = std::mem::take(&mut payload.findings);
-    let outcomes: Vec<_> = stream::iter(findings)
-        .map(|f| {
+    // One lock per resource, whichever of its findings asks: they share its fate.
+    let resources: BTreeSet<ResourceKey> = findings.iter().map(|f| f.key.clone()).collect();
+    let acquired: Vec<(ResourceKey, Result<LockOutcome>)> = stream::iter(resources)
+        .map(|key| {
             let run_id = run_id.clone();
             async move {
-                let outcome = deps.locks.acquire(&f.key, &run_id, now, until).await;
-                (f, outcome)
+                let outcome = deps.locks.acquire(&key, &run_id, now, until).await;
+                (key, outcome)
             }
         })
         .buffered(LOCK_CONCURRENCY)
         .collect()
         .await;
+    let mut first_error = None;
+    let outcomes: HashMap<ResourceKey, std::result::Result<LockOutcome, (&'static str, String)>> = acquired
+        .into_iter()
+        .map(|(key, outcome)| {
+            let outcome = outcome.map_err(|e| {
+                let said = (e.error_name(), e.to_string());
+                first_error.get_or_insert(e);
+                said
+            });
+            (key, outcome)
+        })
+        .collect();
 
     let mut events = Vec::new();
-    let mut first_error = None;
-    for (finding, outcome) in outcomes {
-        match outcome {
+    for finding in findings {
+        let row = |event, detail| AuditEvent::for_finding(&finding, &run_id, event, now, ACTOR, detail);
+        match &outcomes[&finding.key] {
             Ok(LockOutcome::Acquired) => {
-                events.push(AuditEvent::for_finding(
-                    &finding,
-                    &run_id,
-                    AuditEventType::Locked,
-                    now,
-                    ACTOR,
-                    json!({ "until": until }),
-                ));
+                events.push(row(AuditEventType::Locked, json!({ "until": until })));
                 payload.findings.push(finding);
             }
             Ok(LockOutcome::HeldBy { run_id: holder, until: held_until }) => {
-                events.push(AuditEvent::for_finding(
-                    &finding,
-                    &run_id,
-                    AuditEventType::LockHeld,
-                    now,
-                    ACTOR,
-                    json!({ "holder": holder, "until": held_until }),
-                ));
-                payload.held_elsewhere.push(finding.key);
+                events.push(row(AuditEventType::LockHeld, json!({ "holder": holder, "until": held_until })));
+                if !payload.held_elsewhere.contains(&finding.key) {
+                    payload.held_elsewhere.push(finding.key);
+                }
             }
-            Err(e) => {
-                events.push(AuditEvent::for_finding(
-                    &finding,
-                    &run_id,
-                    AuditEventType::Failed,
-                    now,
-                    ACTOR,
-                    json!({ "error": e.error_name(), "message": e.to_string() }),
-                ));
-                first_error.get_or_insert(e);
+            Err((error, message)) => {
+                events.push(row(AuditEventType::Failed, json!({ "error": error, "message": message })));
             }
         }
     }
@@ -109,7 +105,7 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     let mut decided = Vec::new();
     let mut undecided: Vec<&Finding> = Vec::new();
     for f in &findings {
-        match crate::remediate::decided_earlier(&trail, f.key.as_str()) {
+        match crate::remediate::decided_earlier(&trail, f) {
             Some(earlier) => decided.push(earlier.event),
             None => undecided.push(f),
         }
@@ -121,8 +117,9 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     }
     // The record first: if releasing fails half-way, the failure is already on file.
     deps.audit.record(&events).await?;
-    for f in &findings {
-        deps.locks.release(&f.key, &run_id).await?;
+    let resources: std::collections::BTreeSet<_> = findings.iter().map(|f| &f.key).collect();
+    for key in resources {
+        deps.locks.release(key, &run_id).await?;
     }
     for event in &decided {
         payload.tally.count(*event);
@@ -136,7 +133,8 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
         undecided.len(),
         decided.len()
     );
-    let related: Vec<String> = findings.iter().map(|f| f.key.to_string()).collect();
+    let mut related: Vec<String> = findings.iter().map(|f| f.key.to_string()).collect();
+    related.dedup();
     let alert = alert_message(
         &payload.run,
         format!("{run_id}-{scope}-failed"),

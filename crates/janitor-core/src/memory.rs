@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEvent;
 use crate::error::{JanitorError, Result};
-use crate::model::{FlagHistory, ResourceKey, Scope, Snooze, Tags};
+use crate::model::{FindingKey, FlagHistory, ResourceKey, Scope, Snooze, Tags};
 use crate::ports::*;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -280,7 +280,7 @@ impl LockStore for InMemoryLockStore {
 #[derive(Default)]
 pub struct InMemoryAuditLog {
     events: Mutex<Vec<AuditEvent>>,
-    history: Mutex<HashMap<ResourceKey, FlagHistory>>,
+    history: Mutex<HashMap<FindingKey, FlagHistory>>,
 }
 
 impl InMemoryAuditLog {
@@ -295,11 +295,11 @@ impl AuditLog for InMemoryAuditLog {
         lock(&self.events).extend_from_slice(events);
         Ok(())
     }
-    async fn flag_history(&self, keys: &[ResourceKey]) -> Result<HashMap<ResourceKey, FlagHistory>> {
+    async fn flag_history(&self, keys: &[FindingKey]) -> Result<HashMap<FindingKey, FlagHistory>> {
         let history = lock(&self.history);
         Ok(keys.iter().filter_map(|k| history.get(k).map(|h| (k.clone(), h.clone()))).collect())
     }
-    async fn save_flag_history(&self, entries: &[(ResourceKey, FlagHistory)]) -> Result<()> {
+    async fn save_flag_history(&self, entries: &[(FindingKey, FlagHistory)]) -> Result<()> {
         lock(&self.history).extend(entries.iter().cloned());
         Ok(())
     }
@@ -322,13 +322,13 @@ impl<A: AuditLog> AuditLog for ReadOnlyAuditLog<A> {
     async fn record(&self, events: &[AuditEvent]) -> Result<()> {
         self.recorded.record(events).await
     }
-    async fn flag_history(&self, keys: &[ResourceKey]) -> Result<HashMap<ResourceKey, FlagHistory>> {
+    async fn flag_history(&self, keys: &[FindingKey]) -> Result<HashMap<FindingKey, FlagHistory>> {
         match &self.inner {
             Some(inner) => inner.flag_history(keys).await,
             None => Ok(HashMap::new()),
         }
     }
-    async fn save_flag_history(&self, _entries: &[(ResourceKey, FlagHistory)]) -> Result<()> {
+    async fn save_flag_history(&self, _entries: &[(FindingKey, FlagHistory)]) -> Result<()> {
         Ok(())
     }
     async fn events_for_run(&self, run_id: &str) -> Result<Vec<AuditEvent>> {
@@ -376,12 +376,18 @@ impl RunStore for InMemoryRunStore {
 #[derive(Default)]
 pub struct InMemoryChat {
     posted: Mutex<Vec<(String, String)>>,
+    blocks: Mutex<Vec<serde_json::Value>>,
 }
 
 impl InMemoryChat {
     /// `(channel, text)` of every message posted, in order.
     pub fn posted(&self) -> Vec<(String, String)> {
         lock(&self.posted).clone()
+    }
+
+    /// The Block Kit blocks of every message posted, in order.
+    pub fn blocks(&self) -> Vec<serde_json::Value> {
+        lock(&self.blocks).clone()
     }
 }
 
@@ -394,8 +400,9 @@ impl crate::slack::Chat for InMemoryChat {
         &self,
         channel: &str,
         text: &str,
-        _blocks: &serde_json::Value,
+        blocks: &serde_json::Value,
     ) -> Result<crate::slack::PostedMessage> {
+        lock(&self.blocks).push(blocks.clone());
         let mut posted = lock(&self.posted);
         posted.push((channel.to_owned(), text.to_owned()));
         Ok(crate::slack::PostedMessage { channel: channel.to_owned(), ts: format!("{}.000100", posted.len()) })

@@ -14,54 +14,25 @@ pub type Tags = BTreeMap<String, String>;
 /// Region name used for account-wide kinds (IAM, S3 listing).
 pub const GLOBAL_REGION: &str = "global";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ResourceKind {
-    Ec2Instance,
-    RdsInstance,
-    ElasticIp,
-    IamUser,
-    S3Bucket,
-}
+pub use crate::kinds::ResourceKind;
 
-impl ResourceKind {
-    pub const ALL: [ResourceKind; 5] = [
-        ResourceKind::Ec2Instance,
-        ResourceKind::RdsInstance,
-        ResourceKind::ElasticIp,
-        ResourceKind::IamUser,
-        ResourceKind::S3Bucket,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Ec2Instance => "ec2-instance",
-            ResourceKind::RdsInstance => "rds-instance",
-            ResourceKind::ElasticIp => "elastic-ip",
-            ResourceKind::IamUser => "iam-user",
-            ResourceKind::S3Bucket => "s3-bucket",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `{account}/{region}/{kind}/{id}`: the one key snoozes, locks and audit rows share.
+/// `{account}/{region}/{kind}/{id}`: the one key snoozes, locks and audit rows share. Its
+/// parts are kept parsed; the text is what tables and messages carry (and what it sorts by).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ResourceKey(String);
+pub struct ResourceKey {
+    text: String,
+    kind: ResourceKind,
+    /// Where the region and the id start in `text`.
+    region_at: usize,
+    id_at: usize,
+}
 
 impl ResourceKey {
     pub fn new(account: &str, region: &str, kind: ResourceKind, id: &str) -> Self {
-        ResourceKey(format!("{account}/{region}/{}/{id}", kind.as_str()))
+        let region_at = account.len() + 1;
+        let id_at = region_at + region.len() + 1 + kind.as_str().len() + 1;
+        ResourceKey { text: format!("{account}/{region}/{kind}/{id}"), kind, region_at, id_at }
     }
 
     pub fn parse(raw: &str) -> Result<Self> {
@@ -76,34 +47,31 @@ impl ResourceKey {
         if account.is_empty() || region.is_empty() || id.is_empty() {
             return Err(JanitorError::InvalidInput(format!("resource key `{raw}` has an empty part")));
         }
-        if ResourceKind::parse(kind).is_none() {
-            return Err(JanitorError::InvalidInput(format!("resource key `{raw}` names unknown kind `{kind}`")));
-        }
-        Ok(ResourceKey(raw.to_owned()))
+        let kind: ResourceKind = kind
+            .parse()
+            .map_err(|_| JanitorError::InvalidInput(format!("resource key `{raw}` names unknown kind `{kind}`")))?;
+        Ok(ResourceKey::new(account, region, kind, id))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    fn part(&self, index: usize) -> &str {
-        self.0.splitn(4, '/').nth(index).unwrap_or_default()
+        &self.text
     }
 
     pub fn account(&self) -> &str {
-        self.part(0)
+        &self.text[..self.region_at - 1]
     }
 
     pub fn region(&self) -> &str {
-        self.part(1)
+        let rest = &self.text[self.region_at..];
+        rest.split('/').next().unwrap_or_default()
     }
 
     pub fn kind(&self) -> ResourceKind {
-        ResourceKind::parse(self.part(2)).unwrap_or(ResourceKind::Ec2Instance)
+        self.kind
     }
 
     pub fn id(&self) -> &str {
-        self.part(3)
+        &self.text[self.id_at..]
     }
 }
 
@@ -116,13 +84,13 @@ impl TryFrom<String> for ResourceKey {
 
 impl From<ResourceKey> for String {
     fn from(key: ResourceKey) -> String {
-        key.0
+        key.text
     }
 }
 
 impl fmt::Display for ResourceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -250,6 +218,27 @@ pub struct Finding {
     /// Where and when the owner was told; set by notify, required by remediate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified: Option<Notice>,
+}
+
+impl Finding {
+    /// What identifies this finding among the run's: its resource and its rule.
+    pub fn finding_key(&self) -> FindingKey {
+        FindingKey { resource: self.key.clone(), rule: self.policy }
+    }
+}
+
+/// A finding is one rule broken by one resource: several rules may flag one resource, each
+/// with its own history, notice, recheck and outcome (snoozes and locks stay per resource).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FindingKey {
+    pub resource: ResourceKey,
+    pub rule: RuleId,
+}
+
+impl fmt::Display for FindingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.resource, self.rule)
+    }
 }
 
 /// A Slack message that told the owner about a finding.
@@ -431,6 +420,8 @@ impl Tally {
 #[serde(deny_unknown_fields)]
 pub struct Outcome {
     pub key: ResourceKey,
+    /// The rule whose finding this is the outcome of.
+    pub policy: RuleId,
     /// The audit event remediate recorded: REMEDIATED, WOULD_REMEDIATE, ALREADY_COMPLIANT, …
     pub result: AuditEventType,
     pub detail: serde_json::Value,

@@ -1,5 +1,5 @@
 //! Notify: one Slack message per owner (split to stay inside Block Kit limits), not one per
-//! resource. A resource whose notification failed leaves the run and can never be
+//! resource, and one line per resource however many rules it breaks. A resource whose notification failed leaves the run and can never be
 //! remediated.
 
 use std::collections::{BTreeMap, HashMap};
@@ -90,11 +90,16 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
     }
 
     let mut notified: Vec<Vec<Finding>> = vec![Vec::new(); payloads.len()];
-    for ((to, owner_user), findings) in by_recipient {
-        let parts = findings.len().div_ceil(RESOURCES_PER_MESSAGE);
-        for (part, chunk) in findings.chunks(RESOURCES_PER_MESSAGE).enumerate() {
-            let refs: Vec<&Finding> = chunk.iter().map(|(_, f)| f).collect();
-            let (text, blocks) = notification_blocks(&refs, &run_id, run.mode, grace_ends, (part + 1, parts));
+    for ((to, owner_user), mut findings) in by_recipient {
+        findings.sort_by(|(_, a), (_, b)| (&a.key, a.policy).cmp(&(&b.key, b.policy)));
+        // A resource's findings share its line, and so its message.
+        let resources: Vec<&[(usize, Finding)]> = findings.chunk_by(|(_, a), (_, b)| a.key == b.key).collect();
+        let parts = resources.len().div_ceil(RESOURCES_PER_MESSAGE);
+        for (part, message) in resources.chunks(RESOURCES_PER_MESSAGE).enumerate() {
+            let lines: Vec<Vec<&Finding>> =
+                message.iter().map(|resource| resource.iter().map(|(_, f)| f).collect()).collect();
+            let (text, blocks) = notification_blocks(&lines, &run_id, run.mode, grace_ends, (part + 1, parts));
+            let chunk = message.iter().flat_map(|resource| resource.iter());
             let mut events: Vec<(usize, AuditEvent)> = Vec::new();
             // Told at last: a finding the cap kept back loses its place at the front.
             let mut no_longer_deferred = Vec::new();
@@ -103,7 +108,7 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
                     for (index, f) in chunk {
                         if f.deferred_since.is_some() {
                             let told = Finding { deferred_since: None, ..f.clone() };
-                            no_longer_deferred.push((f.key.clone(), FlagHistory::after_run(&told, &run_id, now)));
+                            no_longer_deferred.push((f.finding_key(), FlagHistory::after_run(&told, &run_id, now)));
                         }
                         let detail = json!({
                             "channel": posted.channel,
@@ -133,8 +138,12 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
                             *index,
                             AuditEvent::for_finding(f, &run_id, AuditEventType::NotifyFailed, now, ACTOR, detail),
                         ));
-                        // Never notified, never remediated: it leaves the run now.
-                        deps.locks.release(&f.key, &run_id).await?;
+                    }
+                    // Never notified, never remediated: its resources leave the run now.
+                    for resource in message {
+                        if let Some((_, f)) = resource.first() {
+                            deps.locks.release(&f.key, &run_id).await?;
+                        }
                     }
                 }
             }

@@ -8,91 +8,13 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEvent;
 use crate::error::Result;
-use crate::model::{Finding, FlagHistory, ResourceKey, Scope, Snooze, Tags};
+use crate::model::{Finding, FindingKey, FlagHistory, ResourceKey, Scope, Snooze, Tags};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ec2Instance {
-    pub id: String,
-    pub state: String,
-    pub launched_at: Option<DateTime<Utc>>,
-    pub tags: Tags,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RdsInstance {
-    pub id: String,
-    pub arn: Option<String>,
-    pub status: String,
-    pub created_at: Option<DateTime<Utc>>,
-    pub deletion_protection: bool,
-    /// The Aurora (or Multi-AZ DB) cluster it belongs to: deleting it is the cluster's call.
-    pub cluster: Option<String>,
-    /// The instance or cluster it replicates: AWS takes no final snapshot of a replica.
-    pub replica_of: Option<String>,
-    pub tags: Tags,
-}
-
-impl RdsInstance {
-    /// Why "final snapshot, then delete" is not an action for this instance, if it is not.
-    pub fn not_deletable_because(&self) -> Option<String> {
-        if let Some(source) = &self.replica_of {
-            return Some(format!("a read replica of {source}: AWS takes no final snapshot of a replica"));
-        }
-        self.cluster
-            .as_ref()
-            .map(|cluster| format!("a member of cluster {cluster}: its deletion and protection belong to the cluster"))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ElasticIp {
-    pub allocation_id: String,
-    pub public_ip: Option<String>,
-    pub associated: bool,
-    pub tags: Tags,
-}
-
-/// One row of the IAM credential report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IamCredential {
-    pub user: String,
-    pub arn: String,
-    pub password_enabled: bool,
-    pub mfa_active: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PublicAccessBlock {
-    pub block_public_acls: bool,
-    pub ignore_public_acls: bool,
-    pub block_public_policy: bool,
-    pub restrict_public_buckets: bool,
-}
-
-impl PublicAccessBlock {
-    pub fn all_on(&self) -> bool {
-        self.block_public_acls && self.ignore_public_acls && self.block_public_policy && self.restrict_public_buckets
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AclGrant {
-    pub grantee_uri: Option<String>,
-    pub permission: String,
-}
-
-/// What decides whether a bucket is public, read with one call per aspect.
-#[derive(Debug, Clone, PartialEq)]
-pub struct S3Bucket {
-    pub name: String,
-    pub region: String,
-    pub policy: Option<String>,
-    pub acl_grants: Vec<AclGrant>,
-    pub block: Option<PublicAccessBlock>,
-}
-
-/// One bucket as read, or its name and why it could not be read.
-pub type BucketRead = std::result::Result<S3Bucket, (String, crate::error::JanitorError)>;
+pub use crate::kinds::ec2_instance::Ec2Instance;
+pub use crate::kinds::elastic_ip::ElasticIp;
+pub use crate::kinds::iam_user::IamCredential;
+pub use crate::kinds::rds_instance::RdsInstance;
+pub use crate::kinds::s3_bucket::{AclGrant, BucketRead, PublicAccessBlock, S3Bucket};
 
 #[async_trait]
 pub trait Inventory: Send + Sync {
@@ -260,8 +182,9 @@ pub trait LockStore: Send + Sync {
 pub trait AuditLog: Send + Sync {
     /// Writes every event or fails; a partial write is retried, never dropped.
     async fn record(&self, events: &[AuditEvent]) -> Result<()>;
-    async fn flag_history(&self, keys: &[ResourceKey]) -> Result<HashMap<ResourceKey, FlagHistory>>;
-    async fn save_flag_history(&self, entries: &[(ResourceKey, FlagHistory)]) -> Result<()>;
+    /// Each finding's detection history (per resource and rule).
+    async fn flag_history(&self, keys: &[FindingKey]) -> Result<HashMap<FindingKey, FlagHistory>>;
+    async fn save_flag_history(&self, entries: &[(FindingKey, FlagHistory)]) -> Result<()>;
     async fn events_for_run(&self, run_id: &str) -> Result<Vec<AuditEvent>>;
     async fn events_for_resource(&self, key: &str) -> Result<Vec<AuditEvent>>;
 }

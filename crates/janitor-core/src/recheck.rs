@@ -1,9 +1,9 @@
 //! Recheck, after the grace period: every rule is evaluated again with fresh reads (the
 //! scope is scanned anew and the metrics re-read), and the snooze table again. A finding
-//! leaves the run unless it still violates the very rule its owner was told about; its
-//! lock is released as it leaves.
+//! leaves the run unless its resource still violates the very rule its owner was told
+//! about; a resource's lock is released once none of its findings is left in the run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::json;
 
@@ -12,7 +12,7 @@ use crate::audit::{AuditEvent, AuditEventType};
 use crate::discovery;
 use crate::error::{JanitorError, Result};
 use crate::metrics;
-use crate::model::{Exemption, Finding, StepPayload};
+use crate::model::{Exemption, Finding, FindingKey, ResourceKey, RuleId, StepPayload};
 
 const ACTOR: &str = "recheck";
 
@@ -26,7 +26,12 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
     let (fresh, scan_events) = discovery::scan(deps, &payload.run, now, ACTOR).await?;
     JanitorError::retry_if_transient("recheck", &fresh.failures)?;
     let (idle, _) = metrics::judge_candidates(deps, &scope, &run_id, &fresh.candidates, now, ACTOR).await?;
-    let violating: HashMap<_, Finding> = fresh.findings.into_iter().chain(idle).map(|f| (f.key.clone(), f)).collect();
+    let violating: HashMap<FindingKey, Finding> =
+        fresh.findings.into_iter().chain(idle).map(|f| (f.finding_key(), f)).collect();
+    let mut now_breaks: HashMap<&ResourceKey, BTreeSet<RuleId>> = HashMap::new();
+    for key in violating.keys() {
+        now_breaks.entry(&key.resource).or_default().insert(key.rule);
+    }
     let exempt: HashMap<String, serde_json::Value> = scan_events
         .iter()
         .filter(|e| e.event == AuditEventType::Exempt)
@@ -39,10 +44,12 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
     // Scan failures are counted once, as the scope's failures; the tally counts findings.
     let first_finding_event = events.len();
     let mut kept = Vec::new();
+    let mut left = Vec::new();
     for finding in std::mem::take(&mut payload.findings) {
         let key = finding.key.as_str();
-        let (event, detail) = match violating.get(&finding.key) {
-            Some(now_violating) if now_violating.policy == finding.policy => {
+        let other_rules = now_breaks.get(&finding.key).filter(|rules| !rules.contains(&finding.policy));
+        let (event, detail) = match violating.get(&finding.finding_key()) {
+            Some(now_violating) => {
                 let detail = json!({ "reason": now_violating.reason, "evidence": now_violating.evidence });
                 events.push(AuditEvent::for_finding(&finding, &run_id, AuditEventType::Rechecked, now, ACTOR, detail));
                 // Fresh evidence, but the notice and history of the finding the owner saw.
@@ -53,10 +60,15 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
                 });
                 continue;
             }
-            Some(other) => (
-                AuditEventType::Cleared,
-                json!({ "reason": format!("now violates {} instead; a later run will notify about that", other.policy) }),
-            ),
+            None if other_rules.is_some() => {
+                let others: Vec<&str> = other_rules.into_iter().flatten().map(|r| r.as_str()).collect();
+                let reason = format!(
+                    "no longer violates {}; it now violates {}, which its own finding (or a later run) handles",
+                    finding.policy,
+                    others.join(", ")
+                );
+                (AuditEventType::Cleared, json!({ "reason": reason }))
+            }
             None if unreadable.contains(finding.kind.as_str()) => {
                 (AuditEventType::Failed, json!({ "reason": "could not be read again, so it is not remediated" }))
             }
@@ -74,7 +86,13 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
             },
         };
         events.push(AuditEvent::for_finding(&finding, &run_id, event, now, ACTOR, detail));
-        deps.locks.release(&finding.key, &run_id).await?;
+        left.push(finding.key);
+    }
+    // Another finding of the same resource may still be in the run: it keeps the lock.
+    let still_held: HashSet<&ResourceKey> = kept.iter().map(|f: &Finding| &f.key).collect();
+    let released: BTreeSet<&ResourceKey> = left.iter().filter(|k| !still_held.contains(k)).collect();
+    for key in released {
+        deps.locks.release(key, &run_id).await?;
     }
     payload.findings = kept;
     payload.failures.extend(fresh.failures);

@@ -17,8 +17,7 @@ const ACTOR: &str = "remediate";
 /// Why a finding may not be acted on, if it may not. The grace period's end is the one
 /// notify decided and recorded with the notification, never recomputed here.
 fn guard(finding: &Finding, trail: &[AuditEvent], now: DateTime<Utc>) -> Option<String> {
-    let rows =
-        |event: AuditEventType| trail.iter().filter(move |e| e.resource == finding.key.as_str() && e.event == event);
+    let rows = |event: AuditEventType| trail.iter().filter(move |e| e.is_about(finding) && e.event == event);
     let notified = rows(AuditEventType::Notified).max_by_key(|e| e.at);
     let (Some(_), Some(notified)) = (&finding.notified, notified) else {
         return Some("the owner was not notified in this run".into());
@@ -35,12 +34,12 @@ fn guard(finding: &Finding, trail: &[AuditEvent], now: DateTime<Utc>) -> Option<
     }
 }
 
-/// What an earlier attempt of this step decided for `key` in this run, if anything: a
+/// What an earlier attempt of this step decided for `finding` in this run, if anything: a
 /// retried remediate (after a failed summary publish, a timeout, a lost response) reports
 /// that outcome again and never acts twice.
-pub(crate) fn decided_earlier<'a>(trail: &'a [AuditEvent], key: &str) -> Option<&'a AuditEvent> {
+pub(crate) fn decided_earlier<'a>(trail: &'a [AuditEvent], finding: &Finding) -> Option<&'a AuditEvent> {
     use AuditEventType::*;
-    trail.iter().filter(|e| e.resource == key && e.actor == ACTOR).find(|e| {
+    trail.iter().filter(|e| e.is_about(finding) && e.actor == ACTOR).find(|e| {
         matches!(e.event, Remediated | AlreadyCompliant | Skipped | Exempt | Snoozed | Failed | Halted | WouldRemediate)
     })
 }
@@ -59,7 +58,7 @@ struct Recorder<'a> {
 
 impl Recorder<'_> {
     fn push(&mut self, f: &Finding, event: AuditEventType, detail: serde_json::Value) {
-        self.outcomes.push(Outcome { key: f.key.clone(), result: event, detail: detail.clone() });
+        self.outcomes.push(Outcome { key: f.key.clone(), policy: f.policy, result: event, detail: detail.clone() });
         self.events.push(AuditEvent::for_finding(f, self.run_id, event, self.now, ACTOR, detail));
     }
 
@@ -69,7 +68,7 @@ impl Recorder<'_> {
         if let Some(map) = detail.as_object_mut() {
             map.insert("decided".into(), json!({ "at": earlier.at, "by": "an earlier attempt of this step" }));
         }
-        self.outcomes.push(Outcome { key: f.key.clone(), result: earlier.event, detail });
+        self.outcomes.push(Outcome { key: f.key.clone(), policy: f.policy, result: earlier.event, detail });
     }
 
     async fn flush(&mut self, deps: &Deps) -> Result<()> {
@@ -88,7 +87,7 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
 
     let mut eligible = Vec::new();
     for f in &payload.findings {
-        if let Some(earlier) = decided_earlier(&trail, f.key.as_str()) {
+        if let Some(earlier) = decided_earlier(&trail, f) {
             log.carry(f, earlier);
             continue;
         }
@@ -126,7 +125,9 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
         Mode::Enforce if eligible.is_empty() => {}
         Mode::Enforce => {
             let until = now + deps.policy.lock_ttl();
-            if deps.locks.reserve_actions(&run_id, &scope.to_string(), eligible.len(), cap, until).await? {
+            // The cap counts resources: two findings that stop one instance are one action.
+            let resources = eligible.iter().map(|f| &f.key).collect::<std::collections::HashSet<_>>().len();
+            if deps.locks.reserve_actions(&run_id, &scope.to_string(), resources, cap, until).await? {
                 for f in &eligible {
                     // A Snooze clicked after the recheck wins, up to the moment of action.
                     if let Some(snooze) = live_snooze(deps, f).await? {
@@ -197,8 +198,9 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
 
 /// Released only once the step is done: until then a retry still holds them.
 async fn release_locks(deps: &Deps, payload: &StepPayload) -> Result<()> {
-    for f in &payload.findings {
-        deps.locks.release(&f.key, &payload.run.id).await?;
+    let resources: std::collections::BTreeSet<_> = payload.findings.iter().map(|f| &f.key).collect();
+    for key in resources {
+        deps.locks.release(key, &payload.run.id).await?;
     }
     Ok(())
 }
@@ -218,7 +220,8 @@ fn snoozed_after_recheck(snooze: &Snooze) -> serde_json::Value {
 async fn report_in_threads(deps: &Deps, payload: &StepPayload) {
     let mut threads: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
     for f in &payload.findings {
-        let (Some(notice), Some(outcome)) = (&f.notified, payload.outcomes.iter().find(|o| o.key == f.key)) else {
+        let outcome = payload.outcomes.iter().find(|o| o.key == f.key && o.policy == f.policy);
+        let (Some(notice), Some(outcome)) = (&f.notified, outcome) else {
             continue;
         };
         let what = match outcome.result {
@@ -233,7 +236,7 @@ async fn report_in_threads(deps: &Deps, payload: &StepPayload) {
         threads
             .entry((notice.channel.clone(), notice.ts.clone()))
             .or_default()
-            .push(format!("• `{}` {}: {what}", f.id, f.kind));
+            .push(format!("• `{}` {} ({}): {what}", f.id, f.kind, f.policy));
     }
     for ((channel, ts), lines) in threads {
         let text = format!("Grace period over, rechecked. Outcome:\n{}", lines.join("\n"));
@@ -265,12 +268,13 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
         count(Failed),
     )];
     for o in payload.outcomes.iter().take(20) {
-        lines.push(format!("• `{}` {}", o.key, o.result.as_str()));
+        lines.push(format!("• `{}` {}: {}", o.key, o.policy, o.result.as_str()));
     }
     if payload.outcomes.len() > 20 {
         lines.push(format!("… and {} more (see the audit table, run {})", payload.outcomes.len() - 20, payload.run.id));
     }
-    let related: Vec<String> = payload.outcomes.iter().map(|o| o.key.to_string()).collect();
+    let mut related: Vec<String> = payload.outcomes.iter().map(|o| o.key.to_string()).collect();
+    related.dedup();
     let event_type = if halted { "JanitorHalted" } else { "JanitorRunSummary" };
     alert_message(&payload.run, format!("{}-{}", payload.run.id, scope), title, lines.join("\n"), event_type, &related)
 }

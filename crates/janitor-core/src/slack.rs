@@ -262,9 +262,34 @@ fn evidence_line(evidence: &Value) -> Option<String> {
     }
 }
 
-/// One resource: what, where, why, since when, and what happens at the end of the grace period.
-pub fn resource_blocks(f: &Finding, mode: Mode, grace_ends: DateTime<Utc>) -> [Value; 2] {
-    let mut text = format!("*{}* `{}` in {} ({})\n{}", f.kind, f.id, f.key.region(), f.key.account(), f.reason);
+/// One resource: what, where, and for each rule it breaks why, since when, and what happens
+/// at the end of the grace period; one pair of Snooze buttons for the resource.
+pub fn resource_blocks(findings: &[&Finding], mode: Mode, grace_ends: DateTime<Utc>) -> Vec<Value> {
+    let Some(first) = findings.first() else { return Vec::new() };
+    let mut text = format!("*{}* `{}` in {} ({})", first.kind, first.id, first.key.region(), first.key.account());
+    for f in findings {
+        text.push_str(&format!("\n{}", finding_text(f, mode, grace_ends, findings.len() > 1)));
+    }
+    let buttons: Vec<Value> = SNOOZE_ACTIONS
+        .iter()
+        .map(|(action_id, _, label)| {
+            json!({
+                "type": "button",
+                "action_id": action_id,
+                "text": { "type": "plain_text", "text": label },
+                "value": first.key.as_str(),
+            })
+        })
+        .collect();
+    vec![
+        json!({ "type": "section", "block_id": format!("r:{}", first.key), "text": { "type": "mrkdwn", "text": truncate(&text, SECTION_TEXT_MAX) } }),
+        json!({ "type": "actions", "block_id": format!("a:{}", first.key), "elements": buttons }),
+    ]
+}
+
+/// One rule's part of a resource's line; `named` when the resource breaks several.
+fn finding_text(f: &Finding, mode: Mode, grace_ends: DateTime<Utc>, named: bool) -> String {
+    let mut text = if named { format!("• `{}`: {}", f.policy, f.reason) } else { f.reason.clone() };
     if let Some(evidence) = evidence_line(&f.evidence) {
         text.push_str(&format!("\n_Evidence:_ {evidence}"));
     }
@@ -278,26 +303,13 @@ pub fn resource_blocks(f: &Finding, mode: Mode, grace_ends: DateTime<Utc>) -> [V
         Mode::Enforce => f.action.describe().to_owned(),
     };
     text.push_str(&format!("\n_{seen}._ After {}: *{then}*", grace_ends.format("%Y-%m-%d %H:%M UTC")));
-    let buttons: Vec<Value> = SNOOZE_ACTIONS
-        .iter()
-        .map(|(action_id, _, label)| {
-            json!({
-                "type": "button",
-                "action_id": action_id,
-                "text": { "type": "plain_text", "text": label },
-                "value": f.key.as_str(),
-            })
-        })
-        .collect();
-    [
-        json!({ "type": "section", "block_id": format!("r:{}", f.key), "text": { "type": "mrkdwn", "text": truncate(&text, SECTION_TEXT_MAX) } }),
-        json!({ "type": "actions", "block_id": format!("a:{}", f.key), "elements": buttons }),
-    ]
+    text
 }
 
-/// One message (of possibly several) for one recipient.
+/// One message (of possibly several) for one recipient: a line per resource, each with the
+/// findings of its rules.
 pub fn notification_blocks(
-    findings: &[&Finding],
+    resources: &[Vec<&Finding>],
     run_id: &str,
     mode: Mode,
     grace_ends: DateTime<Utc>,
@@ -305,9 +317,9 @@ pub fn notification_blocks(
 ) -> (String, Value) {
     let title = format!(
         "Cloud Janitor: {} resource{} need{} your attention",
-        findings.len(),
-        if findings.len() == 1 { "" } else { "s" },
-        if findings.len() == 1 { "s" } else { "" }
+        resources.len(),
+        if resources.len() == 1 { "" } else { "s" },
+        if resources.len() == 1 { "s" } else { "" }
     );
     let mut context = format!("Run `{run_id}` ({mode}). Snooze a resource to keep it as it is.");
     if part.1 > 1 {
@@ -317,8 +329,8 @@ pub fn notification_blocks(
         json!({ "type": "header", "text": { "type": "plain_text", "text": truncate(&title, 140) } }),
         json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] }),
     ];
-    for f in findings {
-        blocks.extend(resource_blocks(f, mode, grace_ends));
+    for findings in resources {
+        blocks.extend(resource_blocks(findings, mode, grace_ends));
     }
     (title, Value::Array(blocks))
 }

@@ -408,9 +408,11 @@ async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_recheck
     let told = |id: &str, hours_ago: i64, grace_ends: Option<i64>| {
         let detail = grace_ends.map_or(Value::Null, |h| json!({ "grace_ends": at(h) }));
         AuditEvent::new(key(id), "r1", AuditEventType::Notified, at(hours_ago), "test", detail)
+            .with_policy(Some(RuleId::Ec2UnusedEnvironment))
     };
     let rechecked = |id: &str, hours_ago: i64| {
         AuditEvent::new(key(id), "r1", AuditEventType::Rechecked, at(hours_ago), "test", Value::Null)
+            .with_policy(Some(RuleId::Ec2UnusedEnvironment))
     };
     // Told 80 h ago, grace ended 8 h ago, rechecked since; never told (the payload claims
     // otherwise); told 10 h ago with 62 h to go; told with no recorded grace end; told, grace
@@ -495,8 +497,9 @@ async fn ready_to_act(w: &World, run: &str) -> StepPayload {
         let told = now - Duration::hours(80);
         f.notified = Some(Notice { channel: "D1".into(), ts: "1.0".into(), at: told, owner_user: None });
         let detail = json!({ "grace_ends": now - Duration::hours(8) });
-        rows.push(AuditEvent::new(f.key.as_str(), run, AuditEventType::Notified, told, "test", detail));
-        rows.push(AuditEvent::new(f.key.as_str(), run, AuditEventType::Rechecked, now, "test", Value::Null));
+        // A finding's rows name its rule, as notify and recheck write them.
+        rows.push(AuditEvent::for_finding(f, run, AuditEventType::Notified, told, "test", detail));
+        rows.push(AuditEvent::for_finding(f, run, AuditEventType::Rechecked, now, "test", Value::Null));
     }
     w.audit.record(&rows).await.unwrap();
     payload
@@ -687,4 +690,102 @@ fn the_readme_rules_table_is_the_registry() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     let table = janitor_core::rules::readme_table();
     assert!(readme.contains(&table), "README.md's rules table differs from the registry; it should read:\n{table}");
+}
+
+/// An instance in the testing environment that also lacks a required tag: two rules break.
+fn two_rule_world(run_cap: usize) -> (World, Scope) {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let mut both = testing_instance("i-both");
+    both.tags.remove("CostCenter");
+    let inventory = InMemoryInventory { ec2: [(scope.clone(), vec![both])].into(), ..Default::default() };
+    let policy = Policy::from_toml_str(
+        &format!(
+            "max_actions_per_run = {run_cap}\n[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n\
+             [rules.ec2_missing_tags]\ntags = [\"Owner\", \"CostCenter\"]\n"
+        ),
+        "p",
+    )
+    .unwrap();
+    (world(inventory, policy), scope)
+}
+
+#[tokio::test]
+async fn a_resource_breaking_two_rules_is_two_findings_one_lock_and_one_slack_line() {
+    let (mut w, _) = two_rule_world(10);
+    let chat = Arc::new(InMemoryChat::default());
+    let locks = Arc::new(InMemoryLockStore::default());
+    w.deps.chat = chat.clone();
+    w.deps.locks = locks.clone();
+    let found = step::discovery(&w.deps, scope_item("r-two")).await.unwrap();
+    let checked = step::metric_check(&w.deps, found).await.unwrap();
+    let locked: StepPayload = serde_json::from_value(step::lock(&w.deps, checked).await.unwrap()).unwrap();
+    let rules: Vec<RuleId> = locked.findings.iter().map(|f| f.policy).collect();
+    assert_eq!(rules, [RuleId::Ec2UnusedEnvironment, RuleId::Ec2MissingTags]);
+    let key = locked.findings[0].key.clone();
+    assert!(locked.findings.iter().all(|f| f.key == key));
+    assert_eq!(locks.holder(&key).as_deref(), Some("r-two"), "one lock for the resource");
+
+    let notified: StepPayload =
+        serde_json::from_value(step::notify(&w.deps, serde_json::to_value(&locked).unwrap()).await.unwrap()).unwrap();
+    assert_eq!(notified.findings.len(), 2, "both findings go on, each notified");
+    let messages = chat.blocks();
+    assert_eq!(messages.len(), 1);
+    let sections: Vec<&Value> = messages[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["block_id"].as_str().is_some_and(|id| id.starts_with("r:")))
+        .collect();
+    assert_eq!(sections.len(), 1, "one line (and one Snooze) per resource: {messages:?}");
+    let text = sections[0]["text"]["text"].as_str().unwrap();
+    assert!(text.contains("ec2-unused-environment") && text.contains("ec2-missing-tags"), "{text}");
+    assert!(chat.posted()[0].1.contains("1 resource needs"), "{:?}", chat.posted());
+    let rows = w.audit.events();
+    let notified_rules: Vec<Option<RuleId>> =
+        rows.iter().filter(|e| e.event == AuditEventType::Notified).map(|e| e.policy).collect();
+    assert_eq!(notified_rules, [Some(RuleId::Ec2UnusedEnvironment), Some(RuleId::Ec2MissingTags)]);
+}
+
+#[tokio::test]
+async fn one_finding_of_a_resource_clearing_at_recheck_keeps_the_lock_for_the_other() {
+    let (mut w, scope) = two_rule_world(10);
+    let locks = Arc::new(InMemoryLockStore::default());
+    w.deps.locks = locks.clone();
+    let payload = ready_to_act(&w, "r-half").await;
+    assert_eq!(payload.findings.len(), 2);
+    // Someone adds the missing tag during the grace period.
+    w.deps.inventory =
+        Arc::new(InMemoryInventory { ec2: [(scope, vec![testing_instance("i-both")])].into(), ..Default::default() });
+    let out: StepPayload =
+        serde_json::from_value(step::recheck(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap()).unwrap();
+    assert_eq!(out.findings.iter().map(|f| f.policy).collect::<Vec<_>>(), [RuleId::Ec2UnusedEnvironment]);
+    let cleared: Vec<Option<RuleId>> =
+        w.audit.events().iter().filter(|e| e.event == AuditEventType::Cleared).map(|e| e.policy).collect();
+    assert_eq!(cleared, [Some(RuleId::Ec2MissingTags)]);
+    assert_eq!(
+        locks.holder(&out.findings[0].key).as_deref(),
+        Some("r-half"),
+        "the finding still in the run keeps its resource's lock"
+    );
+}
+
+#[tokio::test]
+async fn two_findings_on_one_resource_are_one_action_of_the_cap() {
+    let (mut w, _) = two_rule_world(1);
+    let remediator = Arc::new(InMemoryRemediator::default());
+    w.deps.remediator = remediator.clone();
+    let payload = ready_to_act(&w, "r-one-action").await;
+    assert_eq!(payload.findings.len(), 2);
+    let mut input = serde_json::to_value(&payload).unwrap();
+    input["run"]["mode"] = json!("enforce");
+    let out: StepPayload = serde_json::from_value(step::remediate(&w.deps, input).await.unwrap()).unwrap();
+    assert_eq!(out.tally.halted, 0, "a cap of 1 resource fits one resource: {:?}", out.outcomes);
+    let results: Vec<(RuleId, AuditEventType)> = out.outcomes.iter().map(|o| (o.policy, o.result)).collect();
+    assert_eq!(
+        results,
+        [
+            (RuleId::Ec2UnusedEnvironment, AuditEventType::Remediated),
+            (RuleId::Ec2MissingTags, AuditEventType::Remediated)
+        ]
+    );
 }

@@ -263,7 +263,9 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
     assert!(denied.failures.iter().all(|f| f.error == "Janitor.AccessDenied"), "{:?}", denied.failures);
     let healthy = scope_of(HOME_REGION);
     assert!(healthy.failures.is_empty());
-    assert_eq!(healthy.findings.iter().map(|f| f.id.clone()).collect::<Vec<_>>(), vec![us]);
+    // One instance, a finding per rule it breaks.
+    let found: Vec<(String, RuleId)> = healthy.findings.iter().map(|f| (f.id.clone(), f.policy)).collect();
+    assert_eq!(found, vec![(us.clone(), RuleId::Ec2UnusedEnvironment), (us, RuleId::Ec2MissingTags)]);
 
     let events = deps.audit.events_for_resource(&Scope::new(HOME_ACCOUNT, SECOND_REGION).audit_key()).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.event == AuditEventType::Failed).count(), 3);

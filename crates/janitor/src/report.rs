@@ -24,7 +24,10 @@ pub struct Summary {
     pub scopes_planned: usize,
     pub scopes_scanned: usize,
     pub scopes_failed: usize,
+    /// One per resource and rule it breaks.
     pub findings: usize,
+    /// Resources with at least one finding.
+    pub resources: usize,
     pub deferred: usize,
     pub held_elsewhere: usize,
     pub max_scope_payload_bytes: usize,
@@ -78,7 +81,8 @@ impl ScanReport {
                 }
             }
         }
-        findings.sort_by(|a, b| a.key.cmp(&b.key));
+        findings.sort_by(|a, b| (&a.key, a.policy).cmp(&(&b.key, b.policy)));
+        let resources = findings.iter().map(|f| &f.key).collect::<std::collections::BTreeSet<_>>().len();
         let mut by_policy = BTreeMap::new();
         for f in &findings {
             *by_policy.entry(f.policy.to_string()).or_insert(0) += 1;
@@ -90,6 +94,7 @@ impl ScanReport {
                 scopes_scanned: scopes.iter().filter(|s| !failed_scopes.contains(*s)).count(),
                 scopes_failed: failed_scopes.len(),
                 findings: findings.len(),
+                resources,
                 deferred,
                 held_elsewhere: held_elsewhere.len(),
                 max_scope_payload_bytes,
@@ -154,10 +159,11 @@ impl ScanReport {
                 let s = &self.summary;
                 writeln!(
                     out,
-                    "run {} ({}): {} findings in {}/{} scopes, {} failed, {} deferred by caps, {} held by other runs, {:.1}s, {} AWS calls",
+                    "run {} ({}): {} findings on {} resources in {}/{} scopes, {} failed, {} deferred by caps, {} held by other runs, {:.1}s, {} AWS calls",
                     self.run.id,
                     self.run.mode,
                     s.findings,
+                    s.resources,
                     s.scopes_scanned,
                     s.scopes_planned,
                     s.scopes_failed,

@@ -88,7 +88,9 @@ async fn scan_reports_a_denied_region_and_exits_non_zero() {
     let policy = policy_file("denied");
     let (code, report) = janitor_scan(&proxy.endpoint, &policy, &[]).await;
     assert_eq!(code, 2, "incomplete scan must not look like success: {report}");
-    assert_eq!(report["summary"]["findings"], 1);
+    // One instance breaking two rules (unused environment, missing required tags).
+    assert_eq!(report["summary"]["resources"], 1);
+    assert_eq!(report["summary"]["findings"], 2);
     assert_eq!(report["summary"]["scopes_failed"], 1);
     let failures = report["failures"].as_array().unwrap();
     assert!(!failures.is_empty());

@@ -12,7 +12,7 @@ use janitor_core::JanitorError;
 use janitor_core::audit::AuditEventType;
 use janitor_core::aws::{AwsClients, DynamoAuditLog, DynamoSnoozeStore, TableNames, dynamo};
 use janitor_core::local::node_binary;
-use janitor_core::model::{Finding, ResourceKey, ResourceKind, Scope};
+use janitor_core::model::{Finding, ResourceKey, ResourceKind, RuleId, Scope};
 use janitor_core::ports::{AuditLog, SnoozeStore};
 use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, TwinEstate, TwinWorld};
@@ -445,15 +445,21 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
 
     // The audit trail of the enforce run, resource by resource.
     let events = audit.events_for_run("local-enforce").await.unwrap();
-    let trail = |resource: &str| -> Vec<&str> {
-        events.iter().filter(|e| e.resource == resource).map(|e| e.event.as_str()).collect()
+    // A finding is one resource and one rule: each rule that judged it leaves its own rows.
+    let trail = |resource: &str, rule: Option<RuleId>| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|e| e.resource == resource && rule.is_none_or(|r| e.policy == Some(r)))
+            .map(|e| e.event.as_str())
+            .collect()
     };
     assert_eq!(
-        trail(&unused),
+        trail(&unused, Some(RuleId::Ec2UnusedEnvironment)),
         ["DISCOVERED", "LOCKED", "NOTIFIED", "RECHECKED", "REMEDIATED"],
         "notified, grace, rechecked, then remediated"
     );
-    assert_eq!(trail(&idle), ["EXEMPT"], "the snooze is honoured");
+    assert_eq!(trail(&unused, Some(RuleId::Ec2IdleCpu)), ["NOT_IDLE"], "the idle rule judged it too, apart");
+    assert_eq!(trail(&idle, None), ["EXEMPT"], "the snooze is honoured");
     assert!(events.iter().all(|e| e.run_id == "local-enforce"));
     let remediated = events.iter().filter(|e| e.event == AuditEventType::Remediated).count();
     let reported: u64 =

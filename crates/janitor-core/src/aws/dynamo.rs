@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
-use crate::model::{FlagHistory, ResourceKey, RuleId, Snooze};
+use crate::model::{FindingKey, FlagHistory, ResourceKey, RuleId, Snooze};
 use crate::ports::{AuditLog, LockOutcome, LockStore, SnoozeStore};
 
 type Item = HashMap<String, AttributeValue>;
@@ -22,7 +22,13 @@ type Item = HashMap<String, AttributeValue>;
 const BATCH_WRITE_MAX: usize = 25;
 const BATCH_GET_MAX: usize = 100;
 const UNPROCESSED_RETRIES: u32 = 8;
+/// A finding's history sits beside its resource's audit rows, one item per rule:
+/// `HISTORY#<rule>`.
 const HISTORY_SK: &str = "HISTORY";
+
+fn history_sk(rule: RuleId) -> String {
+    format!("{HISTORY_SK}#{rule}")
+}
 pub const AUDIT_BY_RUN_INDEX: &str = "by-run";
 pub const AUDIT_BY_EVENT_INDEX: &str = "by-event";
 pub const TTL_ATTRIBUTE: &str = "expires_at";
@@ -208,7 +214,7 @@ impl DynamoAuditLog {
             .map_err(|e| JanitorError::from_sdk("dynamodb", "Query", e))?;
         let mut events = Vec::new();
         for item in pages.into_iter().flat_map(|page| page.items.unwrap_or_default()) {
-            if item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == HISTORY_SK) {
+            if item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk.starts_with(HISTORY_SK)) {
                 continue;
             }
             let row: AuditItem = from_item(item, &self.table)?;
@@ -255,14 +261,17 @@ impl AuditLog for DynamoAuditLog {
         batch_put(&self.client, &self.table, items).await
     }
 
-    async fn flag_history(&self, keys: &[ResourceKey]) -> Result<HashMap<ResourceKey, FlagHistory>> {
-        let keys = keys.iter().map(|k| key_of(k.as_str(), Some(HISTORY_SK))).collect();
+    async fn flag_history(&self, keys: &[FindingKey]) -> Result<HashMap<FindingKey, FlagHistory>> {
+        // BatchGetItem refuses a request that names one item twice.
+        let wanted: HashMap<(String, String), &FindingKey> =
+            keys.iter().map(|k| ((k.resource.as_str().to_owned(), history_sk(k.rule)), k)).collect();
+        let items = wanted.keys().map(|(resource, sk)| key_of(resource, Some(sk))).collect();
         let mut out = HashMap::new();
-        for item in batch_get(&self.client, &self.table, keys).await? {
+        for item in batch_get(&self.client, &self.table, items).await? {
             let row: HistoryItem = from_item(item, &self.table)?;
-            let key = ResourceKey::parse(&row.resource)?;
+            let Some(key) = wanted.get(&(row.resource, row.sk)) else { continue };
             out.insert(
-                key,
+                (*key).clone(),
                 FlagHistory {
                     first_flagged: row.first_flagged,
                     times_flagged: row.times_flagged,
@@ -274,13 +283,13 @@ impl AuditLog for DynamoAuditLog {
         Ok(out)
     }
 
-    async fn save_flag_history(&self, entries: &[(ResourceKey, FlagHistory)]) -> Result<()> {
+    async fn save_flag_history(&self, entries: &[(FindingKey, FlagHistory)]) -> Result<()> {
         let items = entries
             .iter()
             .map(|(key, h)| {
                 to_item(&HistoryItem {
-                    resource: key.as_str().to_owned(),
-                    sk: HISTORY_SK.to_owned(),
+                    resource: key.resource.as_str().to_owned(),
+                    sk: history_sk(key.rule),
                     first_flagged: h.first_flagged,
                     times_flagged: h.times_flagged,
                     last_run: h.last_run.clone(),

@@ -11,8 +11,8 @@ use crate::Deps;
 use crate::error::JanitorError;
 use crate::model::{CaughtError, RunContext, Scope, ScopeFailure, ScopeStatus, StepPayload, Tally};
 use crate::runstore::{self, Stage};
-use crate::step::{PlanInput, RunRequest, ScopeItem, StepResult, parse, to_json};
-use crate::{discovery, lock, metrics, notify, recheck, remediate};
+use crate::step::{DiscoveryEvent, LockEvent, RunPlan, RunRequest, ScopeItem, StepResult, parse, tagged, to_json};
+use crate::{lock, metrics, notify, recheck, remediate};
 
 /// Documents read or written at once by the run-level steps.
 const STORE_CONCURRENCY: usize = 16;
@@ -83,20 +83,24 @@ async fn load_after(deps: &Deps, slim: StepPayload, stage: Stage) -> Result<Step
     Ok(full)
 }
 
-/// `discovery`: the execution input gives the plan; a scope item gives its scope's scan.
+/// The discovery function: [`plan`] or [`scan`] ([`DiscoveryEvent`]).
 pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
-    if input.get("run").is_none() {
-        let request = match input.get("request") {
-            Some(_) => parse::<PlanInput>("discovery", input)?.into_request()?,
-            None => parse::<RunRequest>("discovery", input)?,
-        };
-        let plan = crate::step::plan(deps, request).await?;
-        runstore::put_json(deps, &runstore::plan_path(&plan.run.id), &plan).await?;
-        return to_json(&plan);
+    match DiscoveryEvent::parse(input)? {
+        DiscoveryEvent::Plan(request) => to_json(&plan(deps, request).await?),
+        DiscoveryEvent::Scan(item) => scan(deps, item).await,
     }
-    let item: ScopeItem = parse("discovery", input)?;
-    let payload = discovery::discover_scope(deps, &item.run).await?;
-    JanitorError::retry_if_transient("discovery", &payload.failures)?;
+}
+
+/// The run's scopes, kept in the run store too.
+pub async fn plan(deps: &Deps, request: RunRequest) -> Result<RunPlan, JanitorError> {
+    let plan = crate::step::plan(deps, request).await?;
+    runstore::put_json(deps, &runstore::plan_path(&plan.run.id), &plan).await?;
+    Ok(plan)
+}
+
+/// One scope's scan, its findings and candidates kept in the run store.
+pub async fn scan(deps: &Deps, item: ScopeItem) -> StepResult {
+    let payload = crate::step::scan(deps, &item).await?;
     finish(deps, payload, Stage::Discovery).await
 }
 
@@ -106,37 +110,41 @@ pub async fn metric_check(deps: &Deps, input: Value) -> StepResult {
     finish(deps, metrics::check_candidates(deps, payload).await?, Stage::MetricCheck).await
 }
 
-/// `lock` takes the scope's locks; given a caught `error` it is the Catch path instead:
-/// records the failure and releases what the scope's last stored stage holds. Given
-/// `{"summarize": …}` it writes the run's summary (the run's bookkeeping: it needs no Slack,
-/// so a broken Slack set-up cannot keep a run from saying how it ended).
+/// The lock function: a scope's locks, the Catch path's [`release`], or the run's
+/// [`summarize`] (the run's bookkeeping: it needs no Slack, so a broken Slack set-up cannot
+/// keep a run from saying how it ended).
 pub async fn lock(deps: &Deps, input: Value) -> StepResult {
-    if let Some(state) = input.get("summarize") {
-        let state: RunState = parse("summary", state.clone())?;
-        return to_json(&summarize(deps, state).await?);
+    if let Some(state) = tagged(&input, "summarize") {
+        return to_json(&summarize(deps, parse("summarize", state)?).await?);
     }
-    let slim: StepPayload = parse("lock", input)?;
+    match LockEvent::parse(input)? {
+        LockEvent::Lock(slim) => {
+            let payload = load_after(deps, slim, Stage::MetricCheck).await?;
+            finish(deps, lock::lock_findings(deps, payload).await?, Stage::Lock).await
+        }
+        LockEvent::Release(slim) => release(deps, slim).await,
+    }
+}
+
+/// The Catch path of a scope: records the failure and releases what the scope's last stored
+/// stage holds.
+pub async fn release(deps: &Deps, slim: StepPayload) -> StepResult {
     let scope = slim.run.scope()?.clone();
-    if slim.error.is_some() {
-        // What the scope held when it failed: its last stored stage, else its latest document.
-        let stored = match slim.stage {
-            Some(stage) => runstore::load(deps, &slim.run.id, &scope, stage).await?,
-            None => None,
-        };
-        let stored = match stored {
-            Some(p) => Some(p),
-            None if slim.stage.is_some() => runstore::load_latest(deps, &slim.run.id, &scope).await?,
-            None => None,
-        };
-        let payload = match stored {
-            Some(full) => StepPayload { error: slim.error, ..full },
-            None => slim,
-        };
-        return finish(deps, lock::release_failed_scope(deps, payload).await?, Stage::Released).await;
-    }
-    let payload = load_after(deps, slim, Stage::MetricCheck).await?;
-    tracing::debug!(%scope, "locking");
-    finish(deps, lock::lock_findings(deps, payload).await?, Stage::Lock).await
+    // What the scope held when it failed: its last stored stage, else its latest document.
+    let stored = match slim.stage {
+        Some(stage) => runstore::load(deps, &slim.run.id, &scope, stage).await?,
+        None => None,
+    };
+    let stored = match stored {
+        Some(p) => Some(p),
+        None if slim.stage.is_some() => runstore::load_latest(deps, &slim.run.id, &scope).await?,
+        None => None,
+    };
+    let payload = match stored {
+        Some(full) => StepPayload { error: slim.error, ..full },
+        None => slim,
+    };
+    finish(deps, lock::release_failed_scope(deps, payload).await?, Stage::Released).await
 }
 
 /// Every scope's payload as it left the detect Map: locked, or released after a failure.

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::Deps;
 use crate::error::JanitorError;
@@ -174,22 +174,80 @@ pub async fn plan(deps: &Deps, request: RunRequest) -> Result<RunPlan, JanitorEr
     Ok(RunPlan { count: scopes.len(), run, scopes, failures })
 }
 
-/// `discovery`: a run request (`{mode, regions?, accounts?}`) gives the plan of scopes;
-/// a scope item (`{run: {id, mode, scope}}`) gives that scope's findings and candidates.
-pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
-    if input.get("run").is_none() {
-        // The state machine wraps the execution input with its execution name as run id.
-        let request = match input.get("request") {
-            Some(_) => parse::<PlanInput>("discovery", input)?.into_request()?,
-            None => parse("discovery", input)?,
-        };
-        return to_json(&plan(deps, request).await?);
+/// What the discovery function is asked: the plan of a run, or one scope's scan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiscoveryEvent {
+    /// `{"plan": {"request": <execution input>, "execution": <execution name>}}` from the
+    /// state machine's first state; a bare run request (`{"mode": …}`) from a person.
+    Plan(RunRequest),
+    /// One item of the detect Map: `{"run": {id, mode, scope}}`.
+    Scan(ScopeItem),
+}
+
+impl DiscoveryEvent {
+    pub fn parse(input: Value) -> Result<DiscoveryEvent, JanitorError> {
+        if let Some(plan) = tagged(&input, "plan") {
+            return Ok(DiscoveryEvent::Plan(parse::<PlanInput>("plan", plan)?.into_request()?));
+        }
+        if input.get("run").is_some() {
+            return Ok(DiscoveryEvent::Scan(parse("discovery", input)?));
+        }
+        Ok(DiscoveryEvent::Plan(parse("plan", input)?))
     }
-    let item: ScopeItem = parse("discovery", input)?;
+}
+
+/// What the lock function is asked for one scope: its locks, or (the state machine's Catch
+/// path, `{"release": <the failed step's input with its caught error>}`) their release.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockEvent {
+    Lock(StepPayload),
+    Release(StepPayload),
+}
+
+impl LockEvent {
+    pub fn parse(input: Value) -> Result<LockEvent, JanitorError> {
+        if let Some(caught) = tagged(&input, "release") {
+            let payload: StepPayload = parse("release", caught)?;
+            payload.run.scope()?;
+            if payload.error.is_none() {
+                return Err(JanitorError::InvalidInput("release: needs the caught error at `error`".into()));
+            }
+            return Ok(LockEvent::Release(payload));
+        }
+        let payload: StepPayload = parse("lock", input)?;
+        payload.run.scope()?;
+        if payload.error.is_some() {
+            // Explicit, so a failed scope is never mistaken for one to lock (or the reverse).
+            return Err(JanitorError::InvalidInput(
+                "lock: the payload carries a caught error; send it as {\"release\": …}".into(),
+            ));
+        }
+        Ok(LockEvent::Lock(payload))
+    }
+}
+
+/// The body of `{"<tag>": body}`: an object with that one key.
+pub(crate) fn tagged(input: &Value, tag: &str) -> Option<Value> {
+    match input.as_object() {
+        Some(map) if map.len() == 1 => map.get(tag).cloned(),
+        _ => None,
+    }
+}
+
+/// `discovery`: a plan ([`DiscoveryEvent::Plan`]) or one scope's findings and candidates.
+pub async fn discovery(deps: &Deps, input: Value) -> StepResult {
+    match DiscoveryEvent::parse(input)? {
+        DiscoveryEvent::Plan(request) => to_json(&plan(deps, request).await?),
+        DiscoveryEvent::Scan(item) => to_json(&scan(deps, &item).await?),
+    }
+}
+
+/// One scope's findings and candidates.
+pub async fn scan(deps: &Deps, item: &ScopeItem) -> Result<StepPayload, JanitorError> {
     let payload = discovery::discover_scope(deps, &item.run).await?;
     // A throttled or timed-out listing must be retried by the state machine, not skipped.
     JanitorError::retry_if_transient("discovery", &payload.failures)?;
-    to_json(&payload)
+    Ok(payload)
 }
 
 pub async fn metric_check(deps: &Deps, input: Value) -> StepResult {
@@ -197,15 +255,17 @@ pub async fn metric_check(deps: &Deps, input: Value) -> StepResult {
     to_json(&metrics::check_candidates(deps, payload).await?)
 }
 
-/// `lock` takes a scope's locks; given a payload with a caught `error` (the state
-/// machine's Catch path), it records the failure and releases them instead.
+/// `lock`: a scope's locks, or their release ([`LockEvent`]).
 pub async fn lock(deps: &Deps, input: Value) -> StepResult {
-    let payload: StepPayload = parse("lock", input)?;
-    payload.run.scope()?;
-    if payload.error.is_some() {
-        return to_json(&lock::release_failed_scope(deps, payload).await?);
+    match LockEvent::parse(input)? {
+        LockEvent::Lock(payload) => to_json(&lock::lock_findings(deps, payload).await?),
+        LockEvent::Release(payload) => to_json(&lock::release_failed_scope(deps, payload).await?),
     }
-    to_json(&lock::lock_findings(deps, payload).await?)
+}
+
+/// The Catch path of a scope: `{"release": …}` for [`lock`].
+pub async fn release(deps: &Deps, caught: Value) -> StepResult {
+    lock(deps, json!({ "release": caught })).await
 }
 
 pub async fn notify(deps: &Deps, input: Value) -> StepResult {

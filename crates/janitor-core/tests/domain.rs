@@ -73,6 +73,18 @@ async fn malformed_input_is_a_clear_invalid_input_error_for_every_step() {
         ("discovery", json!({"run_id": "a/b"}), "run_id"),
         ("discovery", json!({"run": {"id": "r"}}), "run.scope is required"),
         ("discovery", json!({"run": {"id": "r", "scope": {"account": ACCOUNT}}}), "missing field `region`"),
+        ("discovery", json!({"plan": {"request": {"mode": "dry-run"}}}), "missing field `execution`"),
+        // The Catch path's input is explicit: a failed scope is never locked, a healthy one never released.
+        (
+            "lock",
+            json!({"run": {"id": "r", "scope": {"account": ACCOUNT, "region": REGION}}, "error": {"Error": "States.Timeout"}}),
+            "send it as {\"release\"",
+        ),
+        (
+            "lock",
+            json!({"release": {"run": {"id": "r", "scope": {"account": ACCOUNT, "region": REGION}}}}),
+            "needs the caught error",
+        ),
         ("metric-check", json!([]), "expected a JSON object"),
         ("metric-check", json!({"findings": []}), "missing field `run`"),
         ("metric-check", json!({"run": {"id": "r"}, "findings": [{"key": "nonsense"}]}), "resource key"),
@@ -578,7 +590,7 @@ async fn a_failure_after_acting_never_acts_twice_nor_records_the_acted_on_as_unr
     // Or retries run out and the Catch path releases the scope: what was remediated stays so.
     let mut caught = input;
     caught["error"] = json!({ "Error": "Janitor.Transient", "Cause": "{\"errorMessage\":\"sns Publish: throttled\"}" });
-    let released: StepPayload = serde_json::from_value(step::lock(&w.deps, caught).await.unwrap()).unwrap();
+    let released: StepPayload = serde_json::from_value(step::release(&w.deps, caught).await.unwrap()).unwrap();
     assert_eq!((released.tally.remediated, released.tally.failed), (2, 0), "{:?}", released.tally);
     let rows = w.audit.events_for_run("r-after").await.unwrap();
     let failed_findings =
@@ -610,7 +622,7 @@ async fn the_catch_path_records_the_failure_releases_the_scope_locks_and_alerts(
         "Error": "Runtime.ExitError",
         "Cause": "{\"errorType\":\"Runtime.ExitError\",\"errorMessage\":\"notify exited (code 1)\"}",
     });
-    let out: StepPayload = serde_json::from_value(step::lock(&w.deps, caught).await.unwrap()).unwrap();
+    let out: StepPayload = serde_json::from_value(step::release(&w.deps, caught).await.unwrap()).unwrap();
     assert_eq!(out.tally.status, ScopeStatus::Failed);
     assert_eq!((out.tally.failed, out.count), (3, 0));
     assert!(keys.iter().all(|k| locks.holder(k).is_none()), "every lock given back");
@@ -626,11 +638,11 @@ async fn the_catch_path_records_the_failure_releases_the_scope_locks_and_alerts(
 #[tokio::test]
 async fn the_state_machine_plan_input_takes_the_execution_name_as_run_id_and_validates_the_rest() {
     let w = world(InMemoryInventory::default(), Policy::from_toml_str("", "default policy").unwrap());
-    let input = json!({ "request": { "mode": "enforce", "regions": [REGION] }, "execution": "exec-42" });
+    let input = json!({ "plan": { "request": { "mode": "enforce", "regions": [REGION] }, "execution": "exec-42" } });
     let plan = step::discovery(&w.deps, input).await.unwrap();
     assert_eq!(plan["run"], json!({ "id": "exec-42", "mode": "enforce" }));
     assert_eq!(plan["failures"], json!([]), "always present: the summary state reads it");
-    let same = json!({ "request": { "mode": "dry-run", "run_id": "exec-42" }, "execution": "exec-42" });
+    let same = json!({ "plan": { "request": { "mode": "dry-run", "run_id": "exec-42" }, "execution": "exec-42" } });
     assert_eq!(step::discovery(&w.deps, same).await.unwrap()["run"]["id"], "exec-42");
     for (request, expected) in [
         (json!({ "mode": "enforced" }), "unknown variant"),
@@ -640,7 +652,8 @@ async fn the_state_machine_plan_input_takes_the_execution_name_as_run_id_and_val
         // A run id of its own would let two executions share locks and the action cap.
         (json!({ "mode": "enforce", "run_id": "exec-41" }), "is not this execution's name"),
     ] {
-        let err = step::discovery(&w.deps, json!({ "request": request, "execution": "e" })).await.unwrap_err();
+        let err =
+            step::discovery(&w.deps, json!({ "plan": { "request": request, "execution": "e" } })).await.unwrap_err();
         assert_eq!(err.0.error_name(), "Janitor.InvalidInput");
         assert!(err.0.to_string().contains(expected), "{err}");
     }

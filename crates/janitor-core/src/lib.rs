@@ -1,32 +1,23 @@
-//! Cloud Janitor core: the domain logic every handler and the CLI share, the port traits it
-//! needs, their AWS adapters and in-memory fakes.
+//! Cloud Janitor core, in layers: `domain` (model, policy, ports, audit, errors), the
+//! registries `rules` and `kinds`, `steps` (what a run does), `adapters` (AWS, Slack,
+//! in-memory fakes) and `entry` (what the Lambdas, the CLI and the tests call).
 
-pub mod audit;
-pub mod aws;
-pub mod discovery;
-pub mod error;
-pub mod export;
-pub mod handler;
+pub mod adapters;
+pub mod domain;
+pub mod entry;
 pub mod kinds;
-#[cfg(feature = "local")]
-pub mod local;
-pub mod lock;
-#[cfg(feature = "memory")]
-pub mod memory;
-pub mod metrics;
-pub mod model;
-pub mod notify;
-pub mod policy;
-pub mod ports;
-pub mod recheck;
-pub mod remediate;
 pub mod rules;
-pub mod runstore;
-pub mod s3_public;
-pub mod slack;
-pub mod snooze;
-pub mod step;
-pub mod telemetry;
+pub mod steps;
+
+// Short paths for every module, whatever its layer (`crate::model`, `janitor_core::aws`).
+#[cfg(feature = "memory")]
+pub use adapters::memory;
+pub use adapters::{aws, slack};
+pub use domain::{audit, error, model, policy, ports, runstore, s3_public};
+#[cfg(feature = "local")]
+pub use entry::local;
+pub use entry::{handler, step, telemetry};
+pub use steps::{discovery, export, lock, metrics, notify, recheck, remediate, snooze};
 
 use std::sync::Arc;
 

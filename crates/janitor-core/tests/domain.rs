@@ -802,3 +802,25 @@ async fn two_findings_on_one_resource_are_one_action_of_the_cap() {
         ]
     );
 }
+
+#[tokio::test]
+async fn remediate_acts_only_while_the_resource_is_still_locked_by_its_run() {
+    let (mut w, _) = two_rule_world(10);
+    let locks = Arc::new(InMemoryLockStore::default());
+    let remediator = Arc::new(InMemoryRemediator::default());
+    w.deps.locks = locks.clone();
+    w.deps.remediator = remediator.clone();
+    let payload = ready_to_act(&w, "r-late").await;
+    let key = payload.findings[0].key.clone();
+    // The lock outlived its TTL and another run took the resource over.
+    let now = w.deps.clock.now();
+    locks.release(&key, "r-late").await.unwrap();
+    assert_eq!(locks.acquire(&key, "r-newer", now, now + Duration::hours(80)).await.unwrap(), LockOutcome::Acquired);
+    let out: StepPayload =
+        serde_json::from_value(step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap())
+            .unwrap();
+    assert!(out.outcomes.iter().all(|o| o.result == AuditEventType::Skipped), "{:?}", out.outcomes);
+    assert!(out.outcomes[0].detail["reason"].as_str().unwrap().contains("r-newer"), "{:?}", out.outcomes);
+    assert!(remediator.applied().is_empty(), "never acts on a resource another run holds");
+    assert_eq!(locks.holder(&key).as_deref(), Some("r-newer"), "and never frees its lock");
+}

@@ -182,6 +182,11 @@ pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
     ("recheck", "s3:ListBucket", "tells a bucket deleted during the grace period (the scheduled-runs test calls it)"),
     ("discovery", "ec2:DescribeRegions", "plans a run given no regions (the scheduled-runs test calls it)"),
     ("lock", "dynamodb:GetItem", "reads who holds a lock another run took (the scheduled-runs test calls it)"),
+    (
+        "remediate",
+        "dynamodb:GetItem",
+        "reads who holds a resource's lock when another run took it before the action (domain-tested)",
+    ),
 ];
 
 /// The IAM actions each function called (denied calls included), from its call log.

@@ -46,9 +46,11 @@ pub trait Kind: Send + Sync + 'static {
     const ACCOUNT_WIDE: bool;
     async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<Self::Item>>;
     fn seen<'a>(scope: &Scope, item: &'a Self::Item) -> Seen<'a>;
-    /// The tags of an item whose listing does not carry them.
+    /// The tags of an item whose listing does not carry them. A kind that says `tags: None`
+    /// must read them here: by default the item is a scan failure, never an untagged (so
+    /// unprotected and ownerless) resource.
     async fn tags(_inventory: &dyn Inventory, _scope: &Scope, _item: &Self::Item) -> Result<Tags> {
-        Ok(Tags::new())
+        Err(JanitorError::Config(format!("kind {} lists no tags and does not read them", Self::KIND)))
     }
     /// The failure recorded when a rule cannot judge an item (its policy does not parse, say).
     fn unreadable(message: String) -> JanitorError {

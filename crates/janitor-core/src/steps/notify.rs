@@ -103,7 +103,9 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
             let mut events: Vec<(usize, AuditEvent)> = Vec::new();
             // Told at last: a finding the cap kept back loses its place at the front.
             let mut no_longer_deferred = Vec::new();
-            match deps.chat.post_message(&to, &text, &blocks).await {
+            let posted = deps.chat.post_message(&to, &text, &blocks).await;
+            let posted_ok = posted.is_ok();
+            match posted {
                 Ok(posted) => {
                     for (index, f) in chunk {
                         if f.deferred_since.is_some() {
@@ -139,17 +141,20 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
                             AuditEvent::for_finding(f, &run_id, AuditEventType::NotifyFailed, now, ACTOR, detail),
                         ));
                     }
-                    // Never notified, never remediated: its resources leave the run now.
-                    for resource in message {
-                        if let Some((_, f)) = resource.first() {
-                            deps.locks.release(&f.key, &run_id).await?;
-                        }
-                    }
                 }
             }
             // Recorded message by message: a step cut short keeps the record of what it sent.
             let rows: Vec<AuditEvent> = events.iter().map(|(_, e)| e.clone()).collect();
             deps.audit.record(&rows).await?;
+            if !posted_ok {
+                // Never notified, never remediated: its resources leave the run, once that is
+                // on record (a retry after a failed write still holds their locks).
+                for resource in message {
+                    if let Some((_, f)) = resource.first() {
+                        deps.locks.release(&f.key, &run_id).await?;
+                    }
+                }
+            }
             deps.audit.save_flag_history(&no_longer_deferred).await?;
             for (index, event) in &events {
                 payloads[*index].tally_events(std::slice::from_ref(event));

@@ -16,6 +16,8 @@ use crate::model::{Finding, Mode};
 pub const RESOURCES_PER_MESSAGE: usize = 20;
 /// Slack rejects section text over 3,000 characters.
 const SECTION_TEXT_MAX: usize = 2900;
+/// One rule's evidence in a resource's line.
+const EVIDENCE_TEXT_MAX: usize = 600;
 const MAX_RATE_LIMIT_WAITS: u32 = 5;
 /// Requests older (or newer) than this are replays.
 pub const SIGNATURE_WINDOW_SECONDS: i64 = 300;
@@ -291,7 +293,8 @@ pub fn resource_blocks(findings: &[&Finding], mode: Mode, grace_ends: DateTime<U
 fn finding_text(f: &Finding, mode: Mode, grace_ends: DateTime<Utc>, named: bool) -> String {
     let mut text = if named { format!("• `{}`: {}", f.policy, f.reason) } else { f.reason.clone() };
     if let Some(evidence) = evidence_line(&f.evidence) {
-        text.push_str(&format!("\n_Evidence:_ {evidence}"));
+        // Cut per rule, so a long series never pushes another rule's action out of the line.
+        text.push_str(&format!("\n_Evidence:_ {}", truncate(&evidence, EVIDENCE_TEXT_MAX)));
     }
     let seen = match (f.first_flagged, f.times_flagged) {
         (Some(first), 0) => format!("first flagged {}", first.format("%Y-%m-%d")),

@@ -9,7 +9,7 @@ use crate::error::{JanitorError, Result};
 use crate::rules::Rules;
 
 /// The policy shipped in the repository, compiled in so every Lambda has a valid default.
-pub const BUILTIN_POLICY: &str = include_str!("../../../policies/janitor.toml");
+pub const BUILTIN_POLICY: &str = include_str!("../../../../policies/janitor.toml");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

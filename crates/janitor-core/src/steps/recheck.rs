@@ -88,6 +88,8 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
         events.push(AuditEvent::for_finding(&finding, &run_id, event, now, ACTOR, detail));
         left.push(finding.key);
     }
+    // The record first: a retry after a failed write must still find the locks held.
+    deps.audit.record(&events).await?;
     // Another finding of the same resource may still be in the run: it keeps the lock.
     let still_held: HashSet<&ResourceKey> = kept.iter().map(|f: &Finding| &f.key).collect();
     let released: BTreeSet<&ResourceKey> = left.iter().filter(|k| !still_held.contains(k)).collect();
@@ -98,7 +100,6 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
     payload.failures.extend(fresh.failures);
     payload.tally_events(&events[first_finding_event..]);
     payload.recount();
-    deps.audit.record(&events).await?;
     tracing::info!(scope = %scope, still_violating = payload.count, "recheck done");
     Ok(payload)
 }

@@ -1,5 +1,5 @@
-//! Locking: one conditional write per finding so two overlapping runs never handle the same
-//! resource. Locks are re-entrant for their run and live as long as the run can.
+//! Locking: one conditional write per resource (whatever its findings) so two overlapping
+//! runs never handle the same resource. Locks are re-entrant for their run and live as long as the run can.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -133,8 +133,8 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
         undecided.len(),
         decided.len()
     );
-    let mut related: Vec<String> = findings.iter().map(|f| f.key.to_string()).collect();
-    related.dedup();
+    let related: Vec<String> =
+        findings.iter().map(|f| f.key.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let alert = alert_message(
         &payload.run,
         format!("{run_id}-{scope}-failed"),

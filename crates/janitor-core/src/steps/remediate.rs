@@ -10,7 +10,7 @@ use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::Result;
 use crate::model::{Action, Exemption, Finding, Mode, Outcome, Snooze, StepPayload};
-use crate::ports::{ActionOutcome, alert_message};
+use crate::ports::{ActionOutcome, LockOutcome, alert_message};
 
 const ACTOR: &str = "remediate";
 
@@ -132,6 +132,16 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
                     // A Snooze clicked after the recheck wins, up to the moment of action.
                     if let Some(snooze) = live_snooze(deps, f).await? {
                         log.push(f, AuditEventType::Snoozed, snoozed_after_recheck(&snooze));
+                        log.flush(deps).await?;
+                        continue;
+                    }
+                    // Still ours at the moment of action (re-entrant): a lock that outlived its
+                    // TTL and was taken by another run means that run handles the resource.
+                    if let LockOutcome::HeldBy { run_id: holder, until } =
+                        deps.locks.acquire(&f.key, &run_id, deps.clock.now(), until).await?
+                    {
+                        let reason = format!("another run ({holder}) holds its lock until {until}");
+                        log.push(f, AuditEventType::Skipped, json!({ "reason": reason }));
                         log.flush(deps).await?;
                         continue;
                     }
@@ -273,8 +283,13 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
     if payload.outcomes.len() > 20 {
         lines.push(format!("… and {} more (see the audit table, run {})", payload.outcomes.len() - 20, payload.run.id));
     }
-    let mut related: Vec<String> = payload.outcomes.iter().map(|o| o.key.to_string()).collect();
-    related.dedup();
+    let related: Vec<String> = payload
+        .outcomes
+        .iter()
+        .map(|o| o.key.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let event_type = if halted { "JanitorHalted" } else { "JanitorRunSummary" };
     alert_message(&payload.run, format!("{}-{}", payload.run.id, scope), title, lines.join("\n"), event_type, &related)
 }

@@ -17,8 +17,9 @@ pub const GLOBAL_REGION: &str = "global";
 pub use crate::kinds::ResourceKind;
 
 /// `{account}/{region}/{kind}/{id}`: the one key snoozes, locks and audit rows share. Its
-/// parts are kept parsed; the text is what tables and messages carry (and what it sorts by).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// parts are kept parsed; the text is what tables and messages carry, and what it compares,
+/// hashes and sorts by.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ResourceKey {
     text: String,
@@ -72,6 +73,32 @@ impl ResourceKey {
 
     pub fn id(&self) -> &str {
         &self.text[self.id_at..]
+    }
+}
+
+impl PartialEq for ResourceKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for ResourceKey {}
+
+impl std::hash::Hash for ResourceKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl PartialOrd for ResourceKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ResourceKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
     }
 }
 

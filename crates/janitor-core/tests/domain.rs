@@ -278,9 +278,10 @@ async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_ste
     let inventory = InMemoryInventory { denied: [scope].into(), ..Default::default() };
     let w = world(inventory, Policy::builtin().unwrap());
     let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
-    assert_eq!(out.failures.len(), 3);
+    // Every regional kind: EC2 instances, RDS instances, Elastic IPs, EBS volumes.
+    assert_eq!(out.failures.len(), 4);
     assert!(out.failures.iter().all(|f| f.error == "Janitor.AccessDenied"));
-    assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Failed).count(), 3);
+    assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Failed).count(), 4);
 
     // Kinds whose rules are all off are not listed, so they cannot fail either.
     let inventory = InMemoryInventory { denied: [Scope::new(ACCOUNT, REGION)].into(), ..Default::default() };
@@ -310,6 +311,9 @@ async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_ste
             Ok(vec![])
         }
         async fn elastic_ips(&self, _: &Scope) -> janitor_core::Result<Vec<ElasticIp>> {
+            Ok(vec![])
+        }
+        async fn ebs_volumes(&self, _: &Scope) -> janitor_core::Result<Vec<EbsVolume>> {
             Ok(vec![])
         }
         async fn iam_credentials(&self, _: &str) -> janitor_core::Result<Vec<IamCredential>> {

@@ -43,12 +43,13 @@ fn keys(payloads: &[StepPayload]) -> BTreeSet<String> {
     payloads.iter().flat_map(|p| p.findings.iter().map(|f| f.key.to_string())).collect()
 }
 
-fn finding<'a>(payloads: &'a [StepPayload], key: &str) -> &'a Finding {
+/// The finding of `rule` on the resource `key` (a resource may break several rules).
+fn finding<'a>(payloads: &'a [StepPayload], key: &str, rule: RuleId) -> &'a Finding {
     payloads
         .iter()
         .flat_map(|p| &p.findings)
-        .find(|f| f.key.as_str() == key)
-        .unwrap_or_else(|| panic!("no finding {key}"))
+        .find(|f| f.key.as_str() == key && f.policy == rule)
+        .unwrap_or_else(|| panic!("no {rule} finding on {key}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,19 +79,28 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     let key = |region: &str, name: &str| {
         ResourceKey::new(HOME_ACCOUNT, region, ResourceKind::Ec2Instance, estate.id(name)).to_string()
     };
-    let idle = finding(&locked, &key(HOME_REGION, "idle"));
+    let idle = finding(&locked, &key(HOME_REGION, "idle"), RuleId::Ec2IdleCpu);
     assert_eq!((idle.policy, idle.action), (RuleId::Ec2IdleCpu, Action::StopInstance));
     assert_eq!(idle.evidence["max_daily_average_cpu"], 4.9);
     assert_eq!(idle.owner.as_deref(), Some("alice@example.com"));
-    let missing = finding(&locked, &key(HOME_REGION, "missing-tags"));
+    let missing = finding(&locked, &key(HOME_REGION, "missing-tags"), RuleId::Ec2MissingTags);
     assert_eq!(missing.policy, RuleId::Ec2MissingTags);
     assert!(missing.reason.contains("CostCenter, Project"), "{}", missing.reason);
-    assert_eq!(finding(&locked, &key(HOME_REGION, "unused-env")).policy, RuleId::Ec2UnusedEnvironment);
-    let db = finding(&locked, &format!("{HOME_ACCOUNT}/{HOME_REGION}/rds-instance/db-idle"));
+    let unused = finding(&locked, &key(HOME_REGION, "unused-env"), RuleId::Ec2UnusedEnvironment);
+    assert_eq!(unused.action, Action::StopInstance);
+    let db = finding(&locked, &format!("{HOME_ACCOUNT}/{HOME_REGION}/rds-instance/db-idle"), RuleId::RdsIdle);
     assert_eq!((db.policy, db.action), (RuleId::RdsIdle, Action::SnapshotAndDeleteDb));
-    let bucket = finding(&locked, &format!("{HOME_ACCOUNT}/{HOME_REGION}/s3-bucket/janitor-twin-public-policy"));
+    let bucket = finding(
+        &locked,
+        &format!("{HOME_ACCOUNT}/{HOME_REGION}/s3-bucket/janitor-twin-public-policy"),
+        RuleId::S3PublicBucket,
+    );
     assert_eq!(bucket.owner.as_deref(), Some("web@example.com"));
-    let acl_bucket = finding(&locked, &format!("{HOME_ACCOUNT}/{SECOND_REGION}/s3-bucket/janitor-twin-public-acl"));
+    let acl_bucket = finding(
+        &locked,
+        &format!("{HOME_ACCOUNT}/{SECOND_REGION}/s3-bucket/janitor-twin-public-acl"),
+        RuleId::S3PublicBucket,
+    );
     assert!(acl_bucket.reason.contains("AllUsers"), "{}", acl_bucket.reason);
     let first_seen: Vec<_> =
         locked.iter().flat_map(|p| &p.findings).map(|f| (f.times_flagged, f.first_flagged.is_some())).collect();
@@ -141,9 +151,11 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     second["run_id"] = json!("run-two");
     let (_, discovered_again, locked_again) = detect(&deps, second).await;
     let again: Vec<&Finding> = discovered_again.iter().flat_map(|p| &p.findings).collect();
-    let unused = again.iter().find(|f| f.key.to_string() == key(HOME_REGION, "unused-env")).unwrap();
+    let rule = RuleId::Ec2UnusedEnvironment;
+    let unused =
+        again.iter().find(|f| f.key.to_string() == key(HOME_REGION, "unused-env") && f.policy == rule).unwrap();
     assert_eq!(unused.times_flagged, 1);
-    assert_eq!(unused.first_flagged, finding(&discovered, &key(HOME_REGION, "unused-env")).first_flagged);
+    assert_eq!(unused.first_flagged, finding(&discovered, &key(HOME_REGION, "unused-env"), rule).first_flagged);
     assert!(locked_again.iter().all(|p| p.count == 0), "all held by run-one");
     let held: BTreeSet<String> =
         locked_again.iter().flat_map(|p| p.held_elsewhere.iter().map(ToString::to_string)).collect();
@@ -259,7 +271,7 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
     let denied = scope_of(SECOND_REGION);
     assert!(denied.findings.is_empty() && denied.candidates.is_empty());
     let what: BTreeSet<&str> = denied.failures.iter().map(|f| f.what.as_str()).collect();
-    assert_eq!(what, BTreeSet::from(["ec2-instance", "rds-instance", "elastic-ip"]));
+    assert_eq!(what, BTreeSet::from(["ec2-instance", "rds-instance", "elastic-ip", "ebs-volume"]));
     assert!(denied.failures.iter().all(|f| f.error == "Janitor.AccessDenied"), "{:?}", denied.failures);
     let healthy = scope_of(HOME_REGION);
     assert!(healthy.failures.is_empty());
@@ -268,7 +280,7 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
     assert_eq!(found, vec![(us.clone(), RuleId::Ec2UnusedEnvironment), (us, RuleId::Ec2MissingTags)]);
 
     let events = deps.audit.events_for_resource(&Scope::new(HOME_ACCOUNT, SECOND_REGION).audit_key()).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.event == AuditEventType::Failed).count(), 3);
+    assert_eq!(events.iter().filter(|e| e.event == AuditEventType::Failed).count(), 4);
 }
 
 /// AWS takes no final snapshot of a read replica, and an Aurora member's deletion (and its
@@ -295,12 +307,12 @@ async fn idle_replicas_and_cluster_members_are_notify_only_and_never_deleted() {
     let found = step::discovery(&deps, item).await.unwrap();
     let checked: StepPayload = serde_json::from_value(step::metric_check(&deps, found).await.unwrap()).unwrap();
     let key = |id: &str| format!("{HOME_ACCOUNT}/{HOME_REGION}/rds-instance/{id}");
-    let source = finding(std::slice::from_ref(&checked), &key("db-source"));
+    let source = finding(std::slice::from_ref(&checked), &key("db-source"), RuleId::RdsIdle);
     assert_eq!((source.policy, source.action), (RuleId::RdsIdle, Action::SnapshotAndDeleteDb));
-    let replica = finding(std::slice::from_ref(&checked), &key("db-replica"));
+    let replica = finding(std::slice::from_ref(&checked), &key("db-replica"), RuleId::RdsIdle);
     assert_eq!((replica.policy, replica.action), (RuleId::RdsIdle, Action::NotifyOnly), "{replica:?}");
     assert!(replica.reason.contains("read replica of db-source"), "{}", replica.reason);
-    let member = finding(std::slice::from_ref(&checked), &key("db-member"));
+    let member = finding(std::slice::from_ref(&checked), &key("db-member"), RuleId::RdsIdle);
     assert_eq!((member.policy, member.action), (RuleId::RdsIdle, Action::NotifyOnly), "{member:?}");
     assert!(member.reason.contains("cluster aurora-guarded"), "{}", member.reason);
     assert_eq!(member.owner.as_deref(), Some("dba@example.com"), "the owner is still told");

@@ -285,21 +285,7 @@ async fn the_remediator_rereads_and_refuses_what_is_no_longer_safe_or_needed() {
     let moto = Moto::start().unwrap();
     let clients = moto.clients().await;
     let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
-    let finding = |kind: ResourceKind, id: &str, action: Action| Finding {
-        key: ResourceKey::new(HOME_ACCOUNT, HOME_REGION, kind, id),
-        kind,
-        id: id.to_owned(),
-        arn: None,
-        policy: RuleId::EipUnattached,
-        reason: "test".into(),
-        evidence: Value::Null,
-        owner: None,
-        action,
-        first_flagged: None,
-        times_flagged: 0,
-        deferred_since: None,
-        notified: None,
-    };
+    let finding = |kind: ResourceKind, id: &str, action: Action| bare_finding(kind, id, RuleId::EipUnattached, action);
     let remediator = AwsRemediator::new(clients.clone(), "janitor:protect");
     let now = Utc::now();
 
@@ -368,4 +354,69 @@ async fn the_remediator_rereads_and_refuses_what_is_no_longer_safe_or_needed() {
     let tag = aws_sdk_ec2::types::Tag::builder().key("janitor:protect").value("False").build();
     ec2.create_tags().resources(&guarded).tags(tag).send().await.unwrap();
     assert!(matches!(remediator.apply(&cases[0], now).await.unwrap(), ActionOutcome::Done(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unattached_volume_is_deleted_only_after_a_completed_snapshot_of_it() {
+    use janitor_core::aws::AwsRemediator;
+    use janitor_core::model::{Action, RuleId};
+    use janitor_core::ports::{ActionOutcome, Remediator};
+    use testkit::probe::{kept_snapshots, volume_exists};
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
+    let volume =
+        |id: &str| bare_finding(ResourceKind::EbsVolume, id, RuleId::EbsUnattached, Action::SnapshotAndDeleteVolume);
+    let remediator = AwsRemediator::new(clients.clone(), "janitor:protect");
+    let now = Utc::now();
+
+    let free = home.volume(HOME_REGION, true, None, &[]).await.unwrap();
+    let out = remediator.apply(&volume(&free), now).await.unwrap();
+    let ActionOutcome::Done(result) = &out else { panic!("{out:?}") };
+    let kept = kept_snapshots(&clients, HOME_REGION, &free).await;
+    assert_eq!(kept.len(), 1, "one snapshot kept, tagged with the volume");
+    assert_eq!(result["snapshot"], kept[0].as_str());
+    assert!(!volume_exists(&clients, HOME_REGION, &free).await, "deleted after its snapshot");
+    // A retry finds nothing left to do and takes no second snapshot.
+    assert!(matches!(remediator.apply(&volume(&free), now).await.unwrap(), ActionOutcome::Skipped(_)));
+    assert_eq!(kept_snapshots(&clients, HOME_REGION, &free).await.len(), 1);
+
+    // Attached again since the recheck, or protected since: kept, and no snapshot taken.
+    let instance = home.instance(HOME_REGION, &[]).await.unwrap();
+    let reattached = home.volume(HOME_REGION, true, Some(&instance), &[]).await.unwrap();
+    let out = remediator.apply(&volume(&reattached), now).await.unwrap();
+    assert!(matches!(&out, ActionOutcome::Skipped(r) if r.contains("attached")), "{out:?}");
+    assert!(volume_exists(&clients, HOME_REGION, &reattached).await);
+    let guarded = home.volume(HOME_REGION, true, None, &[("Janitor:Protect", "yes")]).await.unwrap();
+    assert_eq!(
+        remediator.apply(&volume(&guarded), now).await.unwrap(),
+        ActionOutcome::Protected("janitor:protect".into())
+    );
+    assert!(volume_exists(&clients, HOME_REGION, &guarded).await);
+    assert!(kept_snapshots(&clients, HOME_REGION, &reattached).await.is_empty());
+    assert!(kept_snapshots(&clients, HOME_REGION, &guarded).await.is_empty());
+}
+
+/// A finding in the home region as a payload would hand it to the remediator.
+fn bare_finding(
+    kind: ResourceKind,
+    id: &str,
+    policy: janitor_core::model::RuleId,
+    action: janitor_core::model::Action,
+) -> janitor_core::model::Finding {
+    janitor_core::model::Finding {
+        key: ResourceKey::new(HOME_ACCOUNT, HOME_REGION, kind, id),
+        kind,
+        id: id.to_owned(),
+        arn: None,
+        policy,
+        reason: "test".into(),
+        evidence: Value::Null,
+        owner: None,
+        action,
+        first_flagged: None,
+        times_flagged: 0,
+        deferred_since: None,
+        notified: None,
+    }
 }

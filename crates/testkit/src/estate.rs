@@ -45,8 +45,9 @@ impl Seeder {
         Seeder { clients, account: account.to_owned(), now: Utc::now() }
     }
 
+    /// Instances with an encrypted root volume (an unencrypted one is its own twin).
     pub async fn instances(&self, region: &str, count: i32, tags: &[(&str, &str)]) -> Result<Vec<String>> {
-        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, ResourceType, Tag, TagSpecification};
         let ec2 = self.clients.ec2(&self.account, region).await?;
         let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
         for (k, v) in tags {
@@ -58,6 +59,12 @@ impl Seeder {
             .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
             .min_count(count)
             .max_count(count)
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/sda1")
+                    .ebs(EbsBlockDevice::builder().volume_size(8).encrypted(true).build())
+                    .build(),
+            )
             .set_tag_specifications((!tags.is_empty()).then(|| vec![spec.build()]))
             .send()
             .await
@@ -67,6 +74,43 @@ impl Seeder {
 
     pub async fn instance(&self, region: &str, tags: &[(&str, &str)]) -> Result<String> {
         self.instances(region, 1, tags).await?.pop().context("no instance started")
+    }
+
+    /// An EBS volume in the region's first zone, attached to `instance` if given.
+    pub async fn volume(
+        &self,
+        region: &str,
+        encrypted: bool,
+        instance: Option<&str>,
+        tags: &[(&str, &str)],
+    ) -> Result<String> {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let ec2 = self.clients.ec2(&self.account, region).await?;
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::Volume);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        let out = ec2
+            .create_volume()
+            .availability_zone(format!("{region}a"))
+            .size(10)
+            .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+            .encrypted(encrypted)
+            .set_tag_specifications((!tags.is_empty()).then(|| vec![spec.build()]))
+            .send()
+            .await
+            .context("CreateVolume")?;
+        let id = out.volume_id().context("no volume id")?.to_owned();
+        if let Some(instance) = instance {
+            ec2.attach_volume()
+                .volume_id(&id)
+                .instance_id(instance)
+                .device("/dev/sdf")
+                .send()
+                .await
+                .context("AttachVolume")?;
+        }
+        Ok(id)
     }
 
     pub async fn stop(&self, region: &str, id: &str) -> Result<()> {
@@ -122,7 +166,12 @@ impl Seeder {
         self.daily_metric(region, "AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", series).await
     }
 
+    /// A DB instance with encrypted storage.
     pub async fn database(&self, region: &str, id: &str, tags: &[(&str, &str)]) -> Result<()> {
+        self.database_with(region, id, true, tags).await
+    }
+
+    pub async fn database_with(&self, region: &str, id: &str, encrypted: bool, tags: &[(&str, &str)]) -> Result<()> {
         use aws_sdk_rds::types::Tag;
         let rds = self.clients.rds(&self.account, region).await?;
         rds.create_db_instance()
@@ -132,6 +181,7 @@ impl Seeder {
             .master_username("janitor")
             .master_user_password("not-a-real-password-1")
             .allocated_storage(20)
+            .storage_encrypted(encrypted)
             .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
             .send()
             .await
@@ -388,6 +438,22 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     .await?;
     home.daily_cpu(r2, &[(estate.id("eu-idle"), below.clone()), (estate.id("eu-busy"), vec![Some(5.1); 7])]).await?;
 
+    // EBS (seed 004) in the second region: waste and encryption, with their twins.
+    let vol_free = home.volume(r2, true, None, &with_required(&[])).await?;
+    let vol_plain = home.volume(r2, false, Some(estate.id("eu-busy")), &with_required(&[])).await?;
+    let vol_used = home.volume(r2, true, Some(estate.id("eu-busy")), &with_required(&[])).await?;
+    let vol_protected = home.volume(r2, true, None, &with_required(&[("janitor:protect", "true")])).await?;
+    let vol_snoozed = home.volume(r2, true, None, &with_required(&[])).await?;
+    for (name, id) in [
+        ("vol-unattached", vol_free),
+        ("vol-unencrypted", vol_plain),
+        ("vol-attached", vol_used),
+        ("vol-protected", vol_protected),
+        ("vol-snoozed", vol_snoozed),
+    ] {
+        estate.ids.insert(name.into(), id);
+    }
+
     home.database(r1, "db-idle", &with_required(&[])).await?;
     home.database(r1, "db-busy", &with_required(&[])).await?;
     let mut one_connection = vec![Some(0.0); 7];
@@ -395,6 +461,8 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     home.daily_connections(r1, &[("db-idle", vec![Some(0.0); 7]), ("db-busy", one_connection)]).await?;
     estate.ids.insert("db-idle".into(), "db-idle".into());
     estate.ids.insert("db-busy".into(), "db-busy".into());
+    home.database_with(r2, "db-plain", false, &with_required(&[])).await?;
+    estate.ids.insert("db-plain".into(), "db-plain".into());
 
     let free = home.elastic_ip(r1, None).await?;
     let used = home.elastic_ip(r1, Some(estate.id("busy"))).await?;
@@ -430,6 +498,14 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     let now = Utc::now();
     snoozes
         .put_snooze(&Snooze {
+            key: home.key(r2, ResourceKind::EbsVolume, estate.id("vol-snoozed")),
+            until: now + Duration::days(7),
+            by: "U-OWNER".into(),
+            at: now,
+        })
+        .await?;
+    snoozes
+        .put_snooze(&Snooze {
             key: home.key(r1, ec2, estate.id("snoozed")),
             until: now + Duration::days(7),
             by: "U-OWNER".into(),
@@ -451,6 +527,9 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     }
     expected.push(home.key(r2, ec2, estate.id("eu-idle")));
     expected.push(home.key(r1, ResourceKind::RdsInstance, "db-idle"));
+    expected.push(home.key(r2, ResourceKind::EbsVolume, estate.id("vol-unattached")));
+    expected.push(home.key(r2, ResourceKind::EbsVolume, estate.id("vol-unencrypted")));
+    expected.push(home.key(r2, ResourceKind::RdsInstance, "db-plain"));
     expected.push(home.key(r1, ResourceKind::ElasticIp, estate.id("eip-free")));
     expected.push(home.key(r2, ResourceKind::ElasticIp, estate.id("eip-eu-free")));
     expected.push(ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::IamUser, "dana-no-mfa"));
@@ -465,6 +544,10 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     }
     estate.untouchable.insert(home.key(r2, ec2, estate.id("eu-busy")).to_string());
     estate.untouchable.insert(home.key(r1, ResourceKind::RdsInstance, "db-busy").to_string());
+    // vol-unencrypted and db-plain are findings (notify-only): reported, never acted on.
+    for name in ["vol-attached", "vol-protected", "vol-snoozed"] {
+        estate.untouchable.insert(home.key(r2, ResourceKind::EbsVolume, estate.id(name)).to_string());
+    }
     estate.untouchable.insert(home.key(r1, ResourceKind::ElasticIp, estate.id("eip-used")).to_string());
     for user in ["erin-mfa", "ci-bot-no-console", "break-glass"] {
         estate.untouchable.insert(ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::IamUser, user).to_string());

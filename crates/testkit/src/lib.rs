@@ -27,8 +27,14 @@ pub const HOME_ACCOUNT: &str = "123456789012";
 
 /// The shipped policy with the age gate off: the emulator stamps every resource as
 /// launched "now", so nothing could ever be old enough to be idle there.
+/// The shipped policy, with idle rules judging resources of any age and unattached volumes
+/// deleted (after their snapshot), so the emulator runs prove that action under IAM too.
 pub fn emulator_policy_toml() -> String {
-    janitor_core::policy::BUILTIN_POLICY.replace("min_age_days = 7", "min_age_days = 0")
+    const SHIPPED: &str = "[rules.ebs_unattached]\naction = \"notify-only\"";
+    let text = janitor_core::policy::BUILTIN_POLICY;
+    assert!(text.contains(SHIPPED), "the built-in policy no longer says {SHIPPED}");
+    text.replace("min_age_days = 7", "min_age_days = 0")
+        .replace(SHIPPED, "[rules.ebs_unattached]\naction = \"snapshot-and-delete-volume\"")
 }
 
 /// The emulator policy with another grace period (`"0s"`, `"3s"`); panics if the built-in

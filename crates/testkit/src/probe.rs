@@ -51,3 +51,24 @@ pub async fn db_exists(clients: &AwsClients, region: &str, db: &str) -> bool {
     let rds = clients.rds(HOME_ACCOUNT, region).await.unwrap();
     rds.describe_db_instances().db_instance_identifier(db).send().await.is_ok()
 }
+
+/// Whether the volume still exists (a deleted one is gone at once on the emulator).
+pub async fn volume_exists(clients: &AwsClients, region: &str, id: &str) -> bool {
+    let ec2 = clients.ec2(HOME_ACCOUNT, region).await.unwrap();
+    match ec2.describe_volumes().volume_ids(id).send().await {
+        Ok(out) => !out.volumes().is_empty(),
+        Err(_) => false,
+    }
+}
+
+/// The completed snapshots the janitor kept of `volume` (tagged `janitor:snapshot-of`).
+pub async fn kept_snapshots(clients: &AwsClients, region: &str, volume: &str) -> Vec<String> {
+    let ec2 = clients.ec2(HOME_ACCOUNT, region).await.unwrap();
+    let filter = aws_sdk_ec2::types::Filter::builder().name("tag:janitor:snapshot-of").values(volume).build();
+    let out = ec2.describe_snapshots().owner_ids("self").filters(filter).send().await.unwrap();
+    out.snapshots()
+        .iter()
+        .filter(|s| s.state().is_some_and(|st| st.as_str() == "completed") && s.volume_id() == Some(volume))
+        .filter_map(|s| s.snapshot_id().map(str::to_owned))
+        .collect()
+}

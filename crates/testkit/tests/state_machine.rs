@@ -16,7 +16,9 @@ use janitor_core::model::{Finding, ResourceKey, ResourceKind, RuleId, Scope};
 use janitor_core::ports::{AuditLog, SnoozeStore};
 use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, TwinEstate, TwinWorld};
-use testkit::probe::{bucket_blocked, db_exists, eip_exists, has_final_snapshot, instance_state};
+use testkit::probe::{
+    bucket_blocked, db_exists, eip_exists, has_final_snapshot, instance_state, kept_snapshots, volume_exists,
+};
 use testkit::slack::SlackStub;
 use testkit::state_machine::{Execution, LocalStateMachine, PipelineOptions, click_snooze, local_pipeline};
 use testkit::template::{ACTIONS_OFF_THE_HAPPY_PATH, IMPLIED_ACTIONS, Template, observed_actions, venv_tool};
@@ -441,6 +443,13 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     );
     assert!(bucket_blocked(&w.clients, HOME_ACCOUNT, HOME_REGION, "janitor-twin-public-policy").await);
     assert!(!bucket_blocked(&w.clients, HOME_ACCOUNT, HOME_REGION, "janitor-twin-private").await);
+    let unattached = id("vol-unattached");
+    assert!(!volume_exists(&w.clients, SECOND_REGION, &unattached).await, "the unattached volume is deleted");
+    assert_eq!(kept_snapshots(&w.clients, SECOND_REGION, &unattached).await.len(), 1, "only after its snapshot");
+    for name in ["vol-unencrypted", "vol-attached", "vol-protected", "vol-snoozed"] {
+        assert!(volume_exists(&w.clients, SECOND_REGION, &id(name)).await, "{name} must be untouched");
+    }
+    assert!(db_exists(&w.clients, SECOND_REGION, "db-plain").await, "an unencrypted DB is reported, never deleted");
     assert!(lock_holders(&w).await.is_empty());
 
     // The audit trail of the enforce run, resource by resource.

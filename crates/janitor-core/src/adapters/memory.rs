@@ -25,6 +25,7 @@ pub struct InMemoryInventory {
     pub ec2: HashMap<Scope, Vec<Ec2Instance>>,
     pub rds: HashMap<Scope, Vec<RdsInstance>>,
     pub eips: HashMap<Scope, Vec<ElasticIp>>,
+    pub ebs: HashMap<Scope, Vec<EbsVolume>>,
     pub iam: HashMap<String, Vec<IamCredential>>,
     pub iam_tags: HashMap<(String, String), Tags>,
     pub account_block: HashMap<String, PublicAccessBlock>,
@@ -70,6 +71,10 @@ impl Inventory for InMemoryInventory {
     async fn elastic_ips(&self, scope: &Scope) -> Result<Vec<ElasticIp>> {
         self.check(scope, "DescribeAddresses")?;
         Ok(self.eips.get(scope).cloned().unwrap_or_default())
+    }
+    async fn ebs_volumes(&self, scope: &Scope) -> Result<Vec<EbsVolume>> {
+        self.check(scope, "DescribeVolumes")?;
+        Ok(self.ebs.get(scope).cloned().unwrap_or_default())
     }
     async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>> {
         Ok(self.iam.get(account).cloned().unwrap_or_default())

@@ -196,6 +196,8 @@ pub enum Action {
     ReleaseAddress,
     TagMfaRequired,
     BlockPublicAccess,
+    /// A snapshot first (kept, tagged with the volume), the volume deleted once it completed.
+    SnapshotAndDeleteVolume,
     NotifyOnly,
 }
 
@@ -207,6 +209,7 @@ impl Action {
             Action::ReleaseAddress => "release the Elastic IP",
             Action::TagMfaRequired => "tag the user janitor:mfa-required",
             Action::BlockPublicAccess => "turn on all four S3 Block Public Access settings",
+            Action::SnapshotAndDeleteVolume => "snapshot the volume, then delete it once the snapshot completed",
             Action::NotifyOnly => "nothing (notify only)",
         }
     }

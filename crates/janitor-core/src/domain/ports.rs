@@ -10,6 +10,7 @@ use crate::audit::AuditEvent;
 use crate::error::Result;
 use crate::model::{Finding, FindingKey, FlagHistory, ResourceKey, Scope, Snooze, Tags};
 
+pub use crate::kinds::ebs_volume::EbsVolume;
 pub use crate::kinds::ec2_instance::Ec2Instance;
 pub use crate::kinds::elastic_ip::ElasticIp;
 pub use crate::kinds::iam_user::IamCredential;
@@ -24,6 +25,9 @@ pub trait Inventory: Send + Sync {
     async fn ec2_instances(&self, scope: &Scope) -> Result<Vec<Ec2Instance>>;
     async fn rds_instances(&self, scope: &Scope) -> Result<Vec<RdsInstance>>;
     async fn elastic_ips(&self, scope: &Scope) -> Result<Vec<ElasticIp>>;
+    /// The volumes a rule can flag: attached to nothing, or not encrypted (the AWS adapter
+    /// asks EC2 for just those; a fake may return more, which the rules pass over).
+    async fn ebs_volumes(&self, scope: &Scope) -> Result<Vec<EbsVolume>>;
     /// The whole credential report of an account, in one report rather than a call per user.
     async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>>;
     async fn iam_user_tags(&self, account: &str, user: &str) -> Result<Tags>;

@@ -100,6 +100,7 @@ kinds! {
     ElasticIp => elastic_ip::ElasticIps,
     IamUser => iam_user::IamUsers,
     S3Bucket => s3_bucket::S3Buckets,
+    EbsVolume => ebs_volume::EbsVolumes,
 }
 
 impl ResourceKind {

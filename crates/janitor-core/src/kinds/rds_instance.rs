@@ -16,6 +16,8 @@ pub struct RdsInstance {
     pub status: String,
     pub created_at: Option<DateTime<Utc>>,
     pub deletion_protection: bool,
+    /// Storage encryption at rest (`StorageEncrypted`).
+    pub encrypted: bool,
     /// The Aurora (or Multi-AZ DB) cluster it belongs to: deleting it is the cluster's call.
     pub cluster: Option<String>,
     /// The instance or cluster it replicates: AWS takes no final snapshot of a replica.

@@ -10,8 +10,8 @@ use crate::metrics::IdleVerdict;
 use crate::model::{Action, ResourceKind};
 use crate::policy::{IdleWindow, Policy};
 use crate::ports::{
-    Ec2Instance, ElasticIp, IamCredential, MetricSeries, MetricWindow, PublicAccessBlock, RdsInstance, S3Bucket,
-    Statistic,
+    EbsVolume, Ec2Instance, ElasticIp, IamCredential, MetricSeries, MetricWindow, PublicAccessBlock, RdsInstance,
+    S3Bucket, Statistic,
 };
 
 /// One listed resource, of one of the registry's kinds, as a rule sees it.
@@ -23,6 +23,7 @@ pub enum Resource<'a> {
     IamUser(&'a IamCredential),
     /// A bucket with its account's Block Public Access settings, which may neutralise it.
     S3Bucket(&'a S3Bucket, Option<&'a PublicAccessBlock>),
+    EbsVolume(&'a EbsVolume),
 }
 
 impl Resource<'_> {
@@ -33,6 +34,7 @@ impl Resource<'_> {
             Resource::ElasticIp(_) => ResourceKind::ElasticIp,
             Resource::IamUser(_) => ResourceKind::IamUser,
             Resource::S3Bucket(..) => ResourceKind::S3Bucket,
+            Resource::EbsVolume(_) => ResourceKind::EbsVolume,
         }
     }
 }
@@ -197,6 +199,9 @@ registry! {
     EipUnattached => eip_unattached,
     IamConsoleWithoutMfa => iam_console_without_mfa,
     S3PublicBucket => s3_public_bucket,
+    RdsUnencrypted => rds_unencrypted,
+    EbsUnattached => ebs_unattached,
+    EbsUnencrypted => ebs_unencrypted,
 }
 
 impl RuleId {

@@ -158,6 +158,7 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
                             json!({ "reason": Exemption::ProtectTag, "tag": tag, "when": "at the moment of action" }),
                         ),
                         Err(e) => {
+                            tracing::warn!(resource = %f.key, rule = %f.policy, error = e.error_name(), message = %e, "action failed");
                             (AuditEventType::Failed, json!({ "error": e.error_name(), "message": e.to_string() }))
                         }
                     };

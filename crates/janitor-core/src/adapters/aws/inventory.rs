@@ -92,6 +92,39 @@ impl Inventory for AwsInventory {
             .collect())
     }
 
+    async fn ebs_volumes(&self, scope: &Scope) -> Result<Vec<EbsVolume>> {
+        let ec2 = self.clients.ec2(&scope.account, &scope.region).await?;
+        // Only what a rule can flag, filtered by EC2: an estate's attached, encrypted volumes
+        // (one per instance at least) never cross the wire.
+        let mut volumes = std::collections::BTreeMap::new();
+        for (name, value) in [("status", "available"), ("encrypted", "false")] {
+            let filter = aws_sdk_ec2::types::Filter::builder().name(name).values(value).build();
+            let pages: Vec<_> = ec2
+                .describe_volumes()
+                .filters(filter)
+                .max_results(500)
+                .into_paginator()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| JanitorError::from_sdk("ec2", "DescribeVolumes", e))?;
+            for v in pages.iter().flat_map(|page| page.volumes()) {
+                let Some(id) = v.volume_id() else { continue };
+                volumes.entry(id.to_owned()).or_insert_with(|| EbsVolume {
+                    id: id.to_owned(),
+                    state: v.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    size_gib: v.size().unwrap_or_default(),
+                    volume_type: v.volume_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                    encrypted: v.encrypted().unwrap_or(false),
+                    created_at: v.create_time().and_then(to_chrono),
+                    attached_to: v.attachments().iter().filter_map(|a| a.instance_id().map(str::to_owned)).collect(),
+                    tags: ec2_tags(v.tags()),
+                });
+            }
+        }
+        Ok(volumes.into_values().collect())
+    }
+
     async fn rds_instances(&self, scope: &Scope) -> Result<Vec<RdsInstance>> {
         let rds = self.clients.rds(&scope.account, &scope.region).await?;
         let pages: Vec<_> = rds
@@ -111,6 +144,7 @@ impl Inventory for AwsInventory {
                     status: db.db_instance_status().unwrap_or_default().to_owned(),
                     created_at: db.instance_create_time().and_then(to_chrono),
                     deletion_protection: db.deletion_protection().unwrap_or(false),
+                    encrypted: db.storage_encrypted().unwrap_or(false),
                     cluster: db.db_cluster_identifier().filter(|c| !c.is_empty()).map(str::to_owned),
                     replica_of: db
                         .read_replica_source_db_instance_identifier()
@@ -260,6 +294,14 @@ impl Inventory for AwsInventory {
                     Ok(out) => Ok(!out.addresses().is_empty()),
                     Err(e) if e.code() == Some("InvalidAllocationID.NotFound") => Ok(false),
                     Err(e) => Err(JanitorError::from_sdk("ec2", "DescribeAddresses", e)),
+                }
+            }
+            ResourceKind::EbsVolume => {
+                let ec2 = self.clients.ec2(account, region).await?;
+                match ec2.describe_volumes().volume_ids(id).send().await {
+                    Ok(out) => Ok(out.volumes().iter().any(|v| v.state().is_none_or(|s| s.as_str() != "deleting"))),
+                    Err(e) if e.code() == Some("InvalidVolume.NotFound") => Ok(false),
+                    Err(e) => Err(JanitorError::from_sdk("ec2", "DescribeVolumes", e)),
                 }
             }
             ResourceKind::IamUser => {

@@ -174,6 +174,9 @@ impl Inventory for Unwired {
     async fn elastic_ips(&self, _: &Scope) -> Result<Vec<ElasticIp>> {
         Err(self.refuse())
     }
+    async fn ebs_volumes(&self, _: &Scope) -> Result<Vec<EbsVolume>> {
+        Err(self.refuse())
+    }
     async fn iam_credentials(&self, _: &str) -> Result<Vec<IamCredential>> {
         Err(self.refuse())
     }

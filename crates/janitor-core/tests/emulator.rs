@@ -181,21 +181,7 @@ fn synthetic_payload(run_id: &str, count: usize) -> StepPayload {
     payload.findings = (0..count)
         .map(|i| {
             let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::ElasticIp, &format!("eipalloc-{i:04}"));
-            Finding {
-                kind: key.kind(),
-                id: key.id().to_owned(),
-                key,
-                arn: None,
-                policy: RuleId::EipUnattached,
-                reason: "unattached".into(),
-                evidence: Value::Null,
-                owner: None,
-                action: Action::ReleaseAddress,
-                first_flagged: None,
-                times_flagged: 0,
-                deferred_since: None,
-                notified: None,
-            }
+            Finding::new(key, RuleId::EipUnattached, "unattached", Action::ReleaseAddress)
         })
         .collect();
     payload.recount();

@@ -404,19 +404,5 @@ fn bare_finding(
     policy: janitor_core::model::RuleId,
     action: janitor_core::model::Action,
 ) -> janitor_core::model::Finding {
-    janitor_core::model::Finding {
-        key: ResourceKey::new(HOME_ACCOUNT, HOME_REGION, kind, id),
-        kind,
-        id: id.to_owned(),
-        arn: None,
-        policy,
-        reason: "test".into(),
-        evidence: Value::Null,
-        owner: None,
-        action,
-        first_flagged: None,
-        times_flagged: 0,
-        deferred_since: None,
-        notified: None,
-    }
+    janitor_core::model::Finding::new(ResourceKey::new(HOME_ACCOUNT, HOME_REGION, kind, id), policy, "test", action)
 }

@@ -251,6 +251,26 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A fresh finding of `policy` on `key` (kind and id come from the key): no evidence,
+    /// owner, ARN or history yet.
+    pub fn new(key: ResourceKey, policy: RuleId, reason: impl Into<String>, action: Action) -> Finding {
+        Finding {
+            kind: key.kind(),
+            id: key.id().to_owned(),
+            key,
+            arn: None,
+            policy,
+            reason: reason.into(),
+            evidence: serde_json::Value::Null,
+            owner: None,
+            action,
+            first_flagged: None,
+            times_flagged: 0,
+            deferred_since: None,
+            notified: None,
+        }
+    }
+
     /// What identifies this finding among the run's: its resource and its rule.
     pub fn finding_key(&self) -> FindingKey {
         FindingKey { resource: self.key.clone(), rule: self.policy }

@@ -63,7 +63,8 @@ pub trait AlertSink: Send + Sync {
 }
 
 /// What an `AlertSink` publishes: an Amazon Q Developer (in chat applications) custom
-/// notification, threaded by run. `related` is capped at 20 keys to keep messages short.
+/// notification, threaded by run. `related` is deduplicated (a resource may have several
+/// findings) and capped at 20 keys to keep messages short.
 pub fn alert_message(
     run: &crate::model::RunContext,
     id: String,
@@ -87,7 +88,7 @@ pub fn alert_message(
             "threadId": run.id,
             "summary": format!("Cloud Janitor {} {}", run.mode, scope),
             "eventType": event_type,
-            "relatedResources": related.iter().take(20).collect::<Vec<_>>(),
+            "relatedResources": related.iter().collect::<std::collections::BTreeSet<_>>().into_iter().take(20).collect::<Vec<_>>(),
         },
     })
 }

@@ -18,7 +18,7 @@ const ACTOR: &str = "discovery";
 /// Tag reads for violators (IAM users, public buckets) in flight at once.
 const TAG_READ_CONCURRENCY: usize = 8;
 
-/// What one rule says about one resource.
+/// What one rule says about one resource it does not find compliant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Finding(Finding),
@@ -29,29 +29,10 @@ pub enum Verdict {
         key: ResourceKey,
         policy: Option<RuleId>,
     },
-    Compliant,
 }
 
 fn owner_of(tags: &Tags, policy: &crate::policy::Policy) -> Option<String> {
     tags.get(&policy.owner_tag).map(|o| o.trim().to_owned()).filter(|o| !o.is_empty())
-}
-
-fn finding(key: ResourceKey, id: &str, policy: RuleId, reason: String, action: Action) -> Finding {
-    Finding {
-        kind: key.kind(),
-        key,
-        id: id.to_owned(),
-        arn: None,
-        policy,
-        reason,
-        evidence: serde_json::Value::Null,
-        owner: None,
-        action,
-        first_flagged: None,
-        times_flagged: 0,
-        deferred_since: None,
-        notified: None,
-    }
 }
 
 /// What the registry's rules make of one resource, before its tags are considered: a
@@ -66,9 +47,7 @@ pub fn judge(
     for (id, rule) in rules::on_for(p, resource.kind()) {
         match rule.judge(p, resource) {
             rules::Judgement::Violates { reason, evidence, action } => {
-                let mut f = finding(key.clone(), key.id(), id, reason, action);
-                f.evidence = evidence;
-                verdicts.push(Verdict::Finding(f));
+                verdicts.push(Verdict::Finding(Finding { evidence, ..Finding::new(key.clone(), id, reason, action) }))
             }
             rules::Judgement::NeedsMetrics { notify_only } => verdicts.push(Verdict::Candidate(Candidate {
                 key: key.clone(),
@@ -242,7 +221,6 @@ pub(crate) async fn scan(
                         .with_policy(policy),
                 );
             }
-            Verdict::Compliant => {}
         }
     }
 

@@ -56,6 +56,7 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
         .collect();
 
     let mut events = Vec::new();
+    let mut held = BTreeSet::new();
     for finding in findings {
         let row = |event, detail| AuditEvent::for_finding(&finding, &run_id, event, now, ACTOR, detail);
         match &outcomes[&finding.key] {
@@ -65,15 +66,14 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
             }
             Ok(LockOutcome::HeldBy { run_id: holder, until: held_until }) => {
                 events.push(row(AuditEventType::LockHeld, json!({ "holder": holder, "until": held_until })));
-                if !payload.held_elsewhere.contains(&finding.key) {
-                    payload.held_elsewhere.push(finding.key);
-                }
+                held.insert(finding.key);
             }
             Err((error, message)) => {
                 events.push(row(AuditEventType::Failed, json!({ "error": error, "message": message })));
             }
         }
     }
+    payload.held_elsewhere.extend(held);
     payload.tally_events(&events);
     payload.recount();
     deps.audit.record(&events).await?;
@@ -83,6 +83,19 @@ pub async fn lock_findings(deps: &Deps, mut payload: StepPayload) -> Result<Step
     }
     tracing::info!(run = %run_id, locked = payload.count, held_elsewhere = payload.held_elsewhere.len(), "locks taken");
     Ok(payload)
+}
+
+/// Gives back this run's lock on each resource once, however many of its findings name it
+/// (a lock another run holds is left alone).
+pub(crate) async fn release_resources<'a>(
+    deps: &Deps,
+    run_id: &str,
+    keys: impl IntoIterator<Item = &'a ResourceKey>,
+) -> Result<()> {
+    for key in keys.into_iter().collect::<BTreeSet<_>>() {
+        deps.locks.release(key, run_id).await?;
+    }
+    Ok(())
 }
 
 /// The state machine's Catch path: a scope whose step failed after its retries records the
@@ -117,10 +130,7 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     }
     // The record first: if releasing fails half-way, the failure is already on file.
     deps.audit.record(&events).await?;
-    let resources: std::collections::BTreeSet<_> = findings.iter().map(|f| &f.key).collect();
-    for key in resources {
-        deps.locks.release(key, &run_id).await?;
-    }
+    release_resources(deps, &run_id, findings.iter().map(|f| &f.key)).await?;
     for event in &decided {
         payload.tally.count(*event);
     }
@@ -133,8 +143,7 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
         undecided.len(),
         decided.len()
     );
-    let related: Vec<String> =
-        findings.iter().map(|f| f.key.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let related: Vec<String> = findings.iter().map(|f| f.key.to_string()).collect();
     let alert = alert_message(
         &payload.run,
         format!("{run_id}-{scope}-failed"),

@@ -181,19 +181,10 @@ pub(crate) async fn judge_candidates(
         events
             .push(AuditEvent::new(candidate.key.as_str(), run_id, event, now, actor, detail).with_policy(Some(policy)));
         idle.push(Finding {
-            key: candidate.key.clone(),
-            kind: candidate.key.kind(),
-            id: candidate.key.id().to_owned(),
             arn: candidate.arn.clone(),
-            policy,
-            reason,
             evidence,
             owner: candidate.owner.clone(),
-            action,
-            first_flagged: None,
-            times_flagged: 0,
-            deferred_since: None,
-            notified: None,
+            ..Finding::new(candidate.key.clone(), policy, reason, action)
         });
     }
     idle.sort_by(|a, b| a.key.cmp(&b.key));

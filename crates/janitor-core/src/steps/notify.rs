@@ -149,11 +149,8 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
             if !posted_ok {
                 // Never notified, never remediated: its resources leave the run, once that is
                 // on record (a retry after a failed write still holds their locks).
-                for resource in message {
-                    if let Some((_, f)) = resource.first() {
-                        deps.locks.release(&f.key, &run_id).await?;
-                    }
-                }
+                let keys = message.iter().flat_map(|resource| resource.iter().map(|(_, f)| &f.key));
+                crate::lock::release_resources(deps, &run_id, keys).await?;
             }
             deps.audit.save_flag_history(&no_longer_deferred).await?;
             for (index, event) in &events {

@@ -92,10 +92,7 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
     deps.audit.record(&events).await?;
     // Another finding of the same resource may still be in the run: it keeps the lock.
     let still_held: HashSet<&ResourceKey> = kept.iter().map(|f: &Finding| &f.key).collect();
-    let released: BTreeSet<&ResourceKey> = left.iter().filter(|k| !still_held.contains(k)).collect();
-    for key in released {
-        deps.locks.release(key, &run_id).await?;
-    }
+    crate::lock::release_resources(deps, &run_id, left.iter().filter(|k| !still_held.contains(k))).await?;
     payload.findings = kept;
     payload.failures.extend(fresh.failures);
     payload.tally_events(&events[first_finding_event..]);

@@ -209,11 +209,7 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
 
 /// Released only once the step is done: until then a retry still holds them.
 async fn release_locks(deps: &Deps, payload: &StepPayload) -> Result<()> {
-    let resources: std::collections::BTreeSet<_> = payload.findings.iter().map(|f| &f.key).collect();
-    for key in resources {
-        deps.locks.release(key, &payload.run.id).await?;
-    }
-    Ok(())
+    crate::lock::release_resources(deps, &payload.run.id, payload.findings.iter().map(|f| &f.key)).await
 }
 
 /// The finding's live snooze, read again right before acting (clock-checked by the store).
@@ -284,13 +280,7 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
     if payload.outcomes.len() > 20 {
         lines.push(format!("… and {} more (see the audit table, run {})", payload.outcomes.len() - 20, payload.run.id));
     }
-    let related: Vec<String> = payload
-        .outcomes
-        .iter()
-        .map(|o| o.key.to_string())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let related: Vec<String> = payload.outcomes.iter().map(|o| o.key.to_string()).collect();
     let event_type = if halted { "JanitorHalted" } else { "JanitorRunSummary" };
     alert_message(&payload.run, format!("{}-{}", payload.run.id, scope), title, lines.join("\n"), event_type, &related)
 }

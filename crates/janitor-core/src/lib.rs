@@ -31,6 +31,7 @@ pub const HANDLERS: [&str; 7] = ["discovery", "metric-check", "lock", "notify", 
 pub struct Deps {
     pub policy: policy::Policy,
     pub inventory: Arc<dyn ports::Inventory>,
+    pub directory: Arc<dyn ports::AccountDirectory>,
     pub metrics: Arc<dyn ports::MetricSource>,
     pub snoozes: Arc<dyn ports::SnoozeStore>,
     pub locks: Arc<dyn ports::LockStore>,

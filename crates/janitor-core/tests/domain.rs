@@ -25,6 +25,7 @@ fn testing_instance(id: &str) -> Ec2Instance {
         id: id.into(),
         state: "running".into(),
         launched_at: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+        stopped_at: None,
         tags: tags(&[("Environment", "testing"), ("Owner", "o"), ("CostCenter", "c"), ("Project", "p")]),
     }
 }
@@ -41,6 +42,7 @@ fn world(inventory: InMemoryInventory, policy: Policy) -> World {
     let deps = Deps {
         policy,
         inventory: Arc::new(inventory),
+        directory: Arc::new(InMemoryDirectory::default()),
         metrics: Arc::new(InMemoryMetrics::default()),
         snoozes: snoozes.clone(),
         locks: Arc::new(InMemoryLockStore::default()),
@@ -273,15 +275,115 @@ async fn times_flagged_counts_earlier_runs_once_even_when_a_step_is_retried() {
 }
 
 #[tokio::test]
+async fn a_flag_history_past_its_retention_no_longer_counts_and_each_run_extends_it() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let inventory = InMemoryInventory { ec2: [(scope, vec![testing_instance("i-1")])].into(), ..Default::default() };
+    let w = world(
+        inventory,
+        Policy::from_toml_str(
+            "history_retention_days = 30\n[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n",
+            "p",
+        )
+        .unwrap(),
+    );
+    let now = w.deps.clock.now();
+    let key = FindingKey {
+        resource: ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-1"),
+        rule: RuleId::Ec2UnusedEnvironment,
+    };
+    let stale = FlagHistory {
+        first_flagged: now - Duration::days(200),
+        times_flagged: 9,
+        last_run: "long-ago".into(),
+        deferred_since: None,
+        expires_at: Some(now - Duration::hours(1)),
+    };
+    w.audit.save_flag_history(&[(key.clone(), stale)]).await.unwrap();
+    let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
+    assert_eq!(
+        (out.findings[0].times_flagged, out.findings[0].first_flagged),
+        (0, Some(now)),
+        "expired: a fresh start"
+    );
+    let saved = w.audit.flag_history(std::slice::from_ref(&key)).await.unwrap();
+    assert_eq!(saved[&key].expires_at, Some(now + Duration::days(30)), "kept for the policy's retention from this run");
+}
+
+#[tokio::test]
+async fn with_no_accounts_named_a_run_covers_the_organization_s_active_accounts_less_the_excluded() {
+    let account = |id: &str, state: &str| OrgAccount { id: id.into(), name: id.into(), state: state.into() };
+    let policy = Policy::from_toml_str(
+        "excluded_accounts = [\"444444444444\"]\nexcluded_regions = [\"eu-west-1\"]\n[rules.eip_unattached]\n",
+        "p",
+    )
+    .unwrap();
+    let inventory = InMemoryInventory { home_account: ACCOUNT.into(), ..Default::default() };
+    let mut w = world(inventory, policy);
+    w.deps.directory = Arc::new(InMemoryDirectory {
+        accounts: Some(vec![
+            account(ACCOUNT, "ACTIVE"),
+            account("222222222222", "ACTIVE"),
+            account("333333333333", "SUSPENDED"),
+            account("444444444444", "ACTIVE"),
+        ]),
+        denied: false,
+    });
+    let request = json!({"mode": "dry-run", "regions": [REGION, "eu-west-1"]});
+    let plan = step::discovery(&w.deps, request.clone()).await.unwrap();
+    let scopes: Vec<String> = plan["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["run"]["scope"]["account"].as_str().unwrap(),
+                s["run"]["scope"]["region"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let want = [
+        format!("{ACCOUNT}/{REGION}"),
+        format!("{ACCOUNT}/global"),
+        format!("222222222222/{REGION}"),
+        "222222222222/global".into(),
+    ];
+    assert_eq!(scopes, want, "excluded account and region left out");
+    let failures = plan["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{plan}");
+    assert_eq!(failures[0]["error"], "Janitor.AccountNotActive");
+    assert_eq!(failures[0]["scope"]["account"], "333333333333");
+
+    // Named accounts are taken as named, the exclusion still holds.
+    let named = json!({"mode": "dry-run", "regions": [REGION], "accounts": ["444444444444", "555555555555"]});
+    let plan = step::discovery(&w.deps, named).await.unwrap();
+    let accounts: Vec<&str> =
+        plan["scopes"].as_array().unwrap().iter().filter_map(|s| s["run"]["scope"]["account"].as_str()).collect();
+    assert!(accounts.iter().all(|a| *a == "555555555555"), "{accounts:?}");
+
+    // In no organization: the janitor's own account. Not allowed to list it: the same, recorded.
+    w.deps.directory = Arc::new(InMemoryDirectory::default());
+    let plan = step::discovery(&w.deps, request.clone()).await.unwrap();
+    assert_eq!(plan["count"], 2, "{plan}");
+    assert!(plan["failures"].as_array().unwrap().is_empty());
+    w.deps.directory = Arc::new(InMemoryDirectory { accounts: None, denied: true });
+    let plan = step::discovery(&w.deps, request).await.unwrap();
+    assert_eq!(plan["count"], 2, "{plan}");
+    assert_eq!(plan["failures"][0]["what"], "organization");
+    assert_eq!(plan["failures"][0]["error"], "Janitor.AccessDenied");
+}
+
+#[tokio::test]
 async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_step() {
     let scope = Scope::new(ACCOUNT, REGION);
     let inventory = InMemoryInventory { denied: [scope].into(), ..Default::default() };
     let w = world(inventory, Policy::builtin().unwrap());
     let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
-    // Every regional kind: EC2 instances, RDS instances, Elastic IPs, EBS volumes.
-    assert_eq!(out.failures.len(), 4);
+    // Every regional kind: EC2 instances, RDS instances, Elastic IPs, EBS volumes, security
+    // groups, EBS and RDS snapshots, Lambda functions.
+    assert_eq!(out.failures.len(), 8);
     assert!(out.failures.iter().all(|f| f.error == "Janitor.AccessDenied"));
-    assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Failed).count(), 4);
+    assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Failed).count(), 8);
 
     // Kinds whose rules are all off are not listed, so they cannot fail either.
     let inventory = InMemoryInventory { denied: [Scope::new(ACCOUNT, REGION)].into(), ..Default::default() };
@@ -315,6 +417,21 @@ async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_ste
         }
         async fn ebs_volumes(&self, _: &Scope) -> janitor_core::Result<Vec<EbsVolume>> {
             Ok(vec![])
+        }
+        async fn security_groups(&self, _: &Scope) -> janitor_core::Result<Vec<SecurityGroup>> {
+            Ok(vec![])
+        }
+        async fn ebs_snapshots(&self, _: &Scope) -> janitor_core::Result<Vec<EbsSnapshot>> {
+            Ok(vec![])
+        }
+        async fn rds_snapshots(&self, _: &Scope) -> janitor_core::Result<Vec<RdsSnapshot>> {
+            Ok(vec![])
+        }
+        async fn lambda_functions(&self, _: &Scope) -> janitor_core::Result<Vec<LambdaFunction>> {
+            Ok(vec![])
+        }
+        async fn lambda_tags(&self, _: &Scope, _: &str) -> janitor_core::Result<Tags> {
+            Ok(Tags::new())
         }
         async fn iam_credentials(&self, _: &str) -> janitor_core::Result<Vec<IamCredential>> {
             Ok(vec![])
@@ -481,6 +598,8 @@ async fn one_unreadable_bucket_is_a_recorded_failure_and_the_rest_are_judged() {
             permission: "READ".into(),
         }],
         block: None,
+        created_at: None,
+        empty: Some(false),
     };
     let inventory = InMemoryInventory {
         buckets: [(ACCOUNT.to_owned(), vec![public("b-open"), public("b-denied"), public("b-open-too")])].into(),

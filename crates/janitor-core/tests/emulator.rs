@@ -53,6 +53,51 @@ fn finding<'a>(payloads: &'a [StepPayload], key: &str, rule: RuleId) -> &'a Find
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_is_scanned_account_by_account_without_naming_them() {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let org = clients.organizations().await.unwrap();
+    org.create_organization().feature_set(OrganizationFeatureSet::All).send().await.unwrap();
+    let mut members = std::collections::BTreeMap::new();
+    for name in ["dev", "staging", "prod", "sandbox", "closed"] {
+        let out = org.create_account().email(format!("{name}@example.com")).account_name(name).send().await.unwrap();
+        let id = out.create_account_status().and_then(|s| s.account_id()).unwrap().to_owned();
+        members.insert(name, id);
+    }
+    org.close_account().account_id(&members["closed"]).send().await.unwrap();
+    // A violation in each member account: an Elastic IP attached to nothing.
+    let mut addresses = std::collections::BTreeMap::new();
+    for name in ["dev", "staging", "prod", "sandbox"] {
+        let seeder = Seeder::new(clients.clone(), &members[name]);
+        addresses.insert(name, seeder.elastic_ip(HOME_REGION, None).await.unwrap());
+    }
+    let policy_text = testkit::emulator_policy_toml()
+        .replace("excluded_accounts = []", &format!("excluded_accounts = [\"{}\"]", members["sandbox"]));
+    let policy = Policy::from_toml_str(&policy_text, "org policy").unwrap();
+    let (deps, _) = deps_for(&clients, policy).await;
+
+    let (plan, _, locked) = detect(&deps, json!({"mode": "dry-run", "regions": [HOME_REGION], "run_id": "org"})).await;
+    let accounts: BTreeSet<&str> =
+        plan["scopes"].as_array().unwrap().iter().filter_map(|s| s["run"]["scope"]["account"].as_str()).collect();
+    let want: BTreeSet<&str> =
+        [HOME_ACCOUNT, members["dev"].as_str(), members["staging"].as_str(), members["prod"].as_str()].into();
+    assert_eq!(accounts, want, "the active accounts, less the excluded one: {plan}");
+    let failures = plan["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{plan}");
+    assert_eq!(
+        (failures[0]["scope"]["account"].as_str(), failures[0]["error"].as_str()),
+        (Some(members["closed"].as_str()), Some("Janitor.AccountNotActive"))
+    );
+    for name in ["dev", "staging", "prod"] {
+        let key = ResourceKey::new(&members[name], HOME_REGION, ResourceKind::ElasticIp, &addresses[name]);
+        finding(&locked, key.as_str(), RuleId::EipUnattached);
+    }
+    let sandbox = &members["sandbox"];
+    assert!(keys(&locked).iter().all(|k| !k.starts_with(sandbox.as_str())), "nothing of the excluded account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     let moto = Moto::start().unwrap();
     let clients = moto.clients().await;
@@ -73,6 +118,21 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     assert!(locked.iter().all(|p| p.failures.is_empty()), "no scope may fail: {locked:?}");
 
     let found = keys(&locked);
+
+    // Each finding's history row carries the table's TTL attribute, in epoch seconds.
+    let unused = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::Ec2Instance, estate.id("unused-env"));
+    let row = clients
+        .dynamodb()
+        .get_item()
+        .table_name(&tables.audit)
+        .key("resource", aws_sdk_dynamodb::types::AttributeValue::S(unused.to_string()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("HISTORY#ec2-unused-environment".into()))
+        .send()
+        .await
+        .unwrap();
+    let ttl: i64 = row.item().and_then(|i| i.get("expires_at")).and_then(|v| v.as_n().ok()).unwrap().parse().unwrap();
+    let retention = (Utc::now() + Duration::days(400)).timestamp();
+    assert!((ttl - retention).abs() < 3600, "expires_at {ttl} is history_retention_days (400) from now");
     assert_eq!(found, estate.expected_findings, "exactly the seeded violations");
     assert!(found.is_disjoint(&estate.untouchable));
 
@@ -257,7 +317,17 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
     let denied = scope_of(SECOND_REGION);
     assert!(denied.findings.is_empty() && denied.candidates.is_empty());
     let what: BTreeSet<&str> = denied.failures.iter().map(|f| f.what.as_str()).collect();
-    assert_eq!(what, BTreeSet::from(["ec2-instance", "rds-instance", "elastic-ip", "ebs-volume"]));
+    let every_regional_kind = [
+        "ec2-instance",
+        "rds-instance",
+        "elastic-ip",
+        "ebs-volume",
+        "security-group",
+        "ebs-snapshot",
+        "rds-snapshot",
+        "lambda-function",
+    ];
+    assert_eq!(what, BTreeSet::from(every_regional_kind));
     assert!(denied.failures.iter().all(|f| f.error == "Janitor.AccessDenied"), "{:?}", denied.failures);
     let healthy = scope_of(HOME_REGION);
     assert!(healthy.failures.is_empty());
@@ -266,7 +336,7 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
     assert_eq!(found, vec![(us.clone(), RuleId::Ec2UnusedEnvironment), (us, RuleId::Ec2MissingTags)]);
 
     let events = deps.audit.events_for_resource(&Scope::new(HOME_ACCOUNT, SECOND_REGION).audit_key()).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.event == AuditEventType::Failed).count(), 4);
+    assert_eq!(events.iter().filter(|e| e.event == AuditEventType::Failed).count(), every_regional_kind.len());
 }
 
 /// AWS takes no final snapshot of a read replica, and an Aurora member's deletion (and its
@@ -397,7 +467,19 @@ async fn stopped_instances_missing_tags_are_reported_and_never_acted_on() {
         |name: &str| events.iter().any(|e| e.resource == key(name).as_str() && e.event == AuditEventType::Exempt);
     assert!(exempt("protected") && exempt("snoozed"), "{events:?}");
     assert!(
-        !events.iter().any(|e| e.resource == key("tagged").as_str()),
-        "a stopped instance with every tag is not mentioned"
+        !events.iter().any(|e| e.resource == key("tagged").as_str() && e.policy == Some(RuleId::Ec2StoppedMissingTags)),
+        "a stopped instance with every tag is not a tag finding"
     );
+    // Stopped long (the emulator policy's threshold is 0 days): the stop time is EC2's own.
+    let long: BTreeSet<&str> =
+        found.findings.iter().filter(|f| f.policy == RuleId::Ec2StoppedLong).map(|f| f.key.as_str()).collect();
+    assert_eq!(
+        long,
+        BTreeSet::from([key("untagged").as_str(), key("tagged").as_str()]),
+        "protected and snoozed exempt"
+    );
+    let tagged = found.findings.iter().find(|f| f.policy == RuleId::Ec2StoppedLong && f.key == key("tagged")).unwrap();
+    let stopped_at: chrono::DateTime<Utc> = serde_json::from_value(tagged.evidence["stopped_at"].clone()).unwrap();
+    assert!((now - stopped_at).num_minutes().abs() < 10, "read from the state transition reason: {stopped_at}");
+    assert_eq!(tagged.action, Action::NotifyOnly);
 }

@@ -251,6 +251,7 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let deps = Deps {
         policy,
         inventory: Arc::new(aws::AwsInventory::new(clients.clone())),
+        directory: Arc::new(aws::OrganizationsDirectory::new(clients.clone())),
         metrics: Arc::new(aws::CloudWatchMetrics::new(clients.clone())),
         snoozes,
         locks: Arc::new(InMemoryLockStore::default()),

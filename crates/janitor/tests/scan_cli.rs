@@ -66,8 +66,9 @@ async fn scan_json_lists_exactly_the_seeded_violations_and_writes_nothing() {
     assert_eq!(report["summary"]["scopes_scanned"], 6);
     assert_eq!(report["summary"]["scopes_failed"], 0);
     assert!(report["failures"].as_array().unwrap().is_empty());
-    // One batched read per region and kind (EC2, RDS), not one per metric-checked resource.
-    assert!(report["api_calls"]["CloudWatch"]["GetMetricData"].as_u64().unwrap() <= 4, "{}", report["api_calls"]);
+    // One batched read per region and metric rule (EC2 CPU, RDS connections, Lambda
+    // invocations), not one per metric-checked resource.
+    assert!(report["api_calls"]["CloudWatch"]["GetMetricData"].as_u64().unwrap() <= 6, "{}", report["api_calls"]);
 
     // Read-only: the audit table got no rows and the lock table no locks.
     let dynamodb = clients.dynamodb();

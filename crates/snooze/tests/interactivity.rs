@@ -22,6 +22,7 @@ fn deps(clock_at: i64, snoozes: Arc<InMemorySnoozeStore>) -> Deps {
     Deps {
         policy,
         inventory: Arc::new(InMemoryInventory::default()),
+        directory: Arc::new(InMemoryDirectory::default()),
         metrics: Arc::new(InMemoryMetrics::default()),
         snoozes,
         locks: Arc::new(InMemoryLockStore::default()),

@@ -113,6 +113,84 @@ impl Seeder {
         Ok(id)
     }
 
+    /// A security group in the region's default VPC, open to each `(port, cidr)` over TCP.
+    pub async fn security_group(
+        &self,
+        region: &str,
+        name: &str,
+        ingress: &[(i32, &str)],
+        tags: &[(&str, &str)],
+    ) -> Result<String> {
+        use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification};
+        let ec2 = self.clients.ec2(&self.account, region).await?;
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::SecurityGroup);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        // No spaces in the description: the emulator's signature check refuses such a form body.
+        let out = ec2
+            .create_security_group()
+            .group_name(name)
+            .description("janitor-twin")
+            .set_tag_specifications((!tags.is_empty()).then(|| vec![spec.build()]))
+            .send()
+            .await
+            .context("CreateSecurityGroup")?;
+        let id = out.group_id().context("no group id")?.to_owned();
+        let permissions: Vec<IpPermission> = ingress
+            .iter()
+            .map(|(port, cidr)| {
+                let p = IpPermission::builder().ip_protocol("tcp").from_port(*port).to_port(*port);
+                if cidr.contains(':') {
+                    p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(*cidr).build()).build()
+                } else {
+                    p.ip_ranges(IpRange::builder().cidr_ip(*cidr).build()).build()
+                }
+            })
+            .collect();
+        if !permissions.is_empty() {
+            ec2.authorize_security_group_ingress()
+                .group_id(&id)
+                .set_ip_permissions(Some(permissions))
+                .send()
+                .await
+                .context("AuthorizeSecurityGroupIngress")?;
+        }
+        Ok(id)
+    }
+
+    /// A snapshot of `volume`, owned by this account.
+    pub async fn ebs_snapshot(&self, region: &str, volume: &str, tags: &[(&str, &str)]) -> Result<String> {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let ec2 = self.clients.ec2(&self.account, region).await?;
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::Snapshot);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        let out = ec2
+            .create_snapshot()
+            .volume_id(volume)
+            .set_tag_specifications((!tags.is_empty()).then(|| vec![spec.build()]))
+            .send()
+            .await
+            .context("CreateSnapshot")?;
+        Ok(out.snapshot_id().context("no snapshot id")?.to_owned())
+    }
+
+    /// A manual snapshot `id` of the DB instance `db`.
+    pub async fn db_snapshot(&self, region: &str, db: &str, id: &str, tags: &[(&str, &str)]) -> Result<()> {
+        use aws_sdk_rds::types::Tag;
+        let rds = self.clients.rds(&self.account, region).await?;
+        rds.create_db_snapshot()
+            .db_instance_identifier(db)
+            .db_snapshot_identifier(id)
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
+            .send()
+            .await
+            .context("CreateDBSnapshot")?;
+        Ok(())
+    }
+
     pub async fn stop(&self, region: &str, id: &str) -> Result<()> {
         let ec2 = self.clients.ec2(&self.account, region).await?;
         ec2.stop_instances().instance_ids(id).send().await.context("StopInstances")?;
@@ -307,6 +385,57 @@ impl Seeder {
         Ok(())
     }
 
+    /// A Python function that is never run (the emulator only stores it), with its role.
+    pub async fn lambda_function(&self, region: &str, name: &str, tags: &[(&str, &str)]) -> Result<String> {
+        use aws_sdk_lambda::primitives::Blob;
+        use aws_sdk_lambda::types::{FunctionCode, Runtime};
+        const ROLE: &str = "janitor-twin-function";
+        let iam = self.clients.iam(&self.account).await?;
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        let role = match iam.get_role().role_name(ROLE).send().await {
+            Ok(out) => out.role().map(|r| r.arn().to_owned()),
+            Err(_) => iam
+                .create_role()
+                .role_name(ROLE)
+                .assume_role_policy_document(trust)
+                .send()
+                .await
+                .context("CreateRole")?
+                .role()
+                .map(|r| r.arn().to_owned()),
+        }
+        .context("no role ARN")?;
+        // The smallest valid zip archive: an end-of-central-directory record and nothing else.
+        let mut empty_zip = b"PK\x05\x06".to_vec();
+        empty_zip.resize(22, 0);
+        let lambda = self.clients.lambda(&self.account, region).await?;
+        let out = lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::Python312)
+            .handler("index.handler")
+            .role(role)
+            .code(FunctionCode::builder().zip_file(Blob::new(empty_zip)).build())
+            .set_tags(Some(tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()))
+            .send()
+            .await
+            .context("CreateFunction")?;
+        Ok(out.function_arn().context("no function ARN")?.to_owned())
+    }
+
+    /// One small object, so the bucket is not empty.
+    pub async fn object(&self, bucket: &str, region: &str, key: &str) -> Result<()> {
+        let s3 = self.clients.s3(&self.account, region).await?;
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"janitor twin"))
+            .send()
+            .await
+            .context("PutObject")?;
+        Ok(())
+    }
+
     pub async fn bucket_policy(&self, name: &str, region: &str, policy: &str) -> Result<()> {
         let s3 = self.clients.s3(&self.account, region).await?;
         s3.put_bucket_policy().bucket(name).policy(policy).send().await.context("PutBucketPolicy")?;
@@ -421,9 +550,29 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
         let id = home.instance(region, tags).await?;
         estate.ids.insert((*name).to_owned(), id);
     }
-    let stopped = home.instance(r1, &with_required(&[("Environment", "testing")])).await?;
-    home.stop(r1, &stopped).await?;
-    estate.ids.insert("stopped".into(), stopped);
+    // Stopped instances (seed 004: stopped long; the emulator policy's threshold is 0 days).
+    for (name, extra) in [
+        ("stopped", vec![("Environment", "testing")]),
+        ("stopped-protected", vec![("janitor:protect", "true")]),
+        ("stopped-snoozed", vec![]),
+    ] {
+        let id = home.instance(r1, &with_required(&extra)).await?;
+        home.stop(r1, &id).await?;
+        estate.ids.insert(name.into(), id);
+    }
+
+    // Security groups (seeds 002/004): SSH open to the world beside a private range, HTTPS
+    // open to the world (not an admin port), RDP open but protected, PostgreSQL open over
+    // IPv6 but snoozed.
+    for (name, ingress, extra) in [
+        ("sg-open-ssh", vec![(22, "0.0.0.0/0"), (22, "10.0.0.0/8")], vec![]),
+        ("sg-web", vec![(443, "0.0.0.0/0")], vec![]),
+        ("sg-protected", vec![(3389, "0.0.0.0/0")], vec![("janitor:protect", "true")]),
+        ("sg-snoozed", vec![(5432, "::/0")], vec![]),
+    ] {
+        let id = home.security_group(r1, &format!("janitor-twin-{name}"), &ingress, &with_required(&extra)).await?;
+        estate.ids.insert(name.into(), id);
+    }
 
     let below = vec![Some(4.9); 7];
     let mut above = vec![Some(1.0); 7];
@@ -444,6 +593,13 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     let vol_used = home.volume(r2, true, Some(estate.id("eu-busy")), &with_required(&[])).await?;
     let vol_protected = home.volume(r2, true, None, &with_required(&[("janitor:protect", "true")])).await?;
     let vol_snoozed = home.volume(r2, true, None, &with_required(&[])).await?;
+    // Old snapshots (seed 004; the emulator policy's threshold is 0 days).
+    let snap_old = home.ebs_snapshot(r2, &vol_used, &with_required(&[])).await?;
+    let snap_protected = home.ebs_snapshot(r2, &vol_used, &with_required(&[("janitor:protect", "true")])).await?;
+    let snap_snoozed = home.ebs_snapshot(r2, &vol_used, &with_required(&[])).await?;
+    for (name, id) in [("snap-old", snap_old), ("snap-protected", snap_protected), ("snap-snoozed", snap_snoozed)] {
+        estate.ids.insert(name.into(), id);
+    }
     for (name, id) in [
         ("vol-unattached", vol_free),
         ("vol-unencrypted", vol_plain),
@@ -461,8 +617,24 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     home.daily_connections(r1, &[("db-idle", vec![Some(0.0); 7]), ("db-busy", one_connection)]).await?;
     estate.ids.insert("db-idle".into(), "db-idle".into());
     estate.ids.insert("db-busy".into(), "db-busy".into());
+    home.db_snapshot(r1, "db-busy", "db-busy-manual", &with_required(&[])).await?;
+    home.db_snapshot(r1, "db-busy", "db-busy-kept", &with_required(&[("janitor:protect", "true")])).await?;
     home.database_with(r2, "db-plain", false, &with_required(&[])).await?;
     estate.ids.insert("db-plain".into(), "db-plain".into());
+
+    // Lambda functions (seed 004: unused): none invoked but fn-busy, 12 calls yesterday.
+    for (name, extra) in [
+        ("fn-unused", vec![]),
+        ("fn-busy", vec![]),
+        ("fn-protected", vec![("janitor:protect", "true")]),
+        ("fn-snoozed", vec![]),
+    ] {
+        home.lambda_function(r1, &format!("janitor-twin-{name}"), &with_required(&extra)).await?;
+        estate.ids.insert(name.into(), format!("janitor-twin-{name}"));
+    }
+    let mut one_busy_day = vec![None; 30];
+    one_busy_day[29] = Some(12.0);
+    home.daily_metric(r1, "AWS/Lambda", "Invocations", "FunctionName", &[(estate.id("fn-busy"), one_busy_day)]).await?;
 
     let free = home.elastic_ip(r1, None).await?;
     let used = home.elastic_ip(r1, Some(estate.id("busy"))).await?;
@@ -494,8 +666,34 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     member.bucket(member_bucket, r1).await?;
     member.bucket_policy(member_bucket, r1, &public_read_policy(member_bucket)).await?;
     member.account_block_all().await?;
+    // Each of those holds an object; empty buckets (seed 004) are twins of their own.
+    for (seeder, bucket, region) in [
+        (home, policy_bucket, r1),
+        (home, acl_bucket, r2),
+        (home, private_bucket, r1),
+        (home, blocked_bucket, r1),
+        (member, member_bucket, r1),
+    ] {
+        seeder.object(bucket, region, "index.html").await?;
+    }
+    let (empty_bucket, empty_protected, empty_snoozed) =
+        ("janitor-twin-empty", "janitor-twin-empty-protected", "janitor-twin-empty-snoozed");
+    for bucket in [empty_bucket, empty_protected, empty_snoozed] {
+        home.bucket(bucket, r1).await?;
+        home.bucket_tags(bucket, r1, &COMPLIANT_TAGS).await?;
+    }
+    home.bucket_tags(empty_protected, r1, &with_required(&[("janitor:protect", "true")])).await?;
 
     let now = Utc::now();
+    for key in [
+        home.key(r1, ec2, estate.id("stopped-snoozed")),
+        home.key(r1, ResourceKind::SecurityGroup, estate.id("sg-snoozed")),
+        home.key(r2, ResourceKind::EbsSnapshot, estate.id("snap-snoozed")),
+        home.key(r1, ResourceKind::S3Bucket, empty_snoozed),
+        home.key(r1, ResourceKind::LambdaFunction, estate.id("fn-snoozed")),
+    ] {
+        snoozes.put_snooze(&Snooze { key, until: now + Duration::days(7), by: "U-OWNER".into(), at: now }).await?;
+    }
     snoozes
         .put_snooze(&Snooze {
             key: home.key(r2, ResourceKind::EbsVolume, estate.id("vol-snoozed")),
@@ -522,7 +720,7 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
         .await?;
 
     let mut expected = Vec::new();
-    for name in ["unused-env", "protect-false", "missing-tags", "idle", "snooze-expired"] {
+    for name in ["unused-env", "protect-false", "missing-tags", "idle", "snooze-expired", "stopped"] {
         expected.push(home.key(r1, ec2, estate.id(name)));
     }
     expected.push(home.key(r2, ec2, estate.id("eu-idle")));
@@ -530,16 +728,21 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     expected.push(home.key(r2, ResourceKind::EbsVolume, estate.id("vol-unattached")));
     expected.push(home.key(r2, ResourceKind::EbsVolume, estate.id("vol-unencrypted")));
     expected.push(home.key(r2, ResourceKind::RdsInstance, "db-plain"));
+    expected.push(home.key(r1, ResourceKind::SecurityGroup, estate.id("sg-open-ssh")));
+    expected.push(home.key(r2, ResourceKind::EbsSnapshot, estate.id("snap-old")));
+    expected.push(home.key(r1, ResourceKind::RdsSnapshot, "db-busy-manual"));
     expected.push(home.key(r1, ResourceKind::ElasticIp, estate.id("eip-free")));
     expected.push(home.key(r2, ResourceKind::ElasticIp, estate.id("eip-eu-free")));
     expected.push(ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::IamUser, "dana-no-mfa"));
     expected.push(ResourceKey::new(MEMBER_ACCOUNT, "global", ResourceKind::IamUser, "member-no-mfa"));
     expected.push(home.key(r1, ResourceKind::S3Bucket, policy_bucket));
     expected.push(home.key(r2, ResourceKind::S3Bucket, acl_bucket));
+    expected.push(home.key(r1, ResourceKind::S3Bucket, empty_bucket));
+    expected.push(home.key(r1, ResourceKind::LambdaFunction, estate.id("fn-unused")));
 
     estate.expected_findings.extend(expected.iter().map(ToString::to_string));
 
-    for name in ["busy", "no-data", "partial-data", "protected", "snoozed", "stopped"] {
+    for name in ["busy", "no-data", "partial-data", "protected", "snoozed", "stopped-protected", "stopped-snoozed"] {
         estate.untouchable.insert(home.key(r1, ec2, estate.id(name)).to_string());
     }
     estate.untouchable.insert(home.key(r2, ec2, estate.id("eu-busy")).to_string());
@@ -549,11 +752,24 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
         estate.untouchable.insert(home.key(r2, ResourceKind::EbsVolume, estate.id(name)).to_string());
     }
     estate.untouchable.insert(home.key(r1, ResourceKind::ElasticIp, estate.id("eip-used")).to_string());
+    for name in ["sg-web", "sg-protected", "sg-snoozed"] {
+        estate.untouchable.insert(home.key(r1, ResourceKind::SecurityGroup, estate.id(name)).to_string());
+    }
+    for name in ["snap-protected", "snap-snoozed"] {
+        estate.untouchable.insert(home.key(r2, ResourceKind::EbsSnapshot, estate.id(name)).to_string());
+    }
+    estate.untouchable.insert(home.key(r1, ResourceKind::RdsSnapshot, "db-busy-kept").to_string());
     for user in ["erin-mfa", "ci-bot-no-console", "break-glass"] {
         estate.untouchable.insert(ResourceKey::new(HOME_ACCOUNT, "global", ResourceKind::IamUser, user).to_string());
     }
     estate.untouchable.insert(home.key(r1, ResourceKind::S3Bucket, private_bucket).to_string());
     estate.untouchable.insert(home.key(r1, ResourceKind::S3Bucket, blocked_bucket).to_string());
+    for name in ["fn-busy", "fn-protected", "fn-snoozed"] {
+        estate.untouchable.insert(home.key(r1, ResourceKind::LambdaFunction, estate.id(name)).to_string());
+    }
+    for bucket in [empty_protected, empty_snoozed] {
+        estate.untouchable.insert(home.key(r1, ResourceKind::S3Bucket, bucket).to_string());
+    }
     estate.untouchable.insert(ResourceKey::new(MEMBER_ACCOUNT, r1, ResourceKind::S3Bucket, member_bucket).to_string());
     Ok(estate)
 }

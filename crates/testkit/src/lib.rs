@@ -25,16 +25,25 @@ use janitor_core::aws::AwsClients;
 
 pub const HOME_ACCOUNT: &str = "123456789012";
 
-/// The shipped policy with the age gate off: the emulator stamps every resource as
-/// launched "now", so nothing could ever be old enough to be idle there.
-/// The shipped policy, with idle rules judging resources of any age and unattached volumes
-/// deleted (after their snapshot), so the emulator runs prove that action under IAM too.
+/// The shipped policy with every age gate at zero (the emulator stamps every resource as
+/// made "now", so nothing could ever be old enough there: idle, stopped long, an old
+/// snapshot), and unattached volumes deleted (after their snapshot), so the emulator runs
+/// prove that action under IAM too.
 pub fn emulator_policy_toml() -> String {
     const SHIPPED: &str = "[rules.ebs_unattached]\naction = \"notify-only\"";
-    let text = janitor_core::policy::BUILTIN_POLICY;
-    assert!(text.contains(SHIPPED), "the built-in policy no longer says {SHIPPED}");
-    text.replace("min_age_days = 7", "min_age_days = 0")
-        .replace(SHIPPED, "[rules.ebs_unattached]\naction = \"snapshot-and-delete-volume\"")
+    let mut text = janitor_core::policy::BUILTIN_POLICY.to_owned();
+    for (shipped, emulated) in [
+        (SHIPPED, "[rules.ebs_unattached]\naction = \"snapshot-and-delete-volume\""),
+        ("min_age_days = 7", "min_age_days = 0"),
+        ("stopped_days = 30", "stopped_days = 0"),
+        ("older_than_days = 90", "older_than_days = 0"),
+        ("older_than_days = 30", "older_than_days = 0"),
+        ("min_age_days = 30", "min_age_days = 0"),
+    ] {
+        assert!(text.contains(shipped), "the built-in policy no longer says {shipped}");
+        text = text.replace(shipped, emulated);
+    }
+    text
 }
 
 /// The emulator policy with another grace period (`"0s"`, `"3s"`); panics if the built-in

@@ -72,3 +72,17 @@ pub async fn kept_snapshots(clients: &AwsClients, region: &str, volume: &str) ->
         .filter_map(|s| s.snapshot_id().map(str::to_owned))
         .collect()
 }
+
+/// A security group's TCP ingress as `(port, cidr)` pairs, IPv4 and IPv6 alike.
+pub async fn group_ingress(clients: &AwsClients, region: &str, group: &str) -> Vec<(i32, String)> {
+    let ec2 = clients.ec2(HOME_ACCOUNT, region).await.unwrap();
+    let out = ec2.describe_security_groups().group_ids(group).send().await.unwrap();
+    let mut pairs = Vec::new();
+    for p in out.security_groups().iter().flat_map(|g| g.ip_permissions()) {
+        let port = p.from_port().unwrap_or(-1);
+        pairs.extend(p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).map(|c| (port, c.to_owned())));
+        pairs.extend(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()).map(|c| (port, c.to_owned())));
+    }
+    pairs.sort();
+    pairs
+}

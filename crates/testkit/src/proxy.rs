@@ -43,6 +43,15 @@ fn signing_scope(request: &Request<Incoming>) -> Option<(String, String)> {
 }
 
 fn denied(service: &str) -> Response<Full<Bytes>> {
+    // REST-JSON services (Lambda) name the error in a header and answer in JSON.
+    if service == "lambda" {
+        let body = r#"{"Message":"User is not authorized to perform this action in this region"}"#;
+        let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
+        response.headers_mut().insert("x-amzn-errortype", "AccessDeniedException".parse().expect("static header"));
+        return response;
+    }
     let body = if service == "ec2" {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>UnauthorizedOperation</Code>\
          <Message>You are not authorized to perform this operation.</Message></Error></Errors>\

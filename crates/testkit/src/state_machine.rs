@@ -212,7 +212,7 @@ pub async fn local_pipeline(
     clients.s3(crate::HOME_ACCOUNT, crate::HOME_REGION).await?.create_bucket().bucket(&run_bucket).send().await?;
     let template = Template::load()?;
     let roles = crate::iam::function_roles(clients, &template, options.without_grant).await?;
-    crate::iam::member_role(clients, &template, crate::estate::MEMBER_ACCOUNT, member_role).await?;
+    crate::iam::member_role(clients, crate::estate::MEMBER_ACCOUNT, member_role).await?;
 
     std::fs::create_dir_all(work)?;
     let policy = work.join("policy.toml");

@@ -49,14 +49,16 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> anyhow::Resul
         .global_secondary_indexes(gsi(AUDIT_BY_RUN_INDEX, "run_id", "sk")?)
         .global_secondary_indexes(gsi(AUDIT_BY_EVENT_INDEX, "event", "at")?);
     ignore_existing(audit.send().await.map(|_| ()))?;
-    for table in [&names.lock, &names.snooze] {
-        let create = client
-            .create_table()
-            .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("resource")?)
-            .key_schema(key("resource", KeyType::Hash)?);
-        ignore_existing(create.send().await.map(|_| ()))?;
+    for table in [&names.audit, &names.lock, &names.snooze] {
+        if table != &names.audit {
+            let create = client
+                .create_table()
+                .table_name(table)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(attr("resource")?)
+                .key_schema(key("resource", KeyType::Hash)?);
+            ignore_existing(create.send().await.map(|_| ()))?;
+        }
         let ttl = TimeToLiveSpecification::builder()
             .attribute_name(TTL_ATTRIBUTE)
             .enabled(true)

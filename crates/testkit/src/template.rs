@@ -132,6 +132,37 @@ fn keys(v: &Value) -> BTreeSet<String> {
 
 /// The IAM action an SDK operation needs (`service` as the SDK names it in its metadata).
 /// `None`: the call needs no permission (STS GetCallerIdentity).
+/// Calls the functions that assume the member role make in the janitor's own account only.
+pub const HOME_ONLY_ACTIONS: &[&str] = &["organizations:ListAccounts"];
+
+/// Every action `member-role.yaml` grants: its read policy and its act policy (the one
+/// `AllowRemediation=true` adds).
+pub fn member_role_actions() -> Result<BTreeSet<String>> {
+    let template = Template::load_from(&repo_root().join("member-role.yaml"))?;
+    let policies = &template.json["Resources"]["MemberRole"]["Properties"]["Policies"];
+    let mut actions = BTreeSet::new();
+    for policy in policies.as_array().into_iter().flatten() {
+        // `!If [Remediates, {policy}, !Ref AWS::NoValue]`: the policy as it is when remediating.
+        let policy = policy.get("Fn::If").and_then(|branches| branches.get(1)).unwrap_or(policy);
+        for statement in policy["PolicyDocument"]["Statement"].as_array().into_iter().flatten() {
+            if statement["Effect"] != "Allow" {
+                continue;
+            }
+            match &statement["Action"] {
+                Value::String(a) => {
+                    actions.insert(a.clone());
+                }
+                Value::Array(list) => actions.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned))),
+                other => bail!("member-role.yaml: unexpected Action {other}"),
+            }
+        }
+    }
+    if actions.is_empty() {
+        bail!("member-role.yaml grants nothing");
+    }
+    Ok(actions)
+}
+
 pub fn iam_action(service: &str, operation: &str) -> Option<String> {
     let prefix = match service {
         "STS" if operation == "GetCallerIdentity" => return None,
@@ -145,6 +176,7 @@ pub fn iam_action(service: &str, operation: &str) -> Option<String> {
         ("S3", "GetPublicAccessBlock") => "GetBucketPublicAccessBlock",
         ("S3", "PutPublicAccessBlock") => "PutBucketPublicAccessBlock",
         ("S3", "HeadBucket") => "ListBucket",
+        ("S3", "ListObjectVersions") => "ListBucketVersions",
         ("S3 Control", "GetPublicAccessBlock") => "GetAccountPublicAccessBlock",
         ("S3 Control", "PutPublicAccessBlock") => "PutAccountPublicAccessBlock",
         (_, op) => op,
@@ -167,6 +199,16 @@ pub const IMPLIED_ACTIONS: &[(&str, &str, &str)] = &[
 /// Granted actions the two-pass run does not reach, each with the reason and where it is
 /// exercised instead.
 pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
+    (
+        "recheck",
+        "lambda:GetFunctionConfiguration",
+        "asks whether a flagged function that is no longer listed still exists",
+    ),
+    (
+        "discovery",
+        "organizations:ListAccounts",
+        "a run that names its accounts never lists the organization (the scheduled-runs test does)",
+    ),
     ("lock", "dynamodb:DeleteItem", "the Catch path releases a failed scope's locks (the failing-step test calls it)"),
     ("lock", "sns:Publish", "the Catch path alerts about a failed scope (the failing-step test calls it)"),
     (

@@ -17,11 +17,15 @@ use janitor_core::ports::{AuditLog, SnoozeStore};
 use serde_json::{Value, json};
 use testkit::estate::{MEMBER_ACCOUNT, SECOND_REGION, TwinEstate, TwinWorld};
 use testkit::probe::{
-    bucket_blocked, db_exists, eip_exists, has_final_snapshot, instance_state, kept_snapshots, volume_exists,
+    bucket_blocked, db_exists, eip_exists, group_ingress, has_final_snapshot, instance_state, kept_snapshots,
+    volume_exists,
 };
 use testkit::slack::SlackStub;
 use testkit::state_machine::{Execution, LocalStateMachine, PipelineOptions, click_snooze, local_pipeline};
-use testkit::template::{ACTIONS_OFF_THE_HAPPY_PATH, IMPLIED_ACTIONS, Template, observed_actions, venv_tool};
+use testkit::template::{
+    ACTIONS_OFF_THE_HAPPY_PATH, HOME_ONLY_ACTIONS, IMPLIED_ACTIONS, Template, member_role_actions, observed_actions,
+    venv_tool,
+};
 use testkit::{HOME_ACCOUNT, HOME_REGION, Moto, repo_root};
 
 fn asl_text() -> String {
@@ -220,15 +224,43 @@ fn every_rule_s_declared_iam_actions_are_granted() {
     }
 }
 
+/// `member-role.yaml` grants what the functions that assume it may do in a member account
+/// (their unscoped reads and actions, less the calls made at home only), and nothing else;
+/// so, every rule's declared actions too. The IAM-enforced runs then authorise every
+/// member-account call against exactly these statements.
+#[test]
+fn the_member_role_grants_what_member_account_calls_need_and_nothing_more() {
+    let granted = member_role_actions().unwrap();
+    let mut needed = BTreeSet::new();
+    for function in Template::load().unwrap().functions().unwrap() {
+        if function.actions.contains("sts:AssumeRole") {
+            needed.extend(function.unscoped_actions.iter().cloned());
+        }
+    }
+    for home_only in HOME_ONLY_ACTIONS {
+        needed.remove(*home_only);
+    }
+    let missing: Vec<&String> = needed.difference(&granted).collect();
+    let extra: Vec<&String> = granted.difference(&needed).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "member-role.yaml lacks {missing:?}, grants beyond need {extra:?}");
+    for (id, rule) in janitor_core::rules::REGISTRY {
+        for action in rule.iam_actions() {
+            assert!(granted.contains(*action), "{id} needs {action} in member accounts");
+        }
+    }
+}
+
 #[test]
 fn cfn_lint_reports_nothing() {
-    let out = Command::new(venv_tool("cfn-lint").unwrap()).arg(repo_root().join("template.yaml")).output().unwrap();
-    assert!(
-        out.status.success(),
-        "cfn-lint:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for file in ["template.yaml", "member-role.yaml"] {
+        let out = Command::new(venv_tool("cfn-lint").unwrap()).arg(repo_root().join(file)).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cfn-lint {file}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -366,7 +398,10 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert_eq!(us["status"], "INCOMPLETE", "{us}\n{}", explain(&w, &dry));
     assert_eq!(us["tally"]["failed"], 1, "bob's notification: {us}");
     assert!(us["tally"]["notified"].as_u64().unwrap() >= 5, "{us}");
-    assert_eq!(us["tally"]["would_remediate"], us["tally"]["notified"], "{us}");
+    // Each notified resource's findings would be acted on, or are notify-only (skipped).
+    let tally = |field: &str| us["tally"][field].as_u64().unwrap();
+    assert_eq!(tally("would_remediate") + tally("skipped"), tally("notified"), "{us}");
+    assert!(tally("would_remediate") >= 5, "{us}");
     assert_eq!(us["tally"]["remediated"], 0);
     assert_eq!(scope_summary(&summary, MEMBER_ACCOUNT, HOME_REGION)["status"], "OK");
     assert_eq!((summary["failed"].as_bool(), summary["incomplete"].as_bool()), (Some(false), Some(true)));
@@ -450,6 +485,21 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
         assert!(volume_exists(&w.clients, SECOND_REGION, &id(name)).await, "{name} must be untouched");
     }
     assert!(db_exists(&w.clients, SECOND_REGION, "db-plain").await, "an unencrypted DB is reported, never deleted");
+    let ingress = |cidrs: &[(i32, &str)]| cidrs.iter().map(|(p, c)| (*p, (*c).to_owned())).collect::<Vec<_>>();
+    assert_eq!(
+        group_ingress(&w.clients, HOME_REGION, &id("sg-open-ssh")).await,
+        ingress(&[(22, "10.0.0.0/8")]),
+        "only the world-open range is revoked; the private one stays"
+    );
+    for (name, left) in
+        [("sg-web", (443, "0.0.0.0/0")), ("sg-protected", (3389, "0.0.0.0/0")), ("sg-snoozed", (5432, "::/0"))]
+    {
+        assert_eq!(
+            group_ingress(&w.clients, HOME_REGION, &id(name)).await,
+            ingress(&[left]),
+            "{name} must be untouched"
+        );
+    }
     assert!(lock_holders(&w).await.is_empty());
 
     // The audit trail of the enforce run, resource by resource.
@@ -599,6 +649,7 @@ async fn scheduled_runs_under_iam_plan_every_region_wait_a_real_grace_and_overla
             iam.delete_login_profile().user_name("dana-no-mfa").send().await.unwrap();
             iam.delete_user().user_name("dana-no-mfa").send().await.unwrap();
             let s3 = harness.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+            s3.delete_object().bucket("janitor-twin-public-policy").key("index.html").send().await.unwrap();
             s3.delete_bucket().bucket("janitor-twin-public-policy").send().await.unwrap();
         };
         let (b, ()) = tokio::join!(b, changes);

@@ -26,6 +26,12 @@ pub struct InMemoryInventory {
     pub rds: HashMap<Scope, Vec<RdsInstance>>,
     pub eips: HashMap<Scope, Vec<ElasticIp>>,
     pub ebs: HashMap<Scope, Vec<EbsVolume>>,
+    pub security_groups: HashMap<Scope, Vec<SecurityGroup>>,
+    pub ebs_snapshots: HashMap<Scope, Vec<EbsSnapshot>>,
+    pub rds_snapshots: HashMap<Scope, Vec<RdsSnapshot>>,
+    pub lambdas: HashMap<Scope, Vec<LambdaFunction>>,
+    /// Lambda tags by function ARN.
+    pub lambda_tags: HashMap<String, Tags>,
     pub iam: HashMap<String, Vec<IamCredential>>,
     pub iam_tags: HashMap<(String, String), Tags>,
     pub account_block: HashMap<String, PublicAccessBlock>,
@@ -76,6 +82,26 @@ impl Inventory for InMemoryInventory {
         self.check(scope, "DescribeVolumes")?;
         Ok(self.ebs.get(scope).cloned().unwrap_or_default())
     }
+    async fn security_groups(&self, scope: &Scope) -> Result<Vec<SecurityGroup>> {
+        self.check(scope, "DescribeSecurityGroups")?;
+        Ok(self.security_groups.get(scope).cloned().unwrap_or_default())
+    }
+    async fn ebs_snapshots(&self, scope: &Scope) -> Result<Vec<EbsSnapshot>> {
+        self.check(scope, "DescribeSnapshots")?;
+        Ok(self.ebs_snapshots.get(scope).cloned().unwrap_or_default())
+    }
+    async fn rds_snapshots(&self, scope: &Scope) -> Result<Vec<RdsSnapshot>> {
+        self.check(scope, "DescribeDBSnapshots")?;
+        Ok(self.rds_snapshots.get(scope).cloned().unwrap_or_default())
+    }
+    async fn lambda_functions(&self, scope: &Scope) -> Result<Vec<LambdaFunction>> {
+        self.check(scope, "ListFunctions")?;
+        Ok(self.lambdas.get(scope).cloned().unwrap_or_default())
+    }
+    async fn lambda_tags(&self, scope: &Scope, arn: &str) -> Result<Tags> {
+        self.check(scope, "ListTags")?;
+        Ok(self.lambda_tags.get(arn).cloned().unwrap_or_default())
+    }
     async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>> {
         Ok(self.iam.get(account).cloned().unwrap_or_default())
     }
@@ -107,6 +133,28 @@ impl Inventory for InMemoryInventory {
     }
     async fn exists(&self, key: &ResourceKey) -> Result<bool> {
         Ok(!self.gone.contains(key))
+    }
+}
+
+/// The organization as a test sets it: `None` is an account in no organization; `denied`
+/// answers as a member account that is no delegated administrator would.
+#[derive(Default)]
+pub struct InMemoryDirectory {
+    pub accounts: Option<Vec<OrgAccount>>,
+    pub denied: bool,
+}
+
+#[async_trait]
+impl AccountDirectory for InMemoryDirectory {
+    async fn organization_accounts(&self) -> Result<Option<Vec<OrgAccount>>> {
+        if self.denied {
+            return Err(JanitorError::AccessDenied {
+                service: "organizations",
+                operation: "ListAccounts",
+                message: "not the management account or a delegated administrator".into(),
+            });
+        }
+        Ok(self.accounts.clone())
     }
 }
 

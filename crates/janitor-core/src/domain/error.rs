@@ -31,6 +31,9 @@ pub enum JanitorError {
     /// Slack refused or failed a call (after waiting out rate limits).
     #[error("slack {method} failed: {message}")]
     Slack { method: &'static str, message: String },
+    /// The organization lists the account, but not as active (suspended, closing).
+    #[error("account {account} is {state} in the organization; not scanned")]
+    AccountNotActive { account: String, state: String },
     /// The audit record could not be written; the step must fail rather than lose it.
     #[error("audit write failed: {0}")]
     AuditWrite(String),
@@ -48,11 +51,12 @@ impl JanitorError {
             JanitorError::Aws { .. } => "Janitor.AwsError",
             JanitorError::Slack { .. } => "Janitor.SlackError",
             JanitorError::AuditWrite(_) => "Janitor.AuditWriteFailed",
+            JanitorError::AccountNotActive { .. } => "Janitor.AccountNotActive",
         }
     }
 
     /// Every name the core can emit, so template/ASL checks can compare against it.
-    pub const ALL_ERROR_NAMES: [&'static str; 8] = [
+    pub const ALL_ERROR_NAMES: [&'static str; 9] = [
         "Janitor.InvalidInput",
         "Janitor.InvalidPolicy",
         "Janitor.Config",
@@ -61,6 +65,7 @@ impl JanitorError {
         "Janitor.AwsError",
         "Janitor.SlackError",
         "Janitor.AuditWriteFailed",
+        "Janitor.AccountNotActive",
     ];
 
     /// What the state machine itself fails with when any scope is not OK (its Fail state).
@@ -153,6 +158,7 @@ mod tests {
             JanitorError::Aws { service: "ec2", operation: "DescribeInstances", message: "m".into() },
             JanitorError::Slack { method: "chat.postMessage", message: "m".into() },
             JanitorError::AuditWrite("x".into()),
+            JanitorError::AccountNotActive { account: "1".into(), state: "SUSPENDED".into() },
         ];
         let names: Vec<_> = samples.iter().map(JanitorError::error_name).collect();
         assert_eq!(names, JanitorError::ALL_ERROR_NAMES.to_vec());

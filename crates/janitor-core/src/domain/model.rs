@@ -198,6 +198,8 @@ pub enum Action {
     BlockPublicAccess,
     /// A snapshot first (kept, tagged with the volume), the volume deleted once it completed.
     SnapshotAndDeleteVolume,
+    /// Revoke the world-open ranges the finding recorded, if still there; nothing else.
+    RevokeOpenIngress,
     NotifyOnly,
 }
 
@@ -210,6 +212,7 @@ impl Action {
             Action::TagMfaRequired => "tag the user janitor:mfa-required",
             Action::BlockPublicAccess => "turn on all four S3 Block Public Access settings",
             Action::SnapshotAndDeleteVolume => "snapshot the volume, then delete it once the snapshot completed",
+            Action::RevokeOpenIngress => "revoke the ingress open to the internet on those ports",
             Action::NotifyOnly => "nothing (notify only)",
         }
     }
@@ -542,18 +545,30 @@ pub struct FlagHistory {
     /// puts it first in line next run, so a standing backlog cannot starve it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred_since: Option<DateTime<Utc>>,
+    /// Kept until then (the policy's `history_retention_days` after the last run that flagged
+    /// it); a resource compliant for longer starts a fresh history if it is flagged again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl FlagHistory {
     /// The history as it stands for `finding` after `run` counted it (discovery or metric
-    /// check has already added this run to `times_flagged`'s stored value).
-    pub fn after_run(finding: &Finding, run: &str, now: DateTime<Utc>) -> FlagHistory {
+    /// check has already added this run to `times_flagged`'s stored value), kept for
+    /// `retention` from `now`.
+    pub fn after_run(finding: &Finding, run: &str, now: DateTime<Utc>, retention: chrono::Duration) -> FlagHistory {
         FlagHistory {
             first_flagged: finding.first_flagged.unwrap_or(now),
             times_flagged: finding.times_flagged + 1,
             last_run: run.to_owned(),
             deferred_since: finding.deferred_since,
+            expires_at: Some(now + retention),
         }
+    }
+
+    /// Whether a store that deletes expired rows late (DynamoDB's TTL takes up to days)
+    /// still holds one that no longer counts.
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
     }
 }
 
@@ -564,6 +579,11 @@ pub struct Snooze {
     pub by: String,
     pub at: DateTime<Utc>,
 }
+
+/// On the snapshot the janitor keeps of a volume it deletes: the volume's id.
+pub const SNAPSHOT_OF_TAG: &str = "janitor:snapshot-of";
+/// How the janitor names the final snapshot of a DB instance it deletes.
+pub const FINAL_SNAPSHOT_PREFIX: &str = "janitor-final-";
 
 /// The protect tag counts with its key in any case (`Janitor:Protect`) and any value except
 /// `false` (in any case). Tag keys are case-sensitive in AWS, so two spellings can coexist:

@@ -29,6 +29,16 @@ pub struct Policy {
     pub max_actions_per_run: usize,
     #[serde(default = "default_scan_concurrency")]
     pub scan_concurrency: usize,
+    /// How long a finding's flag history (first flagged, times flagged) outlives the last
+    /// run that flagged it.
+    #[serde(default = "default_history_retention_days")]
+    pub history_retention_days: u32,
+    /// Never scanned, even when a run names them or the organization lists them.
+    #[serde(default)]
+    pub excluded_accounts: Vec<String>,
+    /// Never scanned in any account, even when a run names them.
+    #[serde(default)]
+    pub excluded_regions: Vec<String>,
     #[serde(default)]
     pub snooze: SnoozePolicy,
     #[serde(default)]
@@ -171,8 +181,25 @@ impl Policy {
                 self.snooze.default_days, self.snooze.max_days
             ));
         }
+        at_least("history_retention_days", self.history_retention_days as usize, 1)?;
+        if let Some(bad) =
+            self.excluded_accounts.iter().find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!("excluded_accounts: `{bad}` is not a 12-digit account id"));
+        }
+        if let Some(bad) = self.excluded_regions.iter().find(|r| r.trim().is_empty() || r.contains(char::is_whitespace))
+        {
+            return Err(format!("excluded_regions: `{bad}` is not a region name"));
+        }
+        if self.history_retention_days > 3650 {
+            return Err(format!("history_retention_days: at most 3650, got {}", self.history_retention_days));
+        }
         self.rules.validate()?;
         Ok(())
+    }
+
+    pub fn history_retention(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.history_retention_days))
     }
 
     /// How long a lock must live: the whole run, i.e. the grace period plus a margin.
@@ -198,6 +225,10 @@ fn default_owner_tag() -> String {
 fn default_grace_period() -> PolicyDuration {
     PolicyDuration::hours(72)
 }
+fn default_history_retention_days() -> u32 {
+    400
+}
+
 fn default_lock_margin_hours() -> u32 {
     24
 }
@@ -227,7 +258,8 @@ mod tests {
         let p = Policy::from_toml_str(BUILTIN_POLICY, "builtin").unwrap();
         assert_eq!(p.protect_tag, "janitor:protect");
         let rules = &p.rules;
-        assert_eq!(rules.ec2_missing_tags.as_ref().unwrap().tags, ["Owner", "CostCenter", "Project"]);
+        let keys: Vec<&str> = rules.ec2_missing_tags.as_ref().unwrap().tags.iter().map(|t| t.key()).collect();
+        assert_eq!(keys, ["Owner", "CostCenter", "Project"]);
         assert_eq!(rules.ec2_idle_cpu.as_ref().unwrap().cpu_threshold_percent, 5.0);
         assert_eq!(rules.ec2_idle_cpu.as_ref().unwrap().window(), IdleWindow { lookback_days: 7, min_age_days: 7 });
         assert_eq!(rules.ec2_unused_environment.as_ref().unwrap().values, ["testing", "unused"]);

@@ -10,12 +10,16 @@ use crate::audit::AuditEvent;
 use crate::error::Result;
 use crate::model::{Finding, FindingKey, FlagHistory, ResourceKey, Scope, Snooze, Tags};
 
+pub use crate::kinds::ebs_snapshot::EbsSnapshot;
 pub use crate::kinds::ebs_volume::EbsVolume;
 pub use crate::kinds::ec2_instance::Ec2Instance;
 pub use crate::kinds::elastic_ip::ElasticIp;
 pub use crate::kinds::iam_user::IamCredential;
+pub use crate::kinds::lambda_function::LambdaFunction;
 pub use crate::kinds::rds_instance::RdsInstance;
+pub use crate::kinds::rds_snapshot::RdsSnapshot;
 pub use crate::kinds::s3_bucket::{AclGrant, BucketRead, PublicAccessBlock, S3Bucket};
+pub use crate::kinds::security_group::{IngressPermission, SecurityGroup};
 
 #[async_trait]
 pub trait Inventory: Send + Sync {
@@ -28,6 +32,13 @@ pub trait Inventory: Send + Sync {
     /// The volumes a rule can flag: attached to nothing, or not encrypted (the AWS adapter
     /// asks EC2 for just those; a fake may return more, which the rules pass over).
     async fn ebs_volumes(&self, scope: &Scope) -> Result<Vec<EbsVolume>>;
+    async fn security_groups(&self, scope: &Scope) -> Result<Vec<SecurityGroup>>;
+    /// The snapshots this account owns (not public or shared ones).
+    async fn ebs_snapshots(&self, scope: &Scope) -> Result<Vec<EbsSnapshot>>;
+    /// Manual DB snapshots (automated ones expire by themselves).
+    async fn rds_snapshots(&self, scope: &Scope) -> Result<Vec<RdsSnapshot>>;
+    async fn lambda_functions(&self, scope: &Scope) -> Result<Vec<LambdaFunction>>;
+    async fn lambda_tags(&self, scope: &Scope, arn: &str) -> Result<Tags>;
     /// The whole credential report of an account, in one report rather than a call per user.
     async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>>;
     async fn iam_user_tags(&self, account: &str, user: &str) -> Result<Tags>;
@@ -38,6 +49,29 @@ pub trait Inventory: Send + Sync {
     async fn s3_bucket_tags(&self, account: &str, bucket: &S3Bucket) -> Result<Tags>;
     /// Whether the resource still exists (a terminated instance does not).
     async fn exists(&self, key: &ResourceKey) -> Result<bool>;
+}
+
+/// An account of the organization, as AWS Organizations lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgAccount {
+    pub id: String,
+    pub name: String,
+    /// `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`, …: only active accounts are scanned.
+    pub state: String,
+}
+
+impl OrgAccount {
+    pub fn active(&self) -> bool {
+        self.state == "ACTIVE"
+    }
+}
+
+/// Which accounts a run covers when it is not told.
+#[async_trait]
+pub trait AccountDirectory: Send + Sync {
+    /// Every account of the organization the janitor's account manages (or is a delegated
+    /// administrator of); `None` when that account is in no organization.
+    async fn organization_accounts(&self) -> Result<Option<Vec<OrgAccount>>>;
 }
 
 /// What one remediation did. Acting is always preceded by a fresh read, so an action that
@@ -97,6 +131,7 @@ pub fn alert_message(
 pub enum Statistic {
     Average,
     Maximum,
+    Sum,
 }
 
 impl Statistic {
@@ -104,6 +139,7 @@ impl Statistic {
         match self {
             Statistic::Average => "Average",
             Statistic::Maximum => "Maximum",
+            Statistic::Sum => "Sum",
         }
     }
 }

@@ -144,6 +144,8 @@ mod tests {
                 .map(|uri| AclGrant { grantee_uri: Some((*uri).to_owned()), permission: "READ".into() })
                 .collect(),
             block,
+            created_at: None,
+            empty: None,
         }
     }
 

@@ -14,7 +14,20 @@ pub struct Ec2Instance {
     pub id: String,
     pub state: String,
     pub launched_at: Option<DateTime<Utc>>,
+    /// When a user or AWS stopped it, from EC2's state transition reason (`None` while
+    /// running, or when the reason carries no time).
+    pub stopped_at: Option<DateTime<Utc>>,
     pub tags: Tags,
+}
+
+/// The time in EC2's `StateTransitionReason`, e.g. `User initiated (2026-11-02 09:15:00 GMT)`.
+/// EC2 documents no format for it, so anything else is `None` (an unknown stop time, which
+/// no age rule may read as old).
+pub fn stopped_at_from_reason(reason: &str) -> Option<DateTime<Utc>> {
+    let inner = &reason[reason.rfind('(')? + 1..];
+    let inner = &inner[..inner.find(')')?];
+    let stamp = inner.trim().trim_end_matches("GMT").trim_end_matches("UTC").trim();
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc())
 }
 
 pub struct Ec2Instances;
@@ -37,5 +50,21 @@ impl Kind for Ec2Instances {
             tags: Some(&item.tags),
             resource: Resource::Ec2Instance(item),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stopped_at_from_reason;
+
+    #[test]
+    fn the_stop_time_is_read_from_the_transition_reason() {
+        let at = stopped_at_from_reason("User initiated (2026-11-02 09:15:00 GMT)").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-11-02T09:15:00+00:00");
+        assert!(stopped_at_from_reason("User initiated (2026-11-02 09:15:00 UTC)").is_some());
+        assert!(stopped_at_from_reason("Server.ScheduledStop: Stopped due to scheduled retirement").is_none());
+        assert!(stopped_at_from_reason("").is_none());
+        assert!(stopped_at_from_reason("User initiated (yesterday)").is_none());
+        assert!(stopped_at_from_reason("x (2026-11-02 09:15:00 GMT").is_none());
     }
 }

@@ -101,6 +101,10 @@ kinds! {
     IamUser => iam_user::IamUsers,
     S3Bucket => s3_bucket::S3Buckets,
     EbsVolume => ebs_volume::EbsVolumes,
+    SecurityGroup => security_group::SecurityGroups,
+    EbsSnapshot => ebs_snapshot::EbsSnapshots,
+    RdsSnapshot => rds_snapshot::RdsSnapshots,
+    LambdaFunction => lambda_function::LambdaFunctions,
 }
 
 impl ResourceKind {

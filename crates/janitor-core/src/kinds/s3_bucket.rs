@@ -37,6 +37,9 @@ pub struct S3Bucket {
     pub policy: Option<String>,
     pub acl_grants: Vec<AclGrant>,
     pub block: Option<PublicAccessBlock>,
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// No object, no version and no delete marker (`None`: not read).
+    pub empty: Option<bool>,
 }
 
 /// One bucket as read, or its name and why it could not be read.
@@ -79,7 +82,7 @@ impl Kind for S3Buckets {
         Seen {
             key: ResourceKey::new(&scope.account, &bucket.region, Self::KIND, &bucket.name),
             arn: Some(format!("arn:aws:s3:::{}", bucket.name)),
-            created_at: None,
+            created_at: bucket.created_at,
             tags: None,
             resource: Resource::S3Bucket(bucket, item.account_block.as_ref()),
         }

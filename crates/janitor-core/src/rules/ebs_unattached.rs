@@ -60,7 +60,7 @@ impl Rule for EbsUnattached {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["ec2:DescribeVolumes", "ec2:CreateSnapshot", "ec2:CreateTags", "ec2:DescribeSnapshots", "ec2:DeleteVolume"]
     }
-    fn judge(&self, policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         let (Resource::EbsVolume(volume), Some(config)) = (resource, &policy.rules.ebs_unattached) else {
             return Judgement::Complies;
         };

@@ -22,7 +22,7 @@ impl Rule for EbsUnencrypted {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["ec2:DescribeVolumes"]
     }
-    fn judge(&self, _policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, _policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         match resource {
             Resource::EbsVolume(volume) if !volume.encrypted => Judgement::Violates {
                 reason: "volume is not encrypted at rest".into(),

@@ -62,7 +62,7 @@ impl Rule for IdleCpu {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["ec2:DescribeInstances", "cloudwatch:GetMetricData", "ec2:StopInstances"]
     }
-    fn judge(&self, _policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, _policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         match resource {
             Resource::Ec2Instance(instance) if instance.state == "running" => Judgement::NeedsMetrics { notify_only: None },
             _ => Judgement::Complies,

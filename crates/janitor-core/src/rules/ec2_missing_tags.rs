@@ -1,9 +1,9 @@
 //! Seed 001: a running instance missing any of the required tags.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::{Judgement, Resource, Rule, RuleConfig, RuleDoc, missing_tags, validate_tag_list, yes};
+use super::tags::{TagRequirement, tag_problems};
+use super::{Judgement, Resource, Rule, RuleConfig, RuleDoc, yes};
 use crate::model::{Action, ResourceKind};
 use crate::policy::Policy;
 
@@ -12,7 +12,8 @@ use crate::policy::Policy;
 pub struct Config {
     #[serde(default = "yes")]
     pub enabled: bool,
-    pub tags: Vec<String>,
+    /// Keys, or `{ key, values, pattern }` tables (see `rules::tags`).
+    pub tags: Vec<TagRequirement>,
     #[serde(default = "default_action")]
     pub action: MissingTagsAction,
 }
@@ -42,7 +43,7 @@ impl RuleConfig for Config {
         self.enabled
     }
     fn validate(&self, table: &str) -> Result<(), String> {
-        validate_tag_list(table, &self.tags)
+        super::tags::validate(table, &self.tags)
     }
 }
 
@@ -57,27 +58,26 @@ impl Rule for MissingTags {
         RuleDoc {
             resource: "running EC2",
             violating_when: "missing any of `Owner`, `CostCenter`, `Project`",
-            action: "stop (or `notify-only`)",
+            action: "stop (or `notify-only`); a value off its allowed list or pattern: notify only",
         }
     }
     fn iam_actions(&self) -> &'static [&'static str] {
         &["ec2:DescribeInstances", "ec2:StopInstances"]
     }
-    fn judge(&self, policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         let (Resource::Ec2Instance(instance), Some(config)) = (resource, &policy.rules.ec2_missing_tags) else {
             return Judgement::Complies;
         };
         if instance.state != "running" {
             return Judgement::Complies;
         }
-        let missing = missing_tags(&instance.tags, &config.tags);
-        if missing.is_empty() {
+        let problems = tag_problems(&instance.tags, &config.tags);
+        if problems.is_empty() {
             return Judgement::Complies;
         }
-        Judgement::Violates {
-            reason: format!("missing required tags: {}", missing.join(", ")),
-            evidence: json!({ "missing_tags": missing }),
-            action: config.action.into(),
-        }
+        // A value off the list may be a typo in the policy as easily as on the instance: only
+        // a missing tag takes the rule's action, a wrong value is reported.
+        let action = if problems.missing.is_empty() { Action::NotifyOnly } else { config.action.into() };
+        Judgement::Violates { reason: problems.describe(), evidence: problems.evidence(), action }
     }
 }

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Judgement, Resource, Rule, RuleConfig, RuleDoc, missing_tags, validate_tag_list, yes};
+use super::tags::{TagRequirement, tag_problems};
+use super::{Judgement, Resource, Rule, RuleConfig, RuleDoc, yes};
 use crate::model::{Action, ResourceKind};
 use crate::policy::Policy;
 
@@ -13,7 +14,8 @@ use crate::policy::Policy;
 pub struct Config {
     #[serde(default = "yes")]
     pub enabled: bool,
-    pub tags: Vec<String>,
+    /// Keys, or `{ key, values, pattern }` tables (see `rules::tags`).
+    pub tags: Vec<TagRequirement>,
 }
 
 impl RuleConfig for Config {
@@ -21,7 +23,7 @@ impl RuleConfig for Config {
         self.enabled
     }
     fn validate(&self, table: &str) -> Result<(), String> {
-        validate_tag_list(table, &self.tags)
+        super::tags::validate(table, &self.tags)
     }
 }
 
@@ -42,21 +44,19 @@ impl Rule for StoppedMissingTags {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["ec2:DescribeInstances"]
     }
-    fn judge(&self, policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         let (Resource::Ec2Instance(instance), Some(config)) = (resource, &policy.rules.ec2_stopped_missing_tags) else {
             return Judgement::Complies;
         };
         if instance.state != "stopped" {
             return Judgement::Complies;
         }
-        let missing = missing_tags(&instance.tags, &config.tags);
-        if missing.is_empty() {
+        let problems = tag_problems(&instance.tags, &config.tags);
+        if problems.is_empty() {
             return Judgement::Complies;
         }
-        Judgement::Violates {
-            reason: format!("stopped and missing required tags: {}", missing.join(", ")),
-            evidence: json!({ "state": instance.state, "missing_tags": missing }),
-            action: Action::NotifyOnly,
-        }
+        let mut evidence = problems.evidence();
+        evidence["state"] = json!(instance.state);
+        Judgement::Violates { reason: format!("stopped, {}", problems.describe()), evidence, action: Action::NotifyOnly }
     }
 }

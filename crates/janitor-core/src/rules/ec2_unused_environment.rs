@@ -49,7 +49,7 @@ impl Rule for UnusedEnvironment {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["ec2:DescribeInstances", "ec2:StopInstances"]
     }
-    fn judge(&self, policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         let (Resource::Ec2Instance(instance), Some(config)) = (resource, &policy.rules.ec2_unused_environment) else {
             return Judgement::Complies;
         };

@@ -21,7 +21,7 @@ impl Rule for EipUnattached {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["ec2:DescribeAddresses", "ec2:ReleaseAddress"]
     }
-    fn judge(&self, _policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, _policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         match resource {
             Resource::ElasticIp(eip) if !eip.associated => Judgement::Violates {
                 reason: format!("Elastic IP {} is not associated with anything", eip.public_ip.as_deref().unwrap_or("?")),

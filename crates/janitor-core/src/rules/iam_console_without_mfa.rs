@@ -25,7 +25,7 @@ impl Rule for ConsoleWithoutMfa {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUserTags", "iam:GetUser", "iam:TagUser"]
     }
-    fn judge(&self, _policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, _policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         match resource {
             // Root's row is never a finding: its MFA is a different control.
             Resource::IamUser(user) if user.user != "<root_account>" && user.password_enabled && !user.mfa_active => {

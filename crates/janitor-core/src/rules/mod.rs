@@ -10,8 +10,8 @@ use crate::metrics::IdleVerdict;
 use crate::model::{Action, ResourceKind};
 use crate::policy::{IdleWindow, Policy};
 use crate::ports::{
-    EbsVolume, Ec2Instance, ElasticIp, IamCredential, MetricSeries, MetricWindow, PublicAccessBlock, RdsInstance,
-    S3Bucket, Statistic,
+    EbsSnapshot, EbsVolume, Ec2Instance, ElasticIp, IamCredential, LambdaFunction, MetricSeries, MetricWindow,
+    PublicAccessBlock, RdsInstance, RdsSnapshot, S3Bucket, SecurityGroup, Statistic,
 };
 
 /// One listed resource, of one of the registry's kinds, as a rule sees it.
@@ -24,6 +24,10 @@ pub enum Resource<'a> {
     /// A bucket with its account's Block Public Access settings, which may neutralise it.
     S3Bucket(&'a S3Bucket, Option<&'a PublicAccessBlock>),
     EbsVolume(&'a EbsVolume),
+    SecurityGroup(&'a SecurityGroup),
+    EbsSnapshot(&'a EbsSnapshot),
+    RdsSnapshot(&'a RdsSnapshot),
+    LambdaFunction(&'a LambdaFunction),
 }
 
 impl Resource<'_> {
@@ -35,6 +39,10 @@ impl Resource<'_> {
             Resource::IamUser(_) => ResourceKind::IamUser,
             Resource::S3Bucket(..) => ResourceKind::S3Bucket,
             Resource::EbsVolume(_) => ResourceKind::EbsVolume,
+            Resource::SecurityGroup(_) => ResourceKind::SecurityGroup,
+            Resource::EbsSnapshot(_) => ResourceKind::EbsSnapshot,
+            Resource::RdsSnapshot(_) => ResourceKind::RdsSnapshot,
+            Resource::LambdaFunction(_) => ResourceKind::LambdaFunction,
         }
     }
 }
@@ -82,7 +90,8 @@ pub trait Rule: Sync {
     fn iam_actions(&self) -> &'static [&'static str];
     /// Judges one resource of its kind (anything else complies). Called only when the
     /// rule is on.
-    fn judge(&self, policy: &Policy, resource: Resource<'_>) -> Judgement;
+    /// `now` is the run's clock, for rules that judge an age (stopped since, created on).
+    fn judge(&self, policy: &Policy, now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement;
     /// For a rule that answers [`Judgement::NeedsMetrics`]: the series to read.
     fn metric(&self, _policy: &Policy) -> Option<MetricSpec> {
         None
@@ -194,6 +203,7 @@ registry! {
     Ec2UnusedEnvironment => ec2_unused_environment,
     Ec2MissingTags => ec2_missing_tags,
     Ec2StoppedMissingTags => ec2_stopped_missing_tags,
+    Ec2StoppedLong => ec2_stopped_long,
     Ec2IdleCpu => ec2_idle_cpu,
     RdsIdle => rds_idle,
     EipUnattached => eip_unattached,
@@ -202,7 +212,15 @@ registry! {
     RdsUnencrypted => rds_unencrypted,
     EbsUnattached => ebs_unattached,
     EbsUnencrypted => ebs_unencrypted,
+    SgOpenAdminPorts => sg_open_admin_ports,
+    EbsSnapshotOld => ebs_snapshot_old,
+    RdsSnapshotOld => rds_snapshot_old,
+    S3EmptyBucket => s3_empty_bucket,
+    LambdaUnused => lambda_unused,
 }
+
+mod snapshot_old;
+pub mod tags;
 
 impl RuleId {
     pub fn as_str(self) -> &'static str {
@@ -253,17 +271,42 @@ pub(crate) fn validate_window(table: &str, window: IdleWindow) -> Result<(), Str
     Ok(())
 }
 
-/// The required tags a resource lacks (absent or blank), in the order the policy lists them.
-pub(crate) fn missing_tags<'a>(tags: &crate::model::Tags, required: &'a [String]) -> Vec<&'a str> {
-    required.iter().filter(|t| tags.get(*t).is_none_or(|v| v.trim().is_empty())).map(String::as_str).collect()
+/// A table that is a switch and an age threshold: `older_than_days`, `DAYS` by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OlderThan<const DAYS: u32> {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "OlderThan::<DAYS>::default_days")]
+    pub older_than_days: u32,
 }
 
-/// A required-tags list: at least one key, none blank.
-pub(crate) fn validate_tag_list(table: &str, tags: &[String]) -> Result<(), String> {
-    if tags.is_empty() || tags.iter().any(|t| t.trim().is_empty()) {
-        return Err(format!("{table}.tags: needs at least one non-empty tag key"));
+impl<const DAYS: u32> OlderThan<DAYS> {
+    fn default_days() -> u32 {
+        DAYS
+    }
+}
+
+impl<const DAYS: u32> RuleConfig for OlderThan<DAYS> {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn validate(&self, table: &str) -> Result<(), String> {
+        validate_days(table, "older_than_days", self.older_than_days)
+    }
+}
+
+/// An age threshold in days: `0` judges any age (the emulator's setting), at most ten years.
+pub(crate) fn validate_days(table: &str, field: &str, days: u32) -> Result<(), String> {
+    if days > 3650 {
+        return Err(format!("{table}.{field}: at most 3650, got {days}"));
     }
     Ok(())
+}
+
+/// Whole days from `then` to `now`; negative when a clock puts `then` in the future.
+pub(crate) fn whole_days_since(now: chrono::DateTime<chrono::Utc>, then: chrono::DateTime<chrono::Utc>) -> i64 {
+    (now - then).num_days()
 }
 
 pub(crate) fn default_lookback_days() -> u32 {

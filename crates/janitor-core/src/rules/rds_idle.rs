@@ -53,7 +53,7 @@ impl Rule for RdsIdle {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["rds:DescribeDBInstances", "cloudwatch:GetMetricData", "rds:DeleteDBInstance", "rds:CreateDBSnapshot"]
     }
-    fn judge(&self, _policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, _policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         match resource {
             Resource::RdsInstance(db) if db.status == "available" => {
                 Judgement::NeedsMetrics { notify_only: db.not_deletable_because() }

@@ -23,7 +23,7 @@ impl Rule for RdsUnencrypted {
     fn iam_actions(&self) -> &'static [&'static str] {
         &["rds:DescribeDBInstances"]
     }
-    fn judge(&self, _policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, _policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         match resource {
             Resource::RdsInstance(db) if !db.encrypted => Judgement::Violates {
                 reason: "storage is not encrypted at rest".into(),

@@ -35,7 +35,7 @@ impl Rule for PublicBucket {
             "s3:PutBucketPublicAccessBlock",
         ]
     }
-    fn judge(&self, _policy: &Policy, resource: Resource<'_>) -> Judgement {
+    fn judge(&self, _policy: &Policy, _now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement {
         let Resource::S3Bucket(bucket, account_block) = resource else { return Judgement::Complies };
         match s3_public::assess(bucket, account_block) {
             Ok(Some(exposure)) => Judgement::Violates {

@@ -40,12 +40,13 @@ fn owner_of(tags: &Tags, policy: &crate::policy::Policy) -> Option<String> {
 /// series, in registry order. `Err` when a rule could not read it.
 pub fn judge(
     p: &crate::policy::Policy,
+    now: DateTime<Utc>,
     key: &ResourceKey,
     resource: rules::Resource<'_>,
 ) -> std::result::Result<Vec<Verdict>, String> {
     let mut verdicts = Vec::new();
     for (id, rule) in rules::on_for(p, resource.kind()) {
-        match rule.judge(p, resource) {
+        match rule.judge(p, now, resource) {
             rules::Judgement::Violates { reason, evidence, action } => {
                 verdicts.push(Verdict::Finding(Finding { evidence, ..Finding::new(key.clone(), id, reason, action) }))
             }
@@ -82,12 +83,13 @@ pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<Par
         return Ok((Vec::new(), Vec::new()));
     }
     let listing = K::list(deps.inventory.as_ref(), scope).await?;
+    let now = deps.clock.now();
     let mut failures = listing.unreadable;
     let mut verdicts = Vec::new();
     let mut untagged = Vec::new();
     for item in &listing.items {
         let seen = K::seen(scope, item);
-        let judged = match judge(p, &seen.key, seen.resource) {
+        let judged = match judge(p, now, &seen.key, seen.resource) {
             Ok(judged) if judged.is_empty() => continue,
             Ok(judged) => judged,
             Err(message) => {
@@ -284,7 +286,10 @@ pub(crate) async fn annotate_history(
         return Ok(());
     }
     let keys: Vec<FindingKey> = findings.iter().map(Finding::finding_key).collect();
-    let history = deps.audit.flag_history(&keys).await?;
+    let mut history = deps.audit.flag_history(&keys).await?;
+    // Expired but not yet deleted (DynamoDB's TTL deletes late): it no longer counts.
+    history.retain(|_, h| !h.expired(now));
+    let retention = deps.policy.history_retention();
     let mut updates = Vec::with_capacity(findings.len());
     for f in findings.iter_mut() {
         let updated = match history.get(&f.finding_key()) {
@@ -299,11 +304,11 @@ pub(crate) async fn annotate_history(
                 f.times_flagged = h.times_flagged;
                 f.first_flagged = Some(h.first_flagged);
                 f.deferred_since = h.deferred_since;
-                FlagHistory::after_run(f, run_id, now)
+                FlagHistory::after_run(f, run_id, now, retention)
             }
             None => {
                 f.first_flagged = Some(now);
-                FlagHistory::after_run(f, run_id, now)
+                FlagHistory::after_run(f, run_id, now, retention)
             }
         };
         updates.push((f.finding_key(), updated));
@@ -350,7 +355,7 @@ pub(crate) fn apply_scope_cap(
     let mut history = Vec::new();
     for f in deferred.iter_mut().filter(|f| f.deferred_since.is_none()) {
         f.deferred_since = Some(now);
-        history.push((f.finding_key(), FlagHistory::after_run(f, &run_id, now)));
+        history.push((f.finding_key(), FlagHistory::after_run(f, &run_id, now, p.history_retention())));
     }
     let events = deferred
         .iter()
@@ -373,22 +378,62 @@ pub(crate) fn apply_scope_cap(
     (events, history)
 }
 
+fn account_failure(account: &str, what: &str, e: &JanitorError) -> ScopeFailure {
+    ScopeFailure {
+        scope: Scope::new(account, GLOBAL_REGION),
+        what: what.into(),
+        error: e.error_name().into(),
+        message: e.to_string(),
+    }
+}
+
+/// The accounts a run covers: those it names; else the organization's active accounts
+/// (a suspended or closing one is a recorded failure, never silently skipped); else, in no
+/// organization or unable to list it (recorded), the janitor's own.
+async fn run_accounts(deps: &Deps, named: Option<&[String]>) -> Result<(Vec<String>, Vec<ScopeFailure>)> {
+    if let Some(list) = named.filter(|l| !l.is_empty()) {
+        return Ok((list.to_vec(), Vec::new()));
+    }
+    let home = deps.inventory.home_account().await?;
+    match deps.directory.organization_accounts().await {
+        // An organization always lists its management account: an empty listing (the
+        // emulator answers one outside any organization) would scan nothing, silently.
+        Ok(Some(listed)) if !listed.is_empty() => {
+            let mut accounts = Vec::new();
+            let mut failures = Vec::new();
+            for account in listed {
+                if account.active() {
+                    accounts.push(account.id);
+                } else {
+                    let e = JanitorError::AccountNotActive { account: account.id.clone(), state: account.state };
+                    failures.push(account_failure(&account.id, "account", &e));
+                }
+            }
+            Ok((accounts, failures))
+        }
+        Ok(_) => Ok((vec![home], Vec::new())),
+        Err(e @ JanitorError::Transient { .. }) => Err(e),
+        Err(e) => {
+            let failure = account_failure(&home, "organization", &e);
+            Ok((vec![home], vec![failure]))
+        }
+    }
+}
+
 /// Lists the scopes of a run: every enabled region of every account (or those asked for),
-/// plus one account-wide scope per account. An account that cannot be read is a failure.
+/// plus one account-wide scope per account, less the policy's excluded accounts and
+/// regions. An account that cannot be read is a failure.
 pub async fn plan_scopes(
     deps: &Deps,
     accounts: Option<&[String]>,
     regions: Option<&[String]>,
 ) -> Result<(Vec<Scope>, Vec<ScopeFailure>)> {
-    let accounts: Vec<String> = match accounts {
-        Some(list) if !list.is_empty() => list.to_vec(),
-        _ => vec![deps.inventory.home_account().await?],
-    };
+    let p = &deps.policy;
+    let (accounts, mut failures) = run_accounts(deps, accounts).await?;
     let mut scopes = Vec::new();
-    let mut failures = Vec::new();
     let mut seen = HashSet::new();
     for account in accounts {
-        if !seen.insert(account.clone()) {
+        if !seen.insert(account.clone()) || p.excluded_accounts.contains(&account) {
             continue;
         }
         let account_regions = match regions {
@@ -407,6 +452,7 @@ pub async fn plan_scopes(
             },
         };
         let mut account_regions = account_regions;
+        account_regions.retain(|r| !p.excluded_regions.contains(r));
         account_regions.sort();
         account_regions.dedup();
         scopes.extend(account_regions.into_iter().map(|r| Scope::new(&account, r)));

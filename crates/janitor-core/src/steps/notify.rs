@@ -110,7 +110,10 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
                     for (index, f) in chunk {
                         if f.deferred_since.is_some() {
                             let told = Finding { deferred_since: None, ..f.clone() };
-                            no_longer_deferred.push((f.finding_key(), FlagHistory::after_run(&told, &run_id, now)));
+                            no_longer_deferred.push((
+                                f.finding_key(),
+                                FlagHistory::after_run(&told, &run_id, now, deps.policy.history_retention()),
+                            ));
                         }
                         let detail = json!({
                             "channel": posted.channel,

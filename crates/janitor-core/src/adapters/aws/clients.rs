@@ -8,7 +8,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout
 use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-#[cfg(feature = "s3control")]
+#[cfg(any(feature = "s3control", feature = "lambda"))]
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
@@ -212,6 +212,33 @@ impl Intercept for StripAccountHostPrefix {
     }
 }
 
+/// When moto checks a REST-JSON request's signature (Lambda's), it hashes a body of its own
+/// making for a GET unless the request signs its payload hash in `x-amz-content-sha256`, as
+/// S3 requests do. Emulator only: AWS never sees the header.
+#[derive(Debug)]
+#[cfg(feature = "lambda")]
+struct SignPayloadHash;
+
+#[cfg(feature = "lambda")]
+impl Intercept for SignPayloadHash {
+    fn name(&self) -> &'static str {
+        "SignPayloadHash"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        use sha2::Digest;
+        let request = context.request_mut();
+        let hash = hex::encode(sha2::Sha256::digest(request.body().bytes().unwrap_or_default()));
+        request.headers_mut().insert("x-amz-content-sha256", hash);
+        Ok(())
+    }
+}
+
 #[derive(Clone)]
 pub struct AwsClients {
     inner: Arc<Inner>,
@@ -361,6 +388,26 @@ impl AwsClients {
         let config = self.config_for(account, region).await?;
         Ok(aws_sdk_ec2::Client::from_conf(
             aws_sdk_ec2::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build(),
+        ))
+    }
+
+    #[cfg(feature = "lambda")]
+    pub async fn lambda(&self, account: &str, region: &str) -> Result<aws_sdk_lambda::Client> {
+        let config = self.config_for(account, region).await?;
+        let mut builder = aws_sdk_lambda::config::Builder::from(&config).interceptor(CountCalls(self.stats()));
+        if self.is_emulated() {
+            builder = builder.interceptor(SignPayloadHash);
+        }
+        Ok(aws_sdk_lambda::Client::from_conf(builder.build()))
+    }
+
+    /// AWS Organizations, in the janitor's own account (its endpoint is global).
+    #[cfg(feature = "organizations")]
+    pub async fn organizations(&self) -> Result<aws_sdk_organizations::Client> {
+        let account = self.home_account().await?;
+        let config = self.config_for(&account, &self.home_region()).await?;
+        Ok(aws_sdk_organizations::Client::from_conf(
+            aws_sdk_organizations::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build(),
         ))
     }
 

@@ -186,6 +186,9 @@ struct HistoryItem {
     last_run: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deferred_since: Option<DateTime<Utc>>,
+    /// The table's TTL attribute: DynamoDB deletes the row some time after it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "chrono::serde::ts_seconds_option")]
+    expires_at: Option<DateTime<Utc>>,
 }
 
 pub struct DynamoAuditLog {
@@ -277,6 +280,7 @@ impl AuditLog for DynamoAuditLog {
                     times_flagged: row.times_flagged,
                     last_run: row.last_run,
                     deferred_since: row.deferred_since,
+                    expires_at: row.expires_at,
                 },
             );
         }
@@ -294,6 +298,7 @@ impl AuditLog for DynamoAuditLog {
                     times_flagged: h.times_flagged,
                     last_run: h.last_run.clone(),
                     deferred_since: h.deferred_since,
+                    expires_at: h.expires_at,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

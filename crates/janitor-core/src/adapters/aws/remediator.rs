@@ -8,14 +8,13 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::AwsClients;
-use super::inventory::bucket_block;
+use super::{bucket_block, ingress_permission};
 use crate::error::{JanitorError, Result};
 use crate::model::{Action, Finding, Tags, is_protected};
-use crate::ports::{ActionOutcome, Remediator};
+use crate::ports::{ActionOutcome, IngressPermission, Remediator};
 
 pub const MFA_REQUIRED_TAG: &str = "janitor:mfa-required";
-/// On the snapshot the janitor keeps of a volume it deletes: the volume's id.
-pub const SNAPSHOT_OF_TAG: &str = "janitor:snapshot-of";
+pub use crate::model::SNAPSHOT_OF_TAG;
 /// How long one action waits for a volume's snapshot to complete; a volume whose snapshot
 /// takes longer is kept, and a later run (finding its snapshot) deletes it.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -205,6 +204,101 @@ impl AwsRemediator {
         }
     }
 
+    /// Revokes the world-open ranges the finding recorded that the group still has, one
+    /// CIDR at a time within each permission: the group's other sources stay as they were.
+    async fn revoke_open_ingress(&self, f: &Finding) -> Result<ActionOutcome> {
+        use crate::rules::sg_open_admin_ports::{MAX_PORTS, WORLD_V4, WORLD_V6};
+        use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
+        let Some(recorded) = f
+            .evidence
+            .get("open")
+            .and_then(|open| serde_json::from_value::<Vec<IngressPermission>>(open.clone()).ok())
+            .filter(|open| !open.is_empty())
+        else {
+            return Ok(ActionOutcome::Skipped("the finding records no open ingress to revoke".into()));
+        };
+        // Whatever the payload says, only world-open TCP/UDP ranges of a few named ports are
+        // ever revoked: never a private range, never "all traffic".
+        let narrow = |p: &IngressPermission| {
+            p.tcp_or_udp() && p.port_range().is_some_and(|(from, to)| usize::from(to - from) < MAX_PORTS)
+        };
+        let world_only =
+            |p: &IngressPermission| p.ipv4.iter().all(|c| c == WORLD_V4) && p.ipv6.iter().all(|c| c == WORLD_V6);
+        if let Some(refused) = recorded.iter().find(|p| !narrow(p) || !world_only(p)) {
+            return Ok(ActionOutcome::Skipped(format!(
+                "refused: {refused:?} is not a world-open range of named TCP/UDP ports"
+            )));
+        }
+        let ec2 = self.clients.ec2(f.key.account(), f.key.region()).await?;
+        let group = match ec2.describe_security_groups().group_ids(&f.id).send().await {
+            Ok(out) => out.security_groups().first().cloned(),
+            Err(e) if e.code() == Some("InvalidGroup.NotFound") => None,
+            Err(e) => return Err(JanitorError::from_sdk("ec2", "DescribeSecurityGroups", e)),
+        };
+        let Some(group) = group else { return Ok(ActionOutcome::Skipped("security group no longer exists".into())) };
+        if let Some(outcome) =
+            self.protected(group.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+        {
+            return Ok(outcome);
+        }
+        let current: Vec<IngressPermission> = group.ip_permissions().iter().filter_map(ingress_permission).collect();
+        let still_open: Vec<IngressPermission> = recorded
+            .iter()
+            .filter_map(|r| {
+                let same: Vec<&IngressPermission> = current
+                    .iter()
+                    .filter(|c| c.protocol == r.protocol && c.from_port == r.from_port && c.to_port == r.to_port)
+                    .collect();
+                let open = IngressPermission {
+                    ipv4: r.ipv4.iter().filter(|c| same.iter().any(|n| n.ipv4.contains(c))).cloned().collect(),
+                    ipv6: r.ipv6.iter().filter(|c| same.iter().any(|n| n.ipv6.contains(c))).cloned().collect(),
+                    ..r.clone()
+                };
+                (!open.ipv4.is_empty() || !open.ipv6.is_empty()).then_some(open)
+            })
+            .collect();
+        if still_open.is_empty() {
+            return Ok(ActionOutcome::AlreadyCompliant("the open ranges were already removed".into()));
+        }
+        let permissions: Vec<IpPermission> = still_open
+            .iter()
+            .map(|p| {
+                IpPermission::builder()
+                    .ip_protocol(&p.protocol)
+                    .set_from_port(p.from_port)
+                    .set_to_port(p.to_port)
+                    .set_ip_ranges(
+                        (!p.ipv4.is_empty())
+                            .then(|| p.ipv4.iter().map(|c| IpRange::builder().cidr_ip(c).build()).collect()),
+                    )
+                    .set_ipv6_ranges(
+                        (!p.ipv6.is_empty())
+                            .then(|| p.ipv6.iter().map(|c| Ipv6Range::builder().cidr_ipv6(c).build()).collect()),
+                    )
+                    .build()
+            })
+            .collect();
+        let revoke = ec2.revoke_security_group_ingress().group_id(&f.id).set_ip_permissions(Some(permissions));
+        let out = match revoke.send().await {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("InvalidPermission.NotFound") => {
+                return Ok(ActionOutcome::AlreadyCompliant("the open ranges were removed meanwhile".into()));
+            }
+            Err(e) => return Err(JanitorError::from_sdk("ec2", "RevokeSecurityGroupIngress", e)),
+        };
+        // EC2 may answer without an error and still leave what it did not recognise.
+        let unknown: Vec<IngressPermission> =
+            out.unknown_ip_permissions().iter().filter_map(ingress_permission).collect();
+        if out.r#return() == Some(false) || !unknown.is_empty() {
+            return Err(JanitorError::Aws {
+                service: "ec2",
+                operation: "RevokeSecurityGroupIngress",
+                message: format!("EC2 did not revoke {unknown:?} of {}", f.id),
+            });
+        }
+        Ok(ActionOutcome::Done(json!({ "revoked": still_open, "group": f.id })))
+    }
+
     async fn release_address(&self, f: &Finding) -> Result<ActionOutcome> {
         let ec2 = self.clients.ec2(f.key.account(), f.key.region()).await?;
         let address = match ec2.describe_addresses().allocation_ids(&f.id).send().await {
@@ -319,7 +413,7 @@ pub fn full_bucket_block() -> aws_sdk_s3::types::PublicAccessBlockConfiguration 
 
 /// `janitor-final-<id>-<utc timestamp>`, within RDS's 255-character identifier limit.
 pub fn final_snapshot_id(db: &str, now: DateTime<Utc>) -> String {
-    let mut id = format!("janitor-final-{db}");
+    let mut id = format!("{}{db}", crate::model::FINAL_SNAPSHOT_PREFIX);
     id.truncate(255 - 15);
     format!("{}-{}", id.trim_end_matches('-'), now.format("%Y%m%d%H%M%S"))
 }
@@ -334,6 +428,7 @@ impl Remediator for AwsRemediator {
             Action::TagMfaRequired => self.tag_mfa_required(finding, now).await,
             Action::BlockPublicAccess => self.block_public_access(finding).await,
             Action::SnapshotAndDeleteVolume => self.snapshot_and_delete_volume(finding).await,
+            Action::RevokeOpenIngress => self.revoke_open_ingress(finding).await,
             Action::NotifyOnly => Ok(ActionOutcome::Skipped("the policy says notify only".into())),
         }
     }

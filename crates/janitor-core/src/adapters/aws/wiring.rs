@@ -37,6 +37,7 @@ impl Wiring {
         let deps = Deps {
             policy,
             inventory: Arc::new(Unwired::port("inventory")),
+            directory: Arc::new(Unwired::port("account directory")),
             metrics: Arc::new(Unwired::port("metric source")),
             snoozes: Arc::new(DynamoSnoozeStore::new(dynamodb.clone(), &tables.snooze)),
             locks: Arc::new(DynamoLockStore::new(dynamodb.clone(), &tables.lock)),
@@ -56,6 +57,13 @@ impl Wiring {
     #[cfg(feature = "inventory")]
     pub fn inventory(mut self) -> Wiring {
         self.deps.inventory = Arc::new(super::AwsInventory::new(self.clients.clone()));
+        self
+    }
+
+    /// AWS Organizations, from the janitor's own account.
+    #[cfg(feature = "directory")]
+    pub fn directory(mut self) -> Wiring {
+        self.deps.directory = Arc::new(super::OrganizationsDirectory::new(self.clients.clone()));
         self
     }
 
@@ -115,7 +123,7 @@ impl Wiring {
 /// Every adapter but chat and the run store: the command line and the tests.
 #[cfg(feature = "all-adapters")]
 pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> Deps {
-    Wiring::new(policy, clients, tables).inventory().remediator().metrics().alerts().build()
+    Wiring::new(policy, clients, tables).inventory().directory().remediator().metrics().alerts().build()
 }
 
 /// Reads the Slack secret (JSON with `bot_token` and `signing_secret`).
@@ -177,6 +185,21 @@ impl Inventory for Unwired {
     async fn ebs_volumes(&self, _: &Scope) -> Result<Vec<EbsVolume>> {
         Err(self.refuse())
     }
+    async fn security_groups(&self, _: &Scope) -> Result<Vec<SecurityGroup>> {
+        Err(self.refuse())
+    }
+    async fn ebs_snapshots(&self, _: &Scope) -> Result<Vec<EbsSnapshot>> {
+        Err(self.refuse())
+    }
+    async fn rds_snapshots(&self, _: &Scope) -> Result<Vec<RdsSnapshot>> {
+        Err(self.refuse())
+    }
+    async fn lambda_functions(&self, _: &Scope) -> Result<Vec<LambdaFunction>> {
+        Err(self.refuse())
+    }
+    async fn lambda_tags(&self, _: &Scope, _: &str) -> Result<Tags> {
+        Err(self.refuse())
+    }
     async fn iam_credentials(&self, _: &str) -> Result<Vec<IamCredential>> {
         Err(self.refuse())
     }
@@ -193,6 +216,13 @@ impl Inventory for Unwired {
         Err(self.refuse())
     }
     async fn exists(&self, _: &ResourceKey) -> Result<bool> {
+        Err(self.refuse())
+    }
+}
+
+#[async_trait]
+impl AccountDirectory for Unwired {
+    async fn organization_accounts(&self) -> Result<Option<Vec<OrgAccount>>> {
         Err(self.refuse())
     }
 }

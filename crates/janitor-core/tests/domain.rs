@@ -313,7 +313,7 @@ async fn a_flag_history_past_its_retention_no_longer_counts_and_each_run_extends
 async fn with_no_accounts_named_a_run_covers_the_organization_s_active_accounts_less_the_excluded() {
     let account = |id: &str, state: &str| OrgAccount { id: id.into(), name: id.into(), state: state.into() };
     let policy = Policy::from_toml_str(
-        "excluded_accounts = [\"444444444444\"]\nexcluded_regions = [\"eu-west-1\"]\n[rules.eip_unattached]\n",
+        "excluded_accounts = [\"444444444444\", \"666666666666\"]\nexcluded_regions = [\"eu-west-1\"]\n[rules.eip_unattached]\n",
         "p",
     )
     .unwrap();
@@ -325,6 +325,9 @@ async fn with_no_accounts_named_a_run_covers_the_organization_s_active_accounts_
             account("222222222222", "ACTIVE"),
             account("333333333333", "SUSPENDED"),
             account("444444444444", "ACTIVE"),
+            // Closed and excluded: it stays listed as suspended for months, and must not
+            // fail every run meanwhile.
+            account("666666666666", "SUSPENDED"),
         ]),
         denied: false,
     });
@@ -360,6 +363,10 @@ async fn with_no_accounts_named_a_run_covers_the_organization_s_active_accounts_
     let accounts: Vec<&str> =
         plan["scopes"].as_array().unwrap().iter().filter_map(|s| s["run"]["scope"]["account"].as_str()).collect();
     assert!(accounts.iter().all(|a| *a == "555555555555"), "{accounts:?}");
+    // Nothing left to scan is a recorded failure, never a clean run.
+    let plan = step::discovery(&w.deps, json!({"mode": "dry-run", "accounts": ["444444444444"]})).await.unwrap();
+    assert_eq!(plan["count"], 0);
+    assert_eq!(plan["failures"][0]["what"], "plan", "{plan}");
 
     // In no organization: the janitor's own account. Not allowed to list it: the same, recorded.
     w.deps.directory = Arc::new(InMemoryDirectory::default());

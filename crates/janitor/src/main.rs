@@ -99,6 +99,8 @@ struct Common {
     #[arg(long, value_delimiter = ',')]
     regions: Vec<String>,
     /// Accounts to scan (comma-separated); others are reached by assuming JANITOR_ROLE_NAME.
+    /// Default: the organization's active accounts (from its management account or a
+    /// delegated administrator), else your own.
     #[arg(long, value_delimiter = ',')]
     accounts: Vec<String>,
     /// Policy file (default: JANITOR_POLICY_FILE, else the built-in policies/janitor.toml).

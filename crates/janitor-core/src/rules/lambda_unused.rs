@@ -97,12 +97,17 @@ impl Rule for LambdaUnused {
 pub fn judge_invocations(series: &MetricSeries, window: &MetricWindow, min_invocations: u64) -> IdleVerdict {
     let in_window: Vec<f64> =
         series.iter().filter(|(at, _)| *at >= window.start && *at < window.end).map(|(_, v)| *v).collect();
-    let total = in_window.iter().sum::<f64>();
+    // Folded from +0.0: an empty f64 sum is -0.0, which would print as "-0".
+    let total = in_window.iter().fold(0.0, |sum, v| sum + v);
     let evidence = json!({ "invocations": total, "days": window.days, "days_with_invocations": in_window.len() });
+    let reason = match total {
+        t if t <= 0.0 => format!("no invocations in the last {} days", window.days),
+        t => format!("{t:.0} invocations in the last {} days", window.days),
+    };
     if total < min_invocations as f64 {
-        IdleVerdict::Idle { reason: format!("{total} invocations in the last {} days", window.days), evidence }
+        IdleVerdict::Idle { reason, evidence }
     } else {
-        IdleVerdict::NotIdle { reason: format!("{total} invocations in the last {} days", window.days), evidence }
+        IdleVerdict::NotIdle { reason, evidence }
     }
 }
 
@@ -116,7 +121,10 @@ mod tests {
     #[test]
     fn days_without_a_datapoint_are_days_without_an_invocation() {
         let window = window_ending(Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap(), 30);
-        assert!(matches!(judge_invocations(&Vec::new(), &window, 1), IdleVerdict::Idle { .. }));
+        match judge_invocations(&Vec::new(), &window, 1) {
+            IdleVerdict::Idle { reason, .. } => assert_eq!(reason, "no invocations in the last 30 days"),
+            other => panic!("no datapoint at all is no call at all: {other:?}"),
+        }
         let one = vec![(window.start + Duration::days(3), 1.0)];
         assert!(matches!(judge_invocations(&one, &window, 1), IdleVerdict::NotIdle { .. }));
         assert!(matches!(judge_invocations(&one, &window, 2), IdleVerdict::Idle { .. }), "fewer than 2");

@@ -89,6 +89,10 @@ pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<Par
     let mut untagged = Vec::new();
     for item in &listing.items {
         let seen = K::seen(scope, item);
+        // Account-wide kinds (buckets) are keyed in their own region, which may be excluded.
+        if p.excluded_regions.iter().any(|r| r == seen.key.region()) {
+            continue;
+        }
         let judged = match judge(p, now, &seen.key, seen.resource) {
             Ok(judged) if judged.is_empty() => continue,
             Ok(judged) => judged,
@@ -391,6 +395,7 @@ fn account_failure(account: &str, what: &str, e: &JanitorError) -> ScopeFailure 
 /// (a suspended or closing one is a recorded failure, never silently skipped); else, in no
 /// organization or unable to list it (recorded), the janitor's own.
 async fn run_accounts(deps: &Deps, named: Option<&[String]>) -> Result<(Vec<String>, Vec<ScopeFailure>)> {
+    let excluded = &deps.policy.excluded_accounts;
     if let Some(list) = named.filter(|l| !l.is_empty()) {
         return Ok((list.to_vec(), Vec::new()));
     }
@@ -401,7 +406,9 @@ async fn run_accounts(deps: &Deps, named: Option<&[String]>) -> Result<(Vec<Stri
         Ok(Some(listed)) if !listed.is_empty() => {
             let mut accounts = Vec::new();
             let mut failures = Vec::new();
-            for account in listed {
+            // An excluded account is left out before its state is looked at: a closed one
+            // stays listed (suspended) for months and must not fail every run meanwhile.
+            for account in listed.into_iter().filter(|a| !excluded.contains(&a.id)) {
                 if account.active() {
                     accounts.push(account.id);
                 } else {
@@ -457,6 +464,11 @@ pub async fn plan_scopes(
         account_regions.dedup();
         scopes.extend(account_regions.into_iter().map(|r| Scope::new(&account, r)));
         scopes.push(Scope::new(&account, GLOBAL_REGION));
+    }
+    if scopes.is_empty() && failures.is_empty() {
+        // Everything excluded: a run that scans nothing must not look like a clean one.
+        let e = JanitorError::Config("the run covers no scope: every account or region asked for is excluded".into());
+        failures.push(account_failure(&deps.inventory.home_account().await?, "plan", &e));
     }
     Ok((scopes, failures))
 }

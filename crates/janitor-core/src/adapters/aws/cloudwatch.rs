@@ -61,6 +61,26 @@ impl MetricSource for CloudWatchMetrics {
                 .await
                 .map_err(|e| JanitorError::from_sdk("cloudwatch", "GetMetricData", e))?;
             for result in pages.iter().flat_map(|page| page.metric_data_results()) {
+                // A query CloudWatch could not answer is no datapoint: for a rule where a
+                // missing day counts as zero (Lambda invocations) it would read as "unused".
+                use aws_sdk_cloudwatch::types::StatusCode;
+                match result.status_code() {
+                    Some(StatusCode::Forbidden) => {
+                        return Err(JanitorError::AccessDenied {
+                            service: "cloudwatch",
+                            operation: "GetMetricData",
+                            message: format!("query {} was forbidden", result.id().unwrap_or("?")),
+                        });
+                    }
+                    Some(StatusCode::InternalError) => {
+                        return Err(JanitorError::Transient {
+                            service: "cloudwatch",
+                            operation: "GetMetricData",
+                            message: format!("query {} answered InternalError", result.id().unwrap_or("?")),
+                        });
+                    }
+                    _ => {}
+                }
                 let Some(points) = result.id().and_then(|id| series.get_mut(id)) else { continue };
                 points.extend(
                     result.timestamps().iter().zip(result.values()).filter_map(|(t, v)| Some((to_chrono(t)?, *v))),

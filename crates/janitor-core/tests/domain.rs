@@ -934,6 +934,24 @@ async fn two_findings_on_one_resource_are_one_action_of_the_cap() {
 }
 
 #[tokio::test]
+async fn an_exclusion_made_during_the_grace_period_holds_at_the_moment_of_action() {
+    let (mut w, scope) = two_rule_world(10);
+    let remediator = Arc::new(InMemoryRemediator::default());
+    w.deps.remediator = remediator.clone();
+    let payload = ready_to_act(&w, "r-excluded").await;
+    w.deps.policy.excluded_regions = vec![scope.region.clone()];
+    let out: StepPayload =
+        serde_json::from_value(step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap())
+            .unwrap();
+    assert!(!out.outcomes.is_empty());
+    for o in &out.outcomes {
+        assert_eq!(o.result, AuditEventType::Skipped, "{o:?}");
+        assert!(o.detail["reason"].as_str().unwrap().contains("excluded by the policy"), "{o:?}");
+    }
+    assert!(remediator.applied().is_empty());
+}
+
+#[tokio::test]
 async fn remediate_acts_only_while_the_resource_is_still_locked_by_its_run() {
     let (mut w, _) = two_rule_world(10);
     let locks = Arc::new(InMemoryLockStore::default());

@@ -616,9 +616,10 @@ async fn posted(w: &World, needle: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_runs_under_iam_plan_every_region_wait_a_real_grace_and_overlap_without_sharing() {
-    // A real grace of 10 s: run A is notified, waits, rechecks and acts; run B starts while A
-    // waits holding its locks. Everything under each function's own role.
-    let w = world("sched", PipelineOptions { grace: "10s", ..Default::default() }).await;
+    // A real grace of 30 s: run A is notified, waits, rechecks and acts; run B starts while A
+    // waits holding its locks (B's scan of every region, nine kinds each, must end inside A's
+    // grace). Everything under each function's own role.
+    let w = world("sched", PipelineOptions { grace: "30s", ..Default::default() }).await;
     let input = scheduled_input("enforce");
     assert_eq!(input, json!({ "mode": "enforce" }), "the schedule passes the mode and nothing else");
     let ec2 = w.clients.ec2(HOME_ACCOUNT, HOME_REGION).await.unwrap();

@@ -34,6 +34,16 @@ fn guard(finding: &Finding, trail: &[AuditEvent], now: DateTime<Utc>) -> Option<
     }
 }
 
+/// The policy's exclusions hold up to the moment of action: an account or region excluded
+/// while the finding waited out its grace period is left alone.
+fn excluded(policy: &crate::policy::Policy, finding: &Finding) -> Option<String> {
+    let (account, region) = (finding.key.account(), finding.key.region());
+    if policy.excluded_accounts.iter().any(|a| a == account) {
+        return Some(format!("account {account} is excluded by the policy"));
+    }
+    policy.excluded_regions.iter().any(|r| r == region).then(|| format!("region {region} is excluded by the policy"))
+}
+
 /// What an earlier attempt of this step decided for `finding` in this run, if anything: a
 /// retried remediate (after a failed summary publish, a timeout, a lost response) reports
 /// that outcome again and never acts twice.
@@ -91,7 +101,7 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
             log.carry(f, earlier);
             continue;
         }
-        match guard(f, &trail, now) {
+        match excluded(&deps.policy, f).or_else(|| guard(f, &trail, now)) {
             Some(reason) => log.push(f, AuditEventType::Skipped, json!({ "reason": reason })),
             // Notify-only findings take no action, so they take no share of the action cap.
             None if f.action == Action::NotifyOnly => log.push(

@@ -448,12 +448,7 @@ pub async fn plan_scopes(
             _ => match deps.inventory.enabled_regions(&account).await {
                 Ok(r) => r,
                 Err(e) => {
-                    failures.push(ScopeFailure {
-                        scope: Scope::new(&account, GLOBAL_REGION),
-                        what: "enabled-regions".into(),
-                        error: e.error_name().into(),
-                        message: e.to_string(),
-                    });
+                    failures.push(account_failure(&account, "enabled-regions", &e));
                     continue;
                 }
             },

@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${CARGO_TARGET_DIR:-$HOME/.cache/cloud-janitor/target}/debug"
-source "$ROOT/scripts/emulator.sh"
+SERVICE_CATALOG_TWINS=1 source "$ROOT/scripts/emulator.sh"
 POLICY="$(mktemp --suffix=.toml)"
 "$BIN/testkit" policy >"$POLICY"
 

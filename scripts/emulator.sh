@@ -17,6 +17,20 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
+# moto has no Service Catalog provisioned products: the testkit stub answers for it (with the
+# twin estate's products when SERVICE_CATALOG_TWINS=1).
+TESTKIT="${CARGO_TARGET_DIR:-$HOME/.cache/cloud-janitor/target}/debug/testkit"
+SC_OUT="${TMPDIR:-/tmp}/cloud-janitor-service-catalog-$PORT.out"
+"$TESTKIT" service-catalog ${SERVICE_CATALOG_TWINS:+--twins} >"$SC_OUT" 2>&1 &
+SC_PID=$!
+trap 'kill $MOTO_PID $SC_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q '^http://' "$SC_OUT" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q '^http://' "$SC_OUT" || { echo "the Service Catalog stub did not start: $(cat "$SC_OUT")" >&2; exit 1; }
+export AWS_ENDPOINT_URL_SERVICE_CATALOG="$(grep -m1 '^http://' "$SC_OUT")"
+
 # Prints the ARN of a new Slack secret on the emulator: create_slack_secret NAME SIGNING_SECRET
 create_slack_secret() {
   "$ROOT/.venv/bin/python" - "$1" "$2" <<'PY'

@@ -387,10 +387,10 @@ async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_ste
     let w = world(inventory, Policy::builtin().unwrap());
     let out: StepPayload = serde_json::from_value(step::discovery(&w.deps, scope_item("r1")).await.unwrap()).unwrap();
     // Every regional kind: EC2 instances, RDS instances, Elastic IPs, EBS volumes, security
-    // groups, EBS and RDS snapshots, Lambda functions.
-    assert_eq!(out.failures.len(), 8);
+    // groups, EBS and RDS snapshots, Lambda functions, Service Catalog provisioned products.
+    assert_eq!(out.failures.len(), 9);
     assert!(out.failures.iter().all(|f| f.error == "Janitor.AccessDenied"));
-    assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Failed).count(), 8);
+    assert_eq!(w.audit.events().iter().filter(|e| e.event == AuditEventType::Failed).count(), 9);
 
     // Kinds whose rules are all off are not listed, so they cannot fail either.
     let inventory = InMemoryInventory { denied: [Scope::new(ACCOUNT, REGION)].into(), ..Default::default() };
@@ -439,6 +439,9 @@ async fn denied_scope_is_recorded_not_thrown_and_transient_failures_fail_the_ste
         }
         async fn lambda_tags(&self, _: &Scope, _: &str) -> janitor_core::Result<Tags> {
             Ok(Tags::new())
+        }
+        async fn provisioned_products(&self, _: &Scope) -> janitor_core::Result<Vec<ProvisionedProduct>> {
+            Ok(vec![])
         }
         async fn iam_credentials(&self, _: &str) -> janitor_core::Result<Vec<IamCredential>> {
             Ok(vec![])

@@ -106,6 +106,7 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     let member = Seeder::new(clients.clone(), MEMBER_ACCOUNT);
     let snoozes = DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
     let estate = seed_twins(&home, &member, &snoozes).await.unwrap();
+    testkit::estate::provision_catalog_twins(&moto.service_catalog);
 
     let request = json!({
         "mode": "dry-run",
@@ -301,7 +302,9 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
     seeder.instance(SECOND_REGION, &[("Environment", "testing")]).await.unwrap();
 
     let proxy = FaultProxy::start(&moto.endpoint, &[SECOND_REGION]).await.unwrap();
-    let via_proxy = AwsClients::from_config(testkit::sdk_config_for(&proxy.endpoint).await);
+    let catalog_proxy = FaultProxy::start(&moto.service_catalog.endpoint, &[SECOND_REGION]).await.unwrap();
+    let via_proxy = AwsClients::from_config(testkit::sdk_config_for(&proxy.endpoint).await)
+        .with_service_catalog_endpoint(&catalog_proxy.endpoint);
     let tables = TableNames::with_prefix("test");
     testkit::tables::create_tables(&direct.dynamodb(), &tables).await.unwrap();
     let deps = aws::deps_with(emulator_policy(), via_proxy, &tables);
@@ -326,6 +329,7 @@ async fn a_region_answering_access_denied_is_reported_while_others_are_scanned()
         "ebs-snapshot",
         "rds-snapshot",
         "lambda-function",
+        "provisioned-product",
     ];
     assert_eq!(what, BTreeSet::from(every_regional_kind));
     assert!(denied.failures.iter().all(|f| f.error == "Janitor.AccessDenied"), "{:?}", denied.failures);
@@ -482,4 +486,104 @@ async fn stopped_instances_missing_tags_are_reported_and_never_acted_on() {
     let stopped_at: chrono::DateTime<Utc> = serde_json::from_value(tagged.evidence["stopped_at"].clone()).unwrap();
     assert!((now - stopped_at).num_minutes().abs() < 10, "read from the state transition reason: {stopped_at}");
     assert_eq!(tagged.action, Action::NotifyOnly);
+}
+
+/// Seed 000 through the real Service Catalog client against the stub: every product of
+/// each account (two pages of them), judged per launcher, against an allow-list the operator
+/// keeps in the run bucket; a missing list is a recorded failure that blinds only its rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_products_are_judged_per_account_against_the_allow_list_in_the_run_bucket() {
+    use testkit::service_catalog::StubProduct;
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let now = Utc::now();
+    let product = |id: String, account: &str, name: String, user: &str, session: Option<String>| StubProduct {
+        id,
+        account: account.into(),
+        region: HOME_REGION.into(),
+        name,
+        product_name: "sandbox-vpc".into(),
+        user_arn: user.into(),
+        user_arn_session: session,
+        created: now - Duration::days(1),
+        tags: vec![],
+    };
+    let dev = format!("arn:aws:iam::{HOME_ACCOUNT}:role/AWSReservedSSO_Developer_0123abcd");
+    let dave = format!("arn:aws:sts::{HOME_ACCOUNT}:assumed-role/AWSReservedSSO_Developer_0123abcd/dave@example.com");
+    for n in 0..120 {
+        let id = format!("pp-dave{n:09}");
+        moto.service_catalog.provision(product(id, HOME_ACCOUNT, format!("dave-env-{n}"), &dev, Some(dave.clone())));
+    }
+    // Control Tower's vended accounts are provisioned products too: excluded by the policy.
+    moto.service_catalog.provision(StubProduct {
+        product_name: "AWS Control Tower Account Factory".into(),
+        ..product(
+            "pp-ctaccount0001".into(),
+            HOME_ACCOUNT,
+            "Workloads Prod".into(),
+            &format!("arn:aws:iam::{HOME_ACCOUNT}:role/AWSControlTowerAdmin"),
+            None,
+        )
+    });
+    let mallory = format!("arn:aws:iam::{MEMBER_ACCOUNT}:user/mallory");
+    moto.service_catalog.provision(product("pp-mallory00001".into(), MEMBER_ACCOUNT, "lab".into(), &mallory, None));
+
+    let bucket = "janitor-sc-runs";
+    let s3 = clients.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let key = "config/allowed-launchers.txt";
+    let body = testkit::estate::ALLOW_LIST_BODY.as_bytes().to_vec();
+    s3.put_object().bucket(bucket).key(key).body(body.into()).send().await.unwrap();
+    let policy = Policy::from_toml_str(&testkit::pipeline_policy_with_grace("0s"), "pipeline").unwrap();
+    let (mut deps, _) = deps_for(&clients, policy).await;
+    deps.runs = std::sync::Arc::new(aws::S3RunStore::new(s3.clone(), bucket));
+
+    let request = json!({ "regions": [HOME_REGION], "accounts": [HOME_ACCOUNT, MEMBER_ACCOUNT], "run_id": "sc-1", "mode": "dry-run" });
+    let (_, discovered, _) = detect(&deps, request.clone()).await;
+    let of = |payloads: &[StepPayload], rule: RuleId| -> BTreeSet<String> {
+        payloads.iter().flat_map(|p| &p.findings).filter(|f| f.policy == rule).map(|f| f.key.to_string()).collect()
+    };
+    let per_user = of(&discovered, RuleId::ScProductsPerUser);
+    assert_eq!(per_user.len(), 115, "dave's products past his oldest five, across both pages");
+    assert!(per_user.iter().all(|k| k.starts_with(&format!("{HOME_ACCOUNT}/"))));
+    let home = |id: &str| ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::ProvisionedProduct, id).to_string();
+    assert!(!per_user.contains(&home("pp-dave000000004")) && per_user.contains(&home("pp-dave000000005")));
+    let member = ResourceKey::new(MEMBER_ACCOUNT, HOME_REGION, ResourceKind::ProvisionedProduct, "pp-mallory00001");
+    assert_eq!(of(&discovered, RuleId::ScUnauthorizedLauncher), BTreeSet::from([member.to_string()]));
+    assert!(discovered.iter().flat_map(|p| &p.findings).all(|f| f.key.id() != "pp-ctaccount0001"));
+    let owner = discovered.iter().flat_map(|p| &p.findings).find(|f| f.key.id() == "pp-dave000000100").unwrap();
+    assert_eq!(owner.owner.as_deref(), Some("dave@example.com"), "no owner tag: the launcher's SSO session");
+    assert!(
+        discovered.iter().all(|p| p.failures.is_empty()),
+        "{:?}",
+        discovered.iter().map(|p| &p.failures).collect::<Vec<_>>()
+    );
+    let searches: Vec<_> = moto
+        .service_catalog
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "SearchProvisionedProducts" && c.account.as_deref() == Some(HOME_ACCOUNT))
+        .collect();
+    assert_eq!(searches.len(), 2, "120 products come in two pages of 100");
+    assert!(searches.iter().all(|c| c.body["AccessLevelFilter"] == json!({ "Key": "Account", "Value": "self" })));
+
+    // Recheck asks whether a product no longer listed still exists: terminated, it does not.
+    let gone = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::ProvisionedProduct, "pp-dave000000119");
+    assert!(deps.inventory.exists(&gone).await.unwrap());
+    moto.service_catalog.terminate("pp-dave000000119");
+    assert!(!deps.inventory.exists(&gone).await.unwrap(), "ResourceNotFoundException reads as gone");
+
+    // The operator deletes the list: the launcher rule cannot judge (a recorded failure of
+    // each scope with products), the other Service Catalog rules still do.
+    s3.delete_object().bucket(bucket).key(key).send().await.unwrap();
+    let request = json!({ "regions": [HOME_REGION], "accounts": [HOME_ACCOUNT, MEMBER_ACCOUNT], "run_id": "sc-2", "mode": "dry-run" });
+    let (_, discovered, _) = detect(&deps, request).await;
+    assert!(of(&discovered, RuleId::ScUnauthorizedLauncher).is_empty());
+    assert_eq!(of(&discovered, RuleId::ScProductsPerUser).len(), 114);
+    let failures: Vec<_> = discovered.iter().flat_map(|p| &p.failures).collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(
+        failures.iter().all(|f| f.what == "provisioned-product/launcher-allow-list" && f.error == "Janitor.Config")
+    );
+    assert!(failures[0].message.contains("not in the run bucket"), "{}", failures[0].message);
 }

@@ -97,12 +97,13 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
     let to_alice: Vec<&testkit::slack::RecordedCall> =
         posts.iter().filter(|c| c.status == 200 && c.body["channel"] == "UALICE").collect();
     // us-east-1: unused-env, protect-false, idle, snooze-expired, db-idle, stopped (long),
-    // sg-open-ssh, the manual snapshot db-busy-manual, fn-unused; eu-west-1: eu-idle and the rest; the
-    // account-wide scope: the empty bucket.
+    // sg-open-ssh, the manual snapshot db-busy-manual, fn-unused and the stale Service Catalog
+    // product (no owner tag: launched in alice's SSO session); eu-west-1: eu-idle and the
+    // rest; the account-wide scope: the empty bucket.
     assert_eq!(to_alice.len(), 3, "one message per owner per scope, not one per resource");
     let us_message = to_alice.iter().find(|c| c.body["blocks"].to_string().contains(&id("idle"))).unwrap();
     let buttons = us_message.body["blocks"].as_array().unwrap().iter().filter(|b| b["type"] == "actions").count();
-    assert_eq!(buttons, 9);
+    assert_eq!(buttons, 10);
     let text = us_message.body["blocks"].to_string();
     assert!(text.contains("Snooze 7 days") && text.contains("Snooze 30 days") && text.contains("dry-run"));
     assert!(text.contains("daily average CPU at most 4.90%"), "evidence in the message");
@@ -110,7 +111,10 @@ async fn detection_notify_snooze_recheck_then_dry_run_and_enforce() {
     let all_notified: BTreeSet<String> =
         notified.iter().flat_map(|p| p.findings.iter().map(|f| f.key.to_string())).collect();
     assert!(!all_notified.contains(&bob_key), "a failed notification leaves the run");
-    assert_eq!(all_notified.len(), w.estate.expected_findings.len() - 1);
+    // Bob's message also held the badly named product his SSO session launched.
+    let bob_product = key(HOME_REGION, ResourceKind::ProvisionedProduct, &id("sc-bad-name"));
+    assert!(!all_notified.contains(&bob_product));
+    assert_eq!(all_notified.len(), w.estate.expected_findings.len() - 2);
     let events = deps.audit.events_for_run("dry-1").await.unwrap();
     assert!(events.iter().any(|e| e.resource == bob_key && e.event == AuditEventType::NotifyFailed));
     let notified_rows = events.iter().filter(|e| e.event == AuditEventType::Notified).count();

@@ -126,6 +126,10 @@ struct ScanArgs {
     /// Audit table to read first-flagged / times-flagged from (read only).
     #[arg(long, env = "JANITOR_AUDIT_TABLE")]
     audit_table: Option<String>,
+    /// The janitor's run bucket, to read the operator's lists under `config/` (the launcher
+    /// allow-list) from; nothing is written to it.
+    #[arg(long, env = "JANITOR_RUN_BUCKET")]
+    run_bucket: Option<String>,
 }
 
 #[derive(Args)]
@@ -250,6 +254,13 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         inner: args.audit_table.as_deref().map(|t| DynamoAuditLog::new(dynamodb.clone(), t)),
         recorded: Default::default(),
     };
+    let run_bucket = match &args.run_bucket {
+        Some(bucket) => {
+            let home = clients.home_account().await?;
+            Some(aws::S3RunStore::new(clients.s3(&home, janitor_core::model::GLOBAL_REGION).await?, bucket))
+        }
+        None => None,
+    };
     let deps = Deps {
         policy,
         inventory: Arc::new(aws::AwsInventory::new(clients.clone())),
@@ -265,7 +276,7 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         slack: janitor_core::slack::SlackSettings::from_env(),
         slack_secret: None,
         clock: Arc::new(SystemClock),
-        runs: Arc::new(janitor_core::memory::InMemoryRunStore::default()),
+        runs: Arc::new(janitor_core::memory::ReadOnlyRunStore { bucket: run_bucket, written: Default::default() }),
     };
     let request =
         RunRequest { mode: Mode::DryRun, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };

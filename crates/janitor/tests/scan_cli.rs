@@ -22,8 +22,10 @@ fn janitor(endpoint: &str, subcommand: &str) -> tokio::process::Command {
     command
 }
 
-async fn janitor_scan(endpoint: &str, policy: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+/// `catalog`: the emulator's Service Catalog stub, which moto (and its proxy) cannot answer for.
+async fn janitor_scan(endpoint: &str, catalog: &str, policy: &std::path::Path, extra: &[&str]) -> (i32, Value) {
     let out = janitor(endpoint, "scan")
+        .env("AWS_ENDPOINT_URL_SERVICE_CATALOG", catalog)
         .args(["--regions", &format!("{HOME_REGION},{SECOND_REGION}")])
         .args(["--policy", policy.to_str().unwrap(), "--output", "json", "--quiet"])
         .args(extra)
@@ -50,6 +52,7 @@ async fn scan_json_lists_exactly_the_seeded_violations_and_writes_nothing() {
     let accounts = format!("{HOME_ACCOUNT},{MEMBER_ACCOUNT}");
     let (code, report) = janitor_scan(
         &moto.endpoint,
+        &moto.service_catalog.endpoint,
         &policy,
         &["--accounts", &accounts, "--snooze-table", &tables.snooze, "--audit-table", &tables.audit],
     )
@@ -87,7 +90,7 @@ async fn scan_reports_a_denied_region_and_exits_non_zero() {
     seeder.instance(HOME_REGION, &[("Environment", "testing")]).await.unwrap();
     let proxy = FaultProxy::start(&moto.endpoint, &[SECOND_REGION]).await.unwrap();
     let policy = policy_file("denied");
-    let (code, report) = janitor_scan(&proxy.endpoint, &policy, &[]).await;
+    let (code, report) = janitor_scan(&proxy.endpoint, &moto.service_catalog.endpoint, &policy, &[]).await;
     assert_eq!(code, 2, "incomplete scan must not look like success: {report}");
     // One instance breaking two rules (unused environment, missing required tags).
     assert_eq!(report["summary"]["resources"], 1);
@@ -168,6 +171,7 @@ async fn run_local_executes_the_state_machine_and_fails_loudly_when_a_notificati
     // No Slack is configured, so every notification fails: nothing may be remediated, and
     // the run must not end as a success.
     let out = janitor(&moto.endpoint, "run")
+        .env("AWS_ENDPOINT_URL_SERVICE_CATALOG", &moto.service_catalog.endpoint)
         .args(["--local", "--grace", "1s", "--run-bucket", "cli-local-runs", "--repo", repo.to_str().unwrap()])
         .args(["--mode", "enforce", "--run-id", "cli-local"])
         .args(["--regions", HOME_REGION, "--accounts", HOME_ACCOUNT, "--policy", policy.to_str().unwrap()])

@@ -523,6 +523,79 @@ fn with_required<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     tags
 }
 
+/// The SSO role people launch Service Catalog products through, and the allow-list entry
+/// that admits it (seed 000).
+const SSO_DEVELOPER_ROLE: &str = "AWSReservedSSO_Developer_0123abcd";
+pub const ALLOWED_LAUNCHERS: &str = "arn:aws:iam::*:role/AWSReservedSSO_Developer_*";
+/// The launcher allow-list as kept in the run bucket.
+pub const ALLOW_LIST_BODY: &str =
+    "# who may launch Service Catalog products\narn:aws:iam::*:role/AWSReservedSSO_Developer_*\n";
+
+fn sso_launch(person: &str) -> (String, Option<String>) {
+    (
+        format!("arn:aws:iam::{HOME_ACCOUNT}:role/{SSO_DEVELOPER_ROLE}"),
+        Some(format!("arn:aws:sts::{HOME_ACCOUNT}:assumed-role/{SSO_DEVELOPER_ROLE}/{person}")),
+    )
+}
+
+/// The Service Catalog twins (seed 000), all in the home account's first region, by twin
+/// name: stale, fresh, badly named, launched by someone not allowed, carol's six products
+/// (her sixth is one too many), and a badly named one protected and one snoozed.
+pub fn catalog_twins(now: chrono::DateTime<Utc>) -> Vec<(String, crate::service_catalog::StubProduct)> {
+    let product = |id: &str, name: &str, launcher: (String, Option<String>), days_old: i64, tags: &[(&str, &str)]| {
+        crate::service_catalog::StubProduct {
+            id: id.to_owned(),
+            account: HOME_ACCOUNT.to_owned(),
+            region: crate::HOME_REGION.to_owned(),
+            name: name.to_owned(),
+            product_name: "sandbox-vpc".to_owned(),
+            user_arn: launcher.0,
+            user_arn_session: launcher.1,
+            created: now - Duration::days(days_old),
+            tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        }
+    };
+    let mallory = (format!("arn:aws:iam::{HOME_ACCOUNT}:user/mallory"), None);
+    let mut twins = vec![
+        ("sc-stale", product("pp-twinstale0001", "payments-sandbox", sso_launch("alice@example.com"), 120, &[])),
+        ("sc-fresh", product("pp-twinfresh0001", "payments-api", sso_launch("alice@example.com"), 10, &[])),
+        ("sc-bad-name", product("pp-twinbadname01", "Payments_Test", sso_launch("bob@example.com"), 5, &[])),
+        ("sc-rogue", product("pp-twinrogue0001", "mallory-lab", mallory, 3, &[])),
+        (
+            "sc-protected",
+            product(
+                "pp-twinprotect01",
+                "Protected_Name",
+                sso_launch("bob@example.com"),
+                5,
+                &[("janitor:protect", "true")],
+            ),
+        ),
+        ("sc-snoozed", product("pp-twinsnoozed01", "Snoozed_Name", sso_launch("bob@example.com"), 5, &[])),
+    ]
+    .into_iter()
+    .map(|(twin, p)| (twin.to_owned(), p))
+    .collect::<Vec<_>>();
+    for n in 1..=6 {
+        let p = product(
+            &format!("pp-twincarol000{n}"),
+            &format!("carol-env-{n}"),
+            sso_launch("carol@example.com"),
+            40 - n,
+            &[],
+        );
+        twins.push((format!("sc-carol-{n}"), p));
+    }
+    twins
+}
+
+/// Provisions the Service Catalog twins in the stub (their keys are in [`seed_twins`]'s estate).
+pub fn provision_catalog_twins(stub: &crate::service_catalog::ServiceCatalogStub) {
+    for (_, product) in catalog_twins(Utc::now()) {
+        stub.provision(product);
+    }
+}
+
 /// Seeds the twin estate in two regions of the home account plus an account-wide scope
 /// in a member account whose account-level Block Public Access neutralises a public bucket.
 pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStore) -> Result<TwinEstate> {
@@ -685,7 +758,11 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     home.bucket_tags(empty_protected, r1, &with_required(&[("janitor:protect", "true")])).await?;
 
     let now = Utc::now();
+    for (twin, product) in catalog_twins(now) {
+        estate.ids.insert(twin, product.id);
+    }
     for key in [
+        home.key(r1, ResourceKind::ProvisionedProduct, estate.id("sc-snoozed")),
         home.key(r1, ec2, estate.id("stopped-snoozed")),
         home.key(r1, ResourceKind::SecurityGroup, estate.id("sg-snoozed")),
         home.key(r2, ResourceKind::EbsSnapshot, estate.id("snap-snoozed")),
@@ -739,6 +816,9 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
     expected.push(home.key(r2, ResourceKind::S3Bucket, acl_bucket));
     expected.push(home.key(r1, ResourceKind::S3Bucket, empty_bucket));
     expected.push(home.key(r1, ResourceKind::LambdaFunction, estate.id("fn-unused")));
+    for name in ["sc-stale", "sc-bad-name", "sc-rogue", "sc-carol-6"] {
+        expected.push(home.key(r1, ResourceKind::ProvisionedProduct, estate.id(name)));
+    }
 
     estate.expected_findings.extend(expected.iter().map(ToString::to_string));
 
@@ -771,6 +851,10 @@ pub async fn seed_twins(home: &Seeder, member: &Seeder, snoozes: &dyn SnoozeStor
         estate.untouchable.insert(home.key(r1, ResourceKind::S3Bucket, bucket).to_string());
     }
     estate.untouchable.insert(ResourceKey::new(MEMBER_ACCOUNT, r1, ResourceKind::S3Bucket, member_bucket).to_string());
+    let carols = (1..=5).map(|n| format!("sc-carol-{n}"));
+    for name in ["sc-fresh", "sc-protected", "sc-snoozed"].into_iter().map(str::to_owned).chain(carols) {
+        estate.untouchable.insert(home.key(r1, ResourceKind::ProvisionedProduct, estate.id(&name)).to_string());
+    }
     Ok(estate)
 }
 
@@ -816,6 +900,7 @@ impl TwinWorld {
         let member = Seeder::new(clients.clone(), MEMBER_ACCOUNT);
         let snoozes = janitor_core::aws::DynamoSnoozeStore::new(clients.dynamodb(), &tables.snooze);
         let estate = seed_twins(&home, &member, &snoozes).await?;
+        provision_catalog_twins(&moto.service_catalog);
         Ok(TwinWorld { moto, clients, tables, estate, home })
     }
 }

@@ -8,6 +8,7 @@ pub mod iam;
 pub mod pipeline;
 pub mod probe;
 pub mod proxy;
+pub mod service_catalog;
 pub mod slack;
 pub mod state_machine;
 pub mod tables;
@@ -43,7 +44,28 @@ pub fn emulator_policy_toml() -> String {
         assert!(text.contains(shipped), "the built-in policy no longer says {shipped}");
         text = text.replace(shipped, emulated);
     }
+    // The Service Catalog stub can backdate a product, so that rule keeps its real threshold;
+    // its allow-list is the policy's own here (a scan from a laptop has no run bucket).
+    for (emulated, kept) in [
+        ("[rules.sc_product_stale]\nolder_than_days = 0", "[rules.sc_product_stale]\nolder_than_days = 90".to_owned()),
+        (
+            "allowed = []\nallow_list_key = \"config/allowed-launchers.txt\"",
+            format!("allowed = [\"{}\"]", estate::ALLOWED_LAUNCHERS),
+        ),
+    ] {
+        assert!(text.contains(emulated), "the built-in policy no longer says {emulated}");
+        text = text.replace(emulated, &kept);
+    }
     text
+}
+
+/// The emulator policy as the deployed pipeline runs it: the launcher allow-list read from
+/// the run bucket, as the shipped policy says.
+pub fn pipeline_policy_with_grace(grace: &str) -> String {
+    let inline = format!("allowed = [\"{}\"]", estate::ALLOWED_LAUNCHERS);
+    let text = emulator_policy_with_grace(grace);
+    assert!(text.contains(&inline));
+    text.replace(&inline, "allowed = []\nallow_list_key = \"config/allowed-launchers.txt\"")
 }
 
 /// The emulator policy with another grace period (`"0s"`, `"3s"`); panics if the built-in
@@ -61,10 +83,12 @@ pub fn emulator_policy() -> janitor_core::policy::Policy {
 }
 pub const HOME_REGION: &str = "us-east-1";
 
-/// A moto server owned by one test (or the demo); killed when dropped.
+/// A moto server owned by one test (or the demo), with a Service Catalog stub beside it for
+/// what moto lacks; killed when dropped.
 pub struct Moto {
     child: Child,
     pub endpoint: String,
+    pub service_catalog: service_catalog::ServiceCatalogStub,
 }
 
 /// The repository checkout this harness was built from.
@@ -115,7 +139,9 @@ impl Moto {
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline {
                 if answers_http(port) {
-                    return Ok(Moto { child, endpoint: format!("http://127.0.0.1:{port}") });
+                    let endpoint = format!("http://127.0.0.1:{port}");
+                    let service_catalog = service_catalog::ServiceCatalogStub::start(&endpoint)?;
+                    return Ok(Moto { child, endpoint, service_catalog });
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     last_error = format!("moto exited with {status}");
@@ -136,8 +162,9 @@ impl Moto {
         sdk_config_for(&self.endpoint).await
     }
 
+    /// Clients of the emulator: moto, and the stub for Service Catalog.
     pub async fn clients(&self) -> AwsClients {
-        AwsClients::from_config(self.sdk_config().await)
+        AwsClients::from_config(self.sdk_config().await).with_service_catalog_endpoint(&self.service_catalog.endpoint)
     }
 }
 

@@ -40,6 +40,12 @@ enum Command {
     Policy,
     /// A recording Slack stub on a free loopback port, until killed; prints its API URL.
     SlackStub,
+    /// The Service Catalog stub beside the emulator, until killed; prints its endpoint (for
+    /// `AWS_ENDPOINT_URL_SERVICE_CATALOG`). `--twins` provisions the twin estate's products.
+    ServiceCatalog {
+        #[arg(long)]
+        twins: bool,
+    },
     /// The action half of the demo: the shipped state machine run locally in dry-run, a
     /// snooze click, then enforce (needs `cargo build --workspace --bins` and `make node_modules`).
     Pipeline {
@@ -90,6 +96,14 @@ async fn main() -> anyhow::Result<()> {
         Command::SlackStub => {
             let stub = testkit::slack::SlackStub::start().await?;
             println!("{}", stub.api_url());
+            std::future::pending::<()>().await;
+        }
+        Command::ServiceCatalog { twins } => {
+            let stub = testkit::service_catalog::ServiceCatalogStub::start(&cli.endpoint)?;
+            if twins {
+                testkit::estate::provision_catalog_twins(&stub);
+            }
+            println!("{}", stub.endpoint);
             std::future::pending::<()>().await;
         }
         Command::Pipeline { prefix, work } => testkit::demo::narrate(clients, &cli.endpoint, &prefix, &work).await?,

@@ -43,8 +43,9 @@ fn signing_scope(request: &Request<Incoming>) -> Option<(String, String)> {
 }
 
 fn denied(service: &str) -> Response<Full<Bytes>> {
-    // REST-JSON services (Lambda) name the error in a header and answer in JSON.
-    if service == "lambda" {
+    // JSON services (Lambda's REST-JSON, Service Catalog's AWS JSON 1.1) answer in JSON and
+    // name the error in a header (the SDKs read either).
+    if service == "lambda" || service == "servicecatalog" {
         let body = r#"{"Message":"User is not authorized to perform this action in this region"}"#;
         let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
         *response.status_mut() = StatusCode::FORBIDDEN;

@@ -176,11 +176,13 @@ pub struct PipelineOptions<'a> {
     pub without_grant: Option<(&'a str, &'a str)>,
     /// The policy's grace period (a real Wait).
     pub grace: &'a str,
+    /// The emulator's Service Catalog stub; `None` takes `AWS_ENDPOINT_URL_SERVICE_CATALOG`.
+    pub service_catalog: Option<&'a crate::service_catalog::ServiceCatalogStub>,
 }
 
 impl Default for PipelineOptions<'_> {
     fn default() -> Self {
-        PipelineOptions { slack_secret_id: None, without_grant: None, grace: "0s" }
+        PipelineOptions { slack_secret_id: None, without_grant: None, grace: "0s", service_catalog: None }
     }
 }
 
@@ -209,14 +211,22 @@ pub async fn local_pipeline(
     let topic_arn = topic.topic_arn().context("topic arn")?.to_owned();
     let member_role = janitor_core::aws::clients::DEFAULT_MEMBER_ROLE;
     let run_bucket = format!("cloud-janitor-runs-{}", tables.audit.trim_end_matches("-audit"));
-    clients.s3(crate::HOME_ACCOUNT, crate::HOME_REGION).await?.create_bucket().bucket(&run_bucket).send().await?;
+    let s3 = clients.s3(crate::HOME_ACCOUNT, crate::HOME_REGION).await?;
+    s3.create_bucket().bucket(&run_bucket).send().await?;
+    // What an operator uploads beside the stack: who may launch Service Catalog products.
+    s3.put_object()
+        .bucket(&run_bucket)
+        .key("config/allowed-launchers.txt")
+        .body(crate::estate::ALLOW_LIST_BODY.as_bytes().to_vec().into())
+        .send()
+        .await?;
     let template = Template::load()?;
     let roles = crate::iam::function_roles(clients, &template, options.without_grant).await?;
     crate::iam::member_role(clients, crate::estate::MEMBER_ACCOUNT, member_role).await?;
 
     std::fs::create_dir_all(work)?;
     let policy = work.join("policy.toml");
-    std::fs::write(&policy, crate::emulator_policy_with_grace(options.grace))?;
+    std::fs::write(&policy, crate::pipeline_policy_with_grace(options.grace))?;
     let values: BTreeMap<&str, String> = [
         ("RUST_LOG", "info".to_owned()),
         ("JANITOR_AUDIT_TABLE", tables.audit.clone()),
@@ -231,9 +241,40 @@ pub async fn local_pipeline(
     ]
     .into_iter()
     .collect();
+    // Service Catalog is the stub's; callers acting through the function roles and the
+    // member role are held to those roles' actions there as moto holds them.
+    let catalog = match options.service_catalog {
+        Some(stub) => {
+            let mut enforced = BTreeMap::new();
+            for function in template.functions()? {
+                let granted = function
+                    .actions
+                    .iter()
+                    .filter(|a| options.without_grant != Some((function.name.as_str(), a.as_str())))
+                    .cloned()
+                    .collect();
+                enforced.insert(
+                    format!("arn:aws:iam::{}:role/cloud-janitor-{}", crate::HOME_ACCOUNT, function.name),
+                    granted,
+                );
+            }
+            let member = format!("arn:aws:iam::{}:role/{member_role}", crate::estate::MEMBER_ACCOUNT);
+            enforced.insert(member.clone(), crate::template::member_role_actions()?.into_iter().collect());
+            stub.enforce_roles(enforced);
+            for (function, credentials) in &roles {
+                let role = format!("arn:aws:iam::{}:role/cloud-janitor-{function}", crate::HOME_ACCOUNT);
+                stub.name_caller(&credentials.access_key_id, crate::HOME_ACCOUNT, Some(&role));
+            }
+            stub.unnamed_callers_are(crate::estate::MEMBER_ACCOUNT, &member);
+            stub.endpoint.clone()
+        }
+        // The demo's stub runs in a process of its own and says where.
+        None => std::env::var("AWS_ENDPOINT_URL_SERVICE_CATALOG").unwrap_or_default(),
+    };
     let local = [
         ("AWS_ENDPOINT_URL", endpoint.to_owned()),
         ("AWS_ENDPOINT_URL_SNS", sns.endpoint.clone()),
+        ("AWS_ENDPOINT_URL_SERVICE_CATALOG", catalog),
         ("AWS_REGION", crate::HOME_REGION.to_owned()),
         ("JANITOR_POLICY_FILE", policy.display().to_string()),
         ("JANITOR_SLACK_API_URL", slack.api_url()),

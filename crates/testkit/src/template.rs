@@ -194,6 +194,11 @@ pub const IMPLIED_ACTIONS: &[(&str, &str, &str)] = &[
     ("remediate", "ec2:CreateTags", "CreateSnapshot with tags on create needs it"),
     ("notify", "s3:ListBucket", "without it S3 answers a missing run document (a scope that failed) with AccessDenied"),
     ("lock", "s3:ListBucket", "without it S3 answers a missing run document (a scope that failed) with AccessDenied"),
+    (
+        "discovery",
+        "s3:ListBucket",
+        "without it S3 answers a missing launcher allow-list with AccessDenied, not NoSuchKey",
+    ),
 ];
 
 /// Granted actions the two-pass run does not reach, each with the reason and where it is
@@ -203,6 +208,11 @@ pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
         "recheck",
         "lambda:GetFunctionConfiguration",
         "asks whether a flagged function that is no longer listed still exists",
+    ),
+    (
+        "recheck",
+        "servicecatalog:DescribeProvisionedProduct",
+        "asks whether a flagged product that is no longer listed still exists (the Service Catalog emulator test calls it)",
     ),
     (
         "discovery",

@@ -303,6 +303,7 @@ async fn world(prefix: &str, options: PipelineOptions<'_>) -> World {
     let TwinWorld { moto, clients, tables, estate, .. } = TwinWorld::start(prefix).await.unwrap();
     let slack = SlackStub::for_twin_estate().await.unwrap();
     let work = std::env::temp_dir().join(format!("janitor-sfn-{prefix}-{}", std::process::id()));
+    let options = PipelineOptions { service_catalog: Some(&moto.service_catalog), ..options };
     let machine = local_pipeline(&clients, &moto.endpoint, &tables, &slack, &work, options).await.unwrap();
     World { _moto: moto, clients, tables, slack, estate, machine, _work: TempDir(work) }
 }
@@ -396,7 +397,9 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert_eq!(summary["scopes"].as_array().unwrap().len(), 6, "2 accounts x (2 regions + global)");
     let us = scope_summary(&summary, HOME_ACCOUNT, HOME_REGION);
     assert_eq!(us["status"], "INCOMPLETE", "{us}\n{}", explain(&w, &dry));
-    assert_eq!(us["tally"]["failed"], 1, "bob's notification: {us}");
+    // Bob's message held two: his instance missing tags, and the badly named Service Catalog
+    // product his SSO session launched.
+    assert_eq!(us["tally"]["failed"], 2, "bob's notification: {us}");
     assert!(us["tally"]["notified"].as_u64().unwrap() >= 5, "{us}");
     // Each notified resource's findings would be acted on, or are notify-only (skipped).
     let tally = |field: &str| us["tally"][field].as_u64().unwrap();

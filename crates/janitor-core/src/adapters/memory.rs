@@ -32,6 +32,7 @@ pub struct InMemoryInventory {
     pub lambdas: HashMap<Scope, Vec<LambdaFunction>>,
     /// Lambda tags by function ARN.
     pub lambda_tags: HashMap<String, Tags>,
+    pub provisioned_products: HashMap<Scope, Vec<ProvisionedProduct>>,
     pub iam: HashMap<String, Vec<IamCredential>>,
     pub iam_tags: HashMap<(String, String), Tags>,
     pub account_block: HashMap<String, PublicAccessBlock>,
@@ -97,6 +98,10 @@ impl Inventory for InMemoryInventory {
     async fn lambda_functions(&self, scope: &Scope) -> Result<Vec<LambdaFunction>> {
         self.check(scope, "ListFunctions")?;
         Ok(self.lambdas.get(scope).cloned().unwrap_or_default())
+    }
+    async fn provisioned_products(&self, scope: &Scope) -> Result<Vec<ProvisionedProduct>> {
+        self.check(scope, "SearchProvisionedProducts")?;
+        Ok(self.provisioned_products.get(scope).cloned().unwrap_or_default())
     }
     async fn lambda_tags(&self, scope: &Scope, arn: &str) -> Result<Tags> {
         self.check(scope, "ListTags")?;
@@ -410,6 +415,26 @@ impl InMemoryRunStore {
         let mut paths: Vec<String> = lock(&self.documents).keys().cloned().collect();
         paths.sort();
         paths
+    }
+}
+
+/// Reads the operator's configuration (`config/…`, the launcher allow-list) from a real run
+/// bucket, and keeps the run's own documents in memory: `janitor scan` never writes to AWS.
+pub struct ReadOnlyRunStore<R> {
+    pub bucket: Option<R>,
+    pub written: InMemoryRunStore,
+}
+
+#[async_trait]
+impl<R: RunStore> RunStore for ReadOnlyRunStore<R> {
+    async fn put(&self, path: &str, body: Vec<u8>) -> Result<()> {
+        self.written.put(path, body).await
+    }
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match &self.bucket {
+            Some(bucket) if path.starts_with("config/") => bucket.get(path).await,
+            _ => self.written.get(path).await,
+        }
     }
 }
 

@@ -39,6 +39,10 @@ pub struct Policy {
     /// Never scanned in any account, even when a run names them.
     #[serde(default)]
     pub excluded_regions: Vec<String>,
+    /// Service Catalog products (by product name) whose provisioned products are never
+    /// judged: Control Tower vends every account as one, and they are meant to last.
+    #[serde(default)]
+    pub excluded_catalog_products: Vec<String>,
     #[serde(default)]
     pub snooze: SnoozePolicy,
     #[serde(default)]

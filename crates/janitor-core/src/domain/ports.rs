@@ -16,6 +16,7 @@ pub use crate::kinds::ec2_instance::Ec2Instance;
 pub use crate::kinds::elastic_ip::ElasticIp;
 pub use crate::kinds::iam_user::IamCredential;
 pub use crate::kinds::lambda_function::LambdaFunction;
+pub use crate::kinds::provisioned_product::{ProductInScope, ProvisionedProduct};
 pub use crate::kinds::rds_instance::RdsInstance;
 pub use crate::kinds::rds_snapshot::RdsSnapshot;
 pub use crate::kinds::s3_bucket::{AclGrant, BucketRead, PublicAccessBlock, S3Bucket};
@@ -39,6 +40,9 @@ pub trait Inventory: Send + Sync {
     async fn rds_snapshots(&self, scope: &Scope) -> Result<Vec<RdsSnapshot>>;
     async fn lambda_functions(&self, scope: &Scope) -> Result<Vec<LambdaFunction>>;
     async fn lambda_tags(&self, scope: &Scope, arn: &str) -> Result<Tags>;
+    /// Every Service Catalog provisioned product of the account in the region, whoever
+    /// launched it (not only the caller's own).
+    async fn provisioned_products(&self, scope: &Scope) -> Result<Vec<ProvisionedProduct>>;
     /// The whole credential report of an account, in one report rather than a call per user.
     async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>>;
     async fn iam_user_tags(&self, account: &str, user: &str) -> Result<Tags>;

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use super::{Kind, Listing, ResourceKind, Seen};
 use crate::error::Result;
 use crate::model::{ResourceKey, Scope, Tags};
-use crate::ports::Inventory;
 use crate::rules::Resource;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,8 +29,8 @@ impl Kind for EbsSnapshots {
     const KIND: ResourceKind = ResourceKind::EbsSnapshot;
     const ACCOUNT_WIDE: bool = false;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<EbsSnapshot>> {
-        Ok(Listing::of(inventory.ebs_snapshots(scope).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<EbsSnapshot>> {
+        Ok(Listing::of(deps.inventory.ebs_snapshots(scope).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a EbsSnapshot) -> Seen<'a> {

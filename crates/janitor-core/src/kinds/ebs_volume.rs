@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use super::{Kind, Listing, ResourceKind, Seen};
 use crate::error::Result;
 use crate::model::{ResourceKey, Scope, Tags};
-use crate::ports::Inventory;
 use crate::rules::Resource;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +36,8 @@ impl Kind for EbsVolumes {
     const KIND: ResourceKind = ResourceKind::EbsVolume;
     const ACCOUNT_WIDE: bool = false;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<EbsVolume>> {
-        Ok(Listing::of(inventory.ebs_volumes(scope).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<EbsVolume>> {
+        Ok(Listing::of(deps.inventory.ebs_volumes(scope).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a EbsVolume) -> Seen<'a> {

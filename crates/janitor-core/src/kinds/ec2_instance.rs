@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use super::{Kind, Listing, ResourceKind, Seen};
 use crate::error::Result;
 use crate::model::{ResourceKey, Scope, Tags};
-use crate::ports::Inventory;
 use crate::rules::Resource;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +37,8 @@ impl Kind for Ec2Instances {
     const KIND: ResourceKind = ResourceKind::Ec2Instance;
     const ACCOUNT_WIDE: bool = false;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<Ec2Instance>> {
-        Ok(Listing::of(inventory.ec2_instances(scope).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<Ec2Instance>> {
+        Ok(Listing::of(deps.inventory.ec2_instances(scope).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a Ec2Instance) -> Seen<'a> {

@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use super::{Kind, Listing, ResourceKind, Seen};
 use crate::error::Result;
 use crate::model::{ResourceKey, Scope, Tags};
-use crate::ports::Inventory;
 use crate::rules::Resource;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +23,8 @@ impl Kind for ElasticIps {
     const KIND: ResourceKind = ResourceKind::ElasticIp;
     const ACCOUNT_WIDE: bool = false;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<ElasticIp>> {
-        Ok(Listing::of(inventory.elastic_ips(scope).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<ElasticIp>> {
+        Ok(Listing::of(deps.inventory.elastic_ips(scope).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a ElasticIp) -> Seen<'a> {

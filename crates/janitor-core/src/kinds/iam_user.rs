@@ -25,8 +25,8 @@ impl Kind for IamUsers {
     const KIND: ResourceKind = ResourceKind::IamUser;
     const ACCOUNT_WIDE: bool = true;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<IamCredential>> {
-        Ok(Listing::of(inventory.iam_credentials(&scope.account).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<IamCredential>> {
+        Ok(Listing::of(deps.inventory.iam_credentials(&scope.account).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a IamCredential) -> Seen<'a> {

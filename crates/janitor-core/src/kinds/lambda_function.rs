@@ -37,8 +37,8 @@ impl Kind for LambdaFunctions {
     const KIND: ResourceKind = ResourceKind::LambdaFunction;
     const ACCOUNT_WIDE: bool = false;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<LambdaFunction>> {
-        Ok(Listing::of(inventory.lambda_functions(scope).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<LambdaFunction>> {
+        Ok(Listing::of(deps.inventory.lambda_functions(scope).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a LambdaFunction) -> Seen<'a> {

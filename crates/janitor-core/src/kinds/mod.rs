@@ -44,8 +44,14 @@ pub trait Kind: Send + Sync + 'static {
     const KIND: ResourceKind;
     /// Account-wide kinds are listed once per account, in its `global` scope.
     const ACCOUNT_WIDE: bool;
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<Self::Item>>;
+    /// Lists the kind in `scope` through `deps.inventory`, with whatever else of the run its
+    /// rules need to judge an item (the policy, a list kept in the run bucket).
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<Self::Item>>;
     fn seen<'a>(scope: &Scope, item: &'a Self::Item) -> Seen<'a>;
+    /// The owner when the resource has no owner tag, if the resource itself says who made it.
+    fn owner_hint(_item: &Self::Item) -> Option<String> {
+        None
+    }
     /// The tags of an item whose listing does not carry them. A kind that says `tags: None`
     /// must read them here: by default the item is a scan failure, never an untagged (so
     /// unprotected and ownerless) resource.
@@ -105,6 +111,7 @@ kinds! {
     EbsSnapshot => ebs_snapshot::EbsSnapshots,
     RdsSnapshot => rds_snapshot::RdsSnapshots,
     LambdaFunction => lambda_function::LambdaFunctions,
+    ProvisionedProduct => provisioned_product::ProvisionedProducts,
 }
 
 impl ResourceKind {

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use super::{Kind, Listing, ResourceKind, Seen};
 use crate::error::Result;
 use crate::model::{ResourceKey, Scope, Tags};
-use crate::ports::Inventory;
 use crate::rules::Resource;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,8 +44,8 @@ impl Kind for RdsInstances {
     const KIND: ResourceKind = ResourceKind::RdsInstance;
     const ACCOUNT_WIDE: bool = false;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<RdsInstance>> {
-        Ok(Listing::of(inventory.rds_instances(scope).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<RdsInstance>> {
+        Ok(Listing::of(deps.inventory.rds_instances(scope).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a RdsInstance) -> Seen<'a> {

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use super::{Kind, Listing, ResourceKind, Seen};
 use crate::error::Result;
 use crate::model::{ResourceKey, Scope, Tags};
-use crate::ports::Inventory;
 use crate::rules::Resource;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +28,8 @@ impl Kind for RdsSnapshots {
     const KIND: ResourceKind = ResourceKind::RdsSnapshot;
     const ACCOUNT_WIDE: bool = false;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<RdsSnapshot>> {
-        Ok(Listing::of(inventory.rds_snapshots(scope).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<RdsSnapshot>> {
+        Ok(Listing::of(deps.inventory.rds_snapshots(scope).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a RdsSnapshot) -> Seen<'a> {

@@ -59,10 +59,10 @@ impl Kind for S3Buckets {
     const KIND: ResourceKind = ResourceKind::S3Bucket;
     const ACCOUNT_WIDE: bool = true;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<BucketInAccount>> {
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<BucketInAccount>> {
         let (account_block, buckets) = tokio::join!(
-            inventory.account_public_access_block(&scope.account),
-            inventory.s3_buckets(&scope.account)
+            deps.inventory.account_public_access_block(&scope.account),
+            deps.inventory.s3_buckets(&scope.account)
         );
         let account_block = account_block?;
         let mut listing = Listing::of(Vec::new());

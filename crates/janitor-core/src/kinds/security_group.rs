@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use super::{Kind, Listing, ResourceKind, Seen};
 use crate::error::Result;
 use crate::model::{ResourceKey, Scope, Tags};
-use crate::ports::Inventory;
 use crate::rules::Resource;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,8 +71,8 @@ impl Kind for SecurityGroups {
     const KIND: ResourceKind = ResourceKind::SecurityGroup;
     const ACCOUNT_WIDE: bool = false;
 
-    async fn list(inventory: &dyn Inventory, scope: &Scope) -> Result<Listing<SecurityGroup>> {
-        Ok(Listing::of(inventory.security_groups(scope).await?))
+    async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<SecurityGroup>> {
+        Ok(Listing::of(deps.inventory.security_groups(scope).await?))
     }
 
     fn seen<'a>(scope: &Scope, item: &'a SecurityGroup) -> Seen<'a> {

@@ -11,7 +11,7 @@ use crate::model::{Action, ResourceKind};
 use crate::policy::{IdleWindow, Policy};
 use crate::ports::{
     EbsSnapshot, EbsVolume, Ec2Instance, ElasticIp, IamCredential, LambdaFunction, MetricSeries, MetricWindow,
-    PublicAccessBlock, RdsInstance, RdsSnapshot, S3Bucket, SecurityGroup, Statistic,
+    ProductInScope, PublicAccessBlock, RdsInstance, RdsSnapshot, S3Bucket, SecurityGroup, Statistic,
 };
 
 /// One listed resource, of one of the registry's kinds, as a rule sees it.
@@ -28,6 +28,8 @@ pub enum Resource<'a> {
     EbsSnapshot(&'a EbsSnapshot),
     RdsSnapshot(&'a RdsSnapshot),
     LambdaFunction(&'a LambdaFunction),
+    /// A provisioned product with its launcher's count in the scope and the allow-list.
+    ProvisionedProduct(&'a ProductInScope),
 }
 
 impl Resource<'_> {
@@ -43,6 +45,7 @@ impl Resource<'_> {
             Resource::EbsSnapshot(_) => ResourceKind::EbsSnapshot,
             Resource::RdsSnapshot(_) => ResourceKind::RdsSnapshot,
             Resource::LambdaFunction(_) => ResourceKind::LambdaFunction,
+            Resource::ProvisionedProduct(_) => ResourceKind::ProvisionedProduct,
         }
     }
 }
@@ -217,6 +220,10 @@ registry! {
     RdsSnapshotOld => rds_snapshot_old,
     S3EmptyBucket => s3_empty_bucket,
     LambdaUnused => lambda_unused,
+    ScProductStale => sc_product_stale,
+    ScProductsPerUser => sc_products_per_user,
+    ScProductName => sc_product_name,
+    ScUnauthorizedLauncher => sc_unauthorized_launcher,
 }
 
 mod snapshot_old;

@@ -82,7 +82,7 @@ pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<Par
     if !kind_on(p, K::KIND) {
         return Ok((Vec::new(), Vec::new()));
     }
-    let listing = K::list(deps.inventory.as_ref(), scope).await?;
+    let listing = K::list(deps, scope).await?;
     let now = deps.clock.now();
     let mut failures = listing.unreadable;
     let mut verdicts = Vec::new();
@@ -102,30 +102,36 @@ pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<Par
             }
         };
         match seen.tags {
-            Some(tags) => verdicts.extend(with_tags(p, judged, tags, &seen)),
+            Some(tags) => verdicts.extend(with_tags(p, judged, tags, &seen, K::owner_hint(item))),
             None => untagged.push((item, seen, judged)),
         }
     }
     let inventory = deps.inventory.as_ref();
     let tagged: Vec<_> = stream::iter(untagged)
-        .map(|(item, seen, judged)| async move { (K::tags(inventory, scope, item).await, seen, judged) })
+        .map(|(item, seen, judged)| async move { (K::tags(inventory, scope, item).await, item, seen, judged) })
         .buffered(TAG_READ_CONCURRENCY)
         .collect()
         .await;
-    for (tags, seen, judged) in tagged {
+    for (tags, item, seen, judged) in tagged {
         match tags {
-            Ok(tags) => verdicts.extend(with_tags(p, judged, &tags, &seen)),
+            Ok(tags) => verdicts.extend(with_tags(p, judged, &tags, &seen, K::owner_hint(item))),
             Err(e) => failures.push((seen.key.id().to_owned(), e)),
         }
     }
     Ok((verdicts, failures))
 }
 
-/// A resource's verdicts once its tags are known: all protected, or each with its owner,
-/// ARN and age.
-fn with_tags(p: &crate::policy::Policy, verdicts: Vec<Verdict>, tags: &Tags, seen: &Seen<'_>) -> Vec<Verdict> {
+/// A resource's verdicts once its tags are known: all protected, or each with its owner
+/// (the owner tag, else who the resource says made it), ARN and age.
+fn with_tags(
+    p: &crate::policy::Policy,
+    verdicts: Vec<Verdict>,
+    tags: &Tags,
+    seen: &Seen<'_>,
+    owner_hint: Option<String>,
+) -> Vec<Verdict> {
     let protected = is_protected(tags, &p.protect_tag);
-    let owner = owner_of(tags, p);
+    let owner = owner_of(tags, p).or(owner_hint);
     let key = &seen.key;
     verdicts
         .into_iter()

@@ -60,6 +60,11 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
                 });
                 continue;
             }
+            // Its kind was not wholly read again (a listing, a tag read or a list a rule needs
+            // failed): a finding not seen again is neither cleared nor gone.
+            None if unreadable.contains(finding.kind.as_str()) => {
+                (AuditEventType::Failed, json!({ "reason": "could not be read again, so it is not remediated" }))
+            }
             None if other_rules.is_some() => {
                 let others: Vec<&str> = other_rules.into_iter().flatten().map(|r| r.as_str()).collect();
                 let reason = format!(
@@ -68,9 +73,6 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
                     others.join(", ")
                 );
                 (AuditEventType::Cleared, json!({ "reason": reason }))
-            }
-            None if unreadable.contains(finding.kind.as_str()) => {
-                (AuditEventType::Failed, json!({ "reason": "could not be read again, so it is not remediated" }))
             }
             None => match exempt.get(key) {
                 Some(detail) if detail["reason"] == json!(Exemption::Snoozed) => {

@@ -251,6 +251,9 @@ struct Inner {
     home_account: OnceCell<String>,
     assumed: Mutex<HashMap<String, SharedCredentialsProvider>>,
     stats: Arc<ApiStats>,
+    /// Service Catalog's own endpoint when an emulator serves it apart (the SDK also takes
+    /// `AWS_ENDPOINT_URL_SERVICE_CATALOG`).
+    service_catalog_endpoint: Option<String>,
 }
 
 impl AwsClients {
@@ -315,8 +318,24 @@ impl AwsClients {
                 home_account: OnceCell::new(),
                 assumed: Mutex::new(HashMap::new()),
                 stats: Arc::new(ApiStats::default()),
+                service_catalog_endpoint: None,
             }),
         }
+    }
+
+    /// Sends Service Catalog calls to `endpoint` (an emulator of it, beside the one that
+    /// serves everything else).
+    pub fn with_service_catalog_endpoint(self, endpoint: impl Into<String>) -> AwsClients {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            base: shared.base.clone(),
+            member_role: shared.member_role.clone(),
+            external_id: shared.external_id.clone(),
+            home_account: OnceCell::new(),
+            assumed: Mutex::new(HashMap::new()),
+            stats: shared.stats.clone(),
+            service_catalog_endpoint: None,
+        });
+        AwsClients { inner: Arc::new(Inner { service_catalog_endpoint: Some(endpoint.into()), ..inner }) }
     }
 
     pub fn stats(&self) -> Arc<ApiStats> {
@@ -409,6 +428,16 @@ impl AwsClients {
         Ok(aws_sdk_organizations::Client::from_conf(
             aws_sdk_organizations::config::Builder::from(&config).interceptor(CountCalls(self.stats())).build(),
         ))
+    }
+
+    #[cfg(feature = "servicecatalog")]
+    pub async fn service_catalog(&self, account: &str, region: &str) -> Result<aws_sdk_servicecatalog::Client> {
+        let config = self.config_for(account, region).await?;
+        let mut builder = aws_sdk_servicecatalog::config::Builder::from(&config).interceptor(CountCalls(self.stats()));
+        if let Some(endpoint) = &self.inner.service_catalog_endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Ok(aws_sdk_servicecatalog::Client::from_conf(builder.build()))
     }
 
     #[cfg(feature = "rds")]

@@ -307,6 +307,47 @@ impl Inventory for AwsInventory {
             .collect())
     }
 
+    async fn provisioned_products(&self, scope: &Scope) -> Result<Vec<ProvisionedProduct>> {
+        use aws_sdk_servicecatalog::types::{AccessLevelFilter, AccessLevelFilterKey, SortOrder};
+        let catalog = self.clients.service_catalog(&scope.account, &scope.region).await?;
+        // Without the account-level filter Service Catalog answers only the caller's own
+        // products: the janitor's, i.e. none.
+        let whole_account = AccessLevelFilter::builder().key(AccessLevelFilterKey::Account).value("self").build();
+        let pages: Vec<_> = catalog
+            .search_provisioned_products()
+            .access_level_filter(whole_account)
+            // Unsorted pages may skip or repeat products (the AWS CLI's own advice): sorted by
+            // creation, every product comes once, and each launcher's ranking holds run to run.
+            .sort_by("createdTime")
+            .sort_order(SortOrder::Ascending)
+            .page_size(100)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("servicecatalog", "SearchProvisionedProducts", e))?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.provisioned_products())
+            .filter(|p| p.id().is_some_and(|id| seen.insert(id.to_owned())))
+            .filter_map(|p| {
+                Some(ProvisionedProduct {
+                    id: p.id()?.to_owned(),
+                    name: p.name().unwrap_or_default().to_owned(),
+                    arn: p.arn().map(str::to_owned),
+                    product_type: p.r#type().unwrap_or_default().to_owned(),
+                    status: p.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    created_at: p.created_time().and_then(to_chrono),
+                    product_name: p.product_name().map(str::to_owned),
+                    launched_by: p.user_arn().map(str::to_owned),
+                    launched_by_session: p.user_arn_session().map(str::to_owned),
+                    tags: p.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
+                })
+            })
+            .collect())
+    }
+
     async fn iam_credentials(&self, account: &str) -> Result<Vec<IamCredential>> {
         use aws_sdk_iam::types::ReportStateType;
         let iam = self.clients.iam(account).await?;
@@ -469,6 +510,14 @@ impl Inventory for AwsInventory {
                     Ok(_) => Ok(true),
                     Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(false),
                     Err(e) => Err(JanitorError::from_sdk("lambda", "GetFunctionConfiguration", e)),
+                }
+            }
+            ResourceKind::ProvisionedProduct => {
+                let catalog = self.clients.service_catalog(account, region).await?;
+                match catalog.describe_provisioned_product().id(id).send().await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(false),
+                    Err(e) => Err(JanitorError::from_sdk("servicecatalog", "DescribeProvisionedProduct", e)),
                 }
             }
             ResourceKind::IamUser => {

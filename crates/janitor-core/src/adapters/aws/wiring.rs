@@ -200,6 +200,9 @@ impl Inventory for Unwired {
     async fn lambda_tags(&self, _: &Scope, _: &str) -> Result<Tags> {
         Err(self.refuse())
     }
+    async fn provisioned_products(&self, _: &Scope) -> Result<Vec<ProvisionedProduct>> {
+        Err(self.refuse())
+    }
     async fn iam_credentials(&self, _: &str) -> Result<Vec<IamCredential>> {
         Err(self.refuse())
     }

@@ -69,9 +69,9 @@ async fn scan_json_lists_exactly_the_seeded_violations_and_writes_nothing() {
     assert_eq!(report["summary"]["scopes_scanned"], 6);
     assert_eq!(report["summary"]["scopes_failed"], 0);
     assert!(report["failures"].as_array().unwrap().is_empty());
-    // One batched read per region and metric rule (EC2 CPU, RDS connections, Lambda
-    // invocations), not one per metric-checked resource.
-    assert!(report["api_calls"]["CloudWatch"]["GetMetricData"].as_u64().unwrap() <= 6, "{}", report["api_calls"]);
+    // One batched read per region and metric rule (EC2 idle CPU, EC2 monitoring, RDS
+    // connections, Lambda invocations), not one per metric-checked resource.
+    assert!(report["api_calls"]["CloudWatch"]["GetMetricData"].as_u64().unwrap() <= 8, "{}", report["api_calls"]);
 
     // Read-only: the audit table got no rows and the lock table no locks.
     let dynamodb = clients.dynamodb();
@@ -92,9 +92,10 @@ async fn scan_reports_a_denied_region_and_exits_non_zero() {
     let policy = policy_file("denied");
     let (code, report) = janitor_scan(&proxy.endpoint, &moto.service_catalog.endpoint, &policy, &[]).await;
     assert_eq!(code, 2, "incomplete scan must not look like success: {report}");
-    // One instance breaking two rules (unused environment, missing required tags).
+    // One instance breaking three rules (unused environment, missing required tags, and no
+    // CloudWatch data: the emulator holds none for it).
     assert_eq!(report["summary"]["resources"], 1);
-    assert_eq!(report["summary"]["findings"], 2);
+    assert_eq!(report["summary"]["findings"], 3);
     assert_eq!(report["summary"]["scopes_failed"], 1);
     let failures = report["failures"].as_array().unwrap();
     assert!(!failures.is_empty());

@@ -40,6 +40,7 @@ pub fn emulator_policy_toml() -> String {
         ("older_than_days = 90", "older_than_days = 0"),
         ("older_than_days = 30", "older_than_days = 0"),
         ("min_age_days = 30", "min_age_days = 0"),
+        ("min_age_days = 1\n", "min_age_days = 0\n"),
     ] {
         assert!(text.contains(shipped), "the built-in policy no longer says {shipped}");
         text = text.replace(shipped, emulated);

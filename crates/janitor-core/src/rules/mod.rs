@@ -208,6 +208,7 @@ registry! {
     Ec2StoppedMissingTags => ec2_stopped_missing_tags,
     Ec2StoppedLong => ec2_stopped_long,
     Ec2IdleCpu => ec2_idle_cpu,
+    Ec2MissingMonitoring => ec2_missing_monitoring,
     RdsIdle => rds_idle,
     EipUnattached => eip_unattached,
     IamConsoleWithoutMfa => iam_console_without_mfa,

@@ -252,7 +252,10 @@ fn synthetic_payload(run_id: &str, count: usize) -> StepPayload {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_runs_each_hold_a_resource_exactly_once() {
     let moto = Moto::start().unwrap();
-    let clients = moto.clients().await;
+    // Both runs' lock steps really race; the proxy only gives moto DynamoDB's atomic
+    // conditional writes (its threaded server can let two racing puts both pass).
+    let atomic = FaultProxy::serialising_writes(&moto.endpoint).await.unwrap();
+    let clients = AwsClients::from_config(testkit::sdk_config_for(&atomic.endpoint).await);
     let (deps, tables) = deps_for(&clients, emulator_policy()).await;
     let a = serde_json::to_value(synthetic_payload("run-a", 40)).unwrap();
     let b = serde_json::to_value(synthetic_payload("run-b", 40)).unwrap();

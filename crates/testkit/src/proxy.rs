@@ -32,6 +32,17 @@ struct Shared {
     upstream: String,
     denied_regions: Vec<String>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Held across each DynamoDB write when set: see [`FaultProxy::serialising_writes`].
+    writes: Option<tokio::sync::Mutex<()>>,
+}
+
+/// DynamoDB's item writes, whose condition AWS checks and applies atomically.
+fn is_dynamodb_write(request: &Request<Incoming>) -> bool {
+    let target = request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    matches!(
+        target.strip_prefix("DynamoDB_20120810."),
+        Some("PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems")
+    )
 }
 
 /// `Credential=AKID/20261123/eu-west-1/ec2/aws4_request` → (`eu-west-1`, `ec2`).
@@ -80,6 +91,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     {
         return Ok(denied(&service));
     }
+    // moto's threaded server checks a write's condition and applies it in two steps, so two
+    // racing conditional puts can both succeed there; DynamoDB never lets them.
+    let _write = match (&shared.writes, is_dynamodb_write(&request)) {
+        (Some(lock), true) => Some(lock.lock().await),
+        _ => None,
+    };
     let (mut parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -103,12 +120,23 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
 
 impl FaultProxy {
     pub async fn start(upstream: &str, denied_regions: &[&str]) -> anyhow::Result<FaultProxy> {
+        Self::with(upstream, denied_regions, false).await
+    }
+
+    /// A proxy that makes the emulator's DynamoDB writes atomic as DynamoDB's are (one at a
+    /// time), for tests of racing conditional writes.
+    pub async fn serialising_writes(upstream: &str) -> anyhow::Result<FaultProxy> {
+        Self::with(upstream, &[], true).await
+    }
+
+    async fn with(upstream: &str, denied_regions: &[&str], serialise: bool) -> anyhow::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             denied_regions: denied_regions.iter().map(|r| (*r).to_owned()).collect(),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            writes: serialise.then(|| tokio::sync::Mutex::new(())),
         });
         let task = tokio::spawn(async move {
             loop {

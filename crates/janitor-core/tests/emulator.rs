@@ -590,3 +590,22 @@ async fn provisioned_products_are_judged_per_account_against_the_allow_list_in_t
     );
     assert!(failures[0].message.contains("not in the run bucket"), "{}", failures[0].message);
 }
+
+/// Recheck asks whether a flagged resource that is no longer listed still exists, with the
+/// one read per kind its role is granted: a deleted Lambda function (GetFunctionConfiguration
+/// answering ResourceNotFoundException) is gone, a live one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_lambda_function_reads_as_gone() {
+    let moto = Moto::start().unwrap();
+    let clients = moto.clients().await;
+    let home = Seeder::new(clients.clone(), HOME_ACCOUNT);
+    home.lambda_function(HOME_REGION, "janitor-exists-probe", &[]).await.unwrap();
+    let (deps, _) = deps_for(&clients, emulator_policy()).await;
+    let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::LambdaFunction, "janitor-exists-probe");
+    assert!(deps.inventory.exists(&key).await.unwrap());
+    let lambda = clients.lambda(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    lambda.delete_function().function_name("janitor-exists-probe").send().await.unwrap();
+    assert!(!deps.inventory.exists(&key).await.unwrap(), "ResourceNotFoundException reads as gone");
+    let calls = clients.stats().snapshot();
+    assert!(calls.get("Lambda").is_some_and(|ops| ops.contains_key("GetFunctionConfiguration")), "{calls:?}");
+}

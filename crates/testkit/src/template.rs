@@ -207,7 +207,7 @@ pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
     (
         "recheck",
         "lambda:GetFunctionConfiguration",
-        "asks whether a flagged function that is no longer listed still exists",
+        "asks whether a flagged function that is no longer listed still exists (the emulator test a_deleted_lambda_function_reads_as_gone calls it)",
     ),
     (
         "recheck",

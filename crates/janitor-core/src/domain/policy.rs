@@ -145,6 +145,25 @@ impl From<PolicyDuration> for String {
 }
 
 impl Policy {
+    /// Whether the policy leaves this account out of every run.
+    pub fn excludes_account(&self, account: &str) -> bool {
+        self.excluded_accounts.iter().any(|a| a == account)
+    }
+
+    /// Whether the policy leaves this region out in every account.
+    pub fn excludes_region(&self, region: &str) -> bool {
+        self.excluded_regions.iter().any(|r| r == region)
+    }
+
+    /// Why a resource is out of the janitor's reach, if the policy puts it there.
+    pub fn excludes(&self, key: &crate::model::ResourceKey) -> Option<String> {
+        let (account, region) = (key.account(), key.region());
+        if self.excludes_account(account) {
+            return Some(format!("account {account} is excluded by the policy"));
+        }
+        self.excludes_region(region).then(|| format!("region {region} is excluded by the policy"))
+    }
+
     pub fn builtin() -> Result<Policy> {
         Policy::from_toml_str(BUILTIN_POLICY, "builtin policy")
     }

@@ -90,7 +90,7 @@ pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<Par
     for item in &listing.items {
         let seen = K::seen(scope, item);
         // Account-wide kinds (buckets) are keyed in their own region, which may be excluded.
-        if p.excluded_regions.iter().any(|r| r == seen.key.region()) {
+        if p.excludes_region(seen.key.region()) {
             continue;
         }
         let judged = match judge(p, now, &seen.key, seen.resource) {
@@ -401,7 +401,6 @@ fn account_failure(account: &str, what: &str, e: &JanitorError) -> ScopeFailure 
 /// (a suspended or closing one is a recorded failure, never silently skipped); else, in no
 /// organization or unable to list it (recorded), the janitor's own.
 async fn run_accounts(deps: &Deps, named: Option<&[String]>) -> Result<(Vec<String>, Vec<ScopeFailure>)> {
-    let excluded = &deps.policy.excluded_accounts;
     if let Some(list) = named.filter(|l| !l.is_empty()) {
         return Ok((list.to_vec(), Vec::new()));
     }
@@ -414,7 +413,7 @@ async fn run_accounts(deps: &Deps, named: Option<&[String]>) -> Result<(Vec<Stri
             let mut failures = Vec::new();
             // An excluded account is left out before its state is looked at: a closed one
             // stays listed (suspended) for months and must not fail every run meanwhile.
-            for account in listed.into_iter().filter(|a| !excluded.contains(&a.id)) {
+            for account in listed.into_iter().filter(|a| !deps.policy.excludes_account(&a.id)) {
                 if account.active() {
                     accounts.push(account.id);
                 } else {
@@ -446,7 +445,7 @@ pub async fn plan_scopes(
     let mut scopes = Vec::new();
     let mut seen = HashSet::new();
     for account in accounts {
-        if !seen.insert(account.clone()) || p.excluded_accounts.contains(&account) {
+        if !seen.insert(account.clone()) || p.excludes_account(&account) {
             continue;
         }
         let account_regions = match regions {
@@ -460,7 +459,7 @@ pub async fn plan_scopes(
             },
         };
         let mut account_regions = account_regions;
-        account_regions.retain(|r| !p.excluded_regions.contains(r));
+        account_regions.retain(|r| !p.excludes_region(r));
         account_regions.sort();
         account_regions.dedup();
         scopes.extend(account_regions.into_iter().map(|r| Scope::new(&account, r)));

@@ -37,11 +37,7 @@ fn guard(finding: &Finding, trail: &[AuditEvent], now: DateTime<Utc>) -> Option<
 /// The policy's exclusions hold up to the moment of action: an account or region excluded
 /// while the finding waited out its grace period is left alone.
 fn excluded(policy: &crate::policy::Policy, finding: &Finding) -> Option<String> {
-    let (account, region) = (finding.key.account(), finding.key.region());
-    if policy.excluded_accounts.iter().any(|a| a == account) {
-        return Some(format!("account {account} is excluded by the policy"));
-    }
-    policy.excluded_regions.iter().any(|r| r == region).then(|| format!("region {region} is excluded by the policy"))
+    policy.excludes(&finding.key)
 }
 
 /// What an earlier attempt of this step decided for `finding` in this run, if anything: a

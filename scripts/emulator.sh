@@ -30,6 +30,8 @@ for _ in $(seq 1 100); do
 done
 grep -q '^http://' "$SC_OUT" || { echo "the Service Catalog stub did not start: $(cat "$SC_OUT")" >&2; exit 1; }
 export AWS_ENDPOINT_URL_SERVICE_CATALOG="$(grep -m1 '^http://' "$SC_OUT")"
+# The same stub answers the Price List Query API, with the twin estate's slice of prices.
+export AWS_ENDPOINT_URL_PRICING="$AWS_ENDPOINT_URL_SERVICE_CATALOG"
 
 # Prints the ARN of a new Slack secret on the emulator: create_slack_secret NAME SIGNING_SECRET
 create_slack_secret() {

@@ -12,8 +12,8 @@ pub mod steps;
 // Short paths for every module, whatever its layer (`crate::model`, `janitor_core::aws`).
 #[cfg(feature = "memory")]
 pub use adapters::memory;
-pub use adapters::{aws, slack};
-pub use domain::{audit, error, model, policy, ports, runstore, s3_public};
+pub use adapters::{aws, prices, slack};
+pub use domain::{audit, cost, error, model, policy, ports, runstore, s3_public};
 #[cfg(feature = "local")]
 pub use entry::local;
 pub use entry::{handler, step, telemetry};
@@ -33,6 +33,8 @@ pub struct Deps {
     pub inventory: Arc<dyn ports::Inventory>,
     pub directory: Arc<dyn ports::AccountDirectory>,
     pub metrics: Arc<dyn ports::MetricSource>,
+    /// Unit prices for each finding's cost and savings (a [`prices::PriceBook`]).
+    pub prices: Arc<dyn cost::PriceSource>,
     pub snoozes: Arc<dyn ports::SnoozeStore>,
     pub locks: Arc<dyn ports::LockStore>,
     pub audit: Arc<dyn ports::AuditLog>,

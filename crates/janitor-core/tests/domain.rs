@@ -24,6 +24,7 @@ fn testing_instance(id: &str) -> Ec2Instance {
     Ec2Instance {
         id: id.into(),
         state: "running".into(),
+        instance_type: "t3.large".into(),
         launched_at: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
         stopped_at: None,
         tags: tags(&[("Environment", "testing"), ("Owner", "o"), ("CostCenter", "c"), ("Project", "p")]),
@@ -44,6 +45,7 @@ fn world(inventory: InMemoryInventory, policy: Policy) -> World {
         inventory: Arc::new(inventory),
         directory: Arc::new(InMemoryDirectory::default()),
         metrics: Arc::new(InMemoryMetrics::default()),
+        prices: Arc::new(janitor_core::prices::BundledPrices),
         snoozes: snoozes.clone(),
         locks: Arc::new(InMemoryLockStore::default()),
         audit: audit.clone(),
@@ -976,4 +978,42 @@ async fn remediate_acts_only_while_the_resource_is_still_locked_by_its_run() {
     assert!(out.outcomes[0].detail["reason"].as_str().unwrap().contains("r-newer"), "{:?}", out.outcomes);
     assert!(remediator.applied().is_empty(), "never acts on a resource another run holds");
     assert_eq!(locks.holder(&key).as_deref(), Some("r-newer"), "and never frees its lock");
+}
+
+#[tokio::test]
+async fn each_finding_is_priced_and_the_summary_says_what_the_run_saves_or_would_save() {
+    // A running t3.large in eu-central-1 at the bundled $0.096/h: 730 h make $70.08 a month.
+    for (mode, said) in [(Mode::DryRun, "Would save $70.08/month."), (Mode::Enforce, "Saved $70.08/month.")] {
+        let scope = Scope::new(ACCOUNT, REGION);
+        let inventory =
+            InMemoryInventory { ec2: [(scope, vec![testing_instance("i-1")])].into(), ..Default::default() };
+        let policy = Policy::from_toml_str("[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n", "p").unwrap();
+        let mut w = world(inventory, policy);
+        let alerts = Arc::new(InMemoryAlerts::default());
+        w.deps.alerts = alerts.clone();
+        let mut payload = ready_to_act(&w, &format!("r-saves-{mode}")).await;
+        payload.run.mode = mode;
+        let cost = payload.findings[0].cost.clone().expect("discovery prices each finding");
+        assert_eq!(
+            (cost.monthly_cost.map(|c| c.to_string()), cost.monthly_savings.to_string()),
+            (Some("$70.08".into()), "$70.08".into())
+        );
+        assert!(cost.basis.starts_with("t3.large on-demand Linux eu-central-1, $0.096/h × 730 h"), "{}", cost.basis);
+        let out: StepPayload =
+            serde_json::from_value(step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap())
+                .unwrap();
+        let (would, made) = (out.tally.savings_would.to_string(), out.tally.savings_made.to_string());
+        match mode {
+            Mode::DryRun => assert_eq!((would.as_str(), made.as_str()), ("$70.08", "$0.00")),
+            Mode::Enforce => assert_eq!((would.as_str(), made.as_str()), ("$0.00", "$70.08")),
+        }
+        let published = alerts.published();
+        let description = published[0].1["content"]["description"].as_str().unwrap().to_owned();
+        assert!(description.contains(said), "{description}");
+        assert!(description.contains("(saves $70.08/month)"), "{description}");
+        // The DISCOVERED row keeps the figures, for the export and the report.
+        let rows = w.audit.events_for_run(&format!("r-saves-{mode}")).await.unwrap();
+        let discovered = rows.iter().find(|e| e.event == AuditEventType::Discovered).unwrap();
+        assert_eq!(discovered.detail["cost"]["monthly_savings"], json!(70.08));
+    }
 }

@@ -136,6 +136,13 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
     assert!((ttl - retention).abs() < 3600, "expires_at {ttl} is history_retention_days (400) from now");
     assert_eq!(found, estate.expected_findings, "exactly the seeded violations");
     assert!(found.is_disjoint(&estate.untouchable));
+    // The functions price through the Price List (the stub's slice of it) first.
+    let cost = finding(&locked, unused.as_str(), RuleId::Ec2UnusedEnvironment).cost.clone().unwrap();
+    assert_eq!(
+        (cost.monthly_cost.map(|c| c.to_string()), cost.monthly_savings.to_string()),
+        (Some("$7.59".into()), "$7.59".into())
+    );
+    assert!(cost.basis.contains("$0.0104/h × 730 h [Price List API]"), "{}", cost.basis);
 
     let key = |region: &str, name: &str| {
         ResourceKey::new(HOME_ACCOUNT, region, ResourceKind::Ec2Instance, estate.id(name)).to_string()
@@ -608,4 +615,61 @@ async fn a_deleted_lambda_function_reads_as_gone() {
     assert!(!deps.inventory.exists(&key).await.unwrap(), "ResourceNotFoundException reads as gone");
     let calls = clients.stats().snapshot();
     assert!(calls.get("Lambda").is_some_and(|ops| ops.contains_key("GetFunctionConfiguration")), "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_price_list_api_answers_one_price_per_key_through_the_real_sdk() {
+    use janitor_core::cost::{PriceKey, PriceOrigin, PriceSource};
+    use testkit::pricing::ec2_instance;
+    let moto = Moto::start().unwrap();
+    let api = aws::AwsPriceList::new(moto.clients().await);
+    let price = |key: &'static str| {
+        let api = &api;
+        async move {
+            let key: PriceKey = key.parse().unwrap();
+            api.unit_price(&key).await.unwrap().map(|p| {
+                assert_eq!(p.origin, PriceOrigin::PriceListApi);
+                p.usd
+            })
+        }
+    };
+    // Each beside neighbours a looser query would also match (see testkit::pricing).
+    for (key, expected) in [
+        ("ec2/us-east-1/t3.micro", Some(0.0104)), // not its capacity-reservation rows
+        ("ec2/eu-west-1/t3.micro", Some(0.0114)),
+        ("ebs/us-east-1/gp3", Some(0.08)),      // not the Local Zone's $0.10
+        ("ebs-snapshot/eu-west-1", Some(0.05)), // not the archive tier
+        ("ipv4/us-east-1", Some(0.005)),        // not a contiguous block
+        ("rds/us-east-1/db.t3.micro/postgres/multi-az", Some(0.036)),
+        ("rds/us-east-1/db.t3.micro/mysql/single-az", Some(0.017)),
+        ("rds-storage/us-east-1/gp2/single-az", Some(0.115)),
+        ("rds-backup/eu-west-1", Some(0.095)),
+        ("lambda-gb-second/us-east-1/x86_64", Some(0.0000166667)), // the first tier
+        ("lambda-request/eu-west-1", Some(0.0000002)),
+        ("ec2/us-east-1/m5.large", None), // not in this list: the bundled table answers it
+        ("rds-storage/us-east-1/aurora/single-az", None),
+    ] {
+        assert_eq!(price(key).await, expected, "{key}");
+    }
+    let calls = moto.service_catalog.calls();
+    let first = calls.iter().find(|c| c.operation == "GetProducts").unwrap();
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.body["ServiceCode"], "AmazonEC2");
+    assert_eq!(first.body["FormatVersion"], "aws_v1");
+    let filters = first.body["Filters"].as_array().unwrap();
+    for (field, value) in [("regionCode", "us-east-1"), ("locationType", "AWS Region"), ("capacitystatus", "Used")] {
+        assert!(filters.iter().any(|f| f["Field"] == field && f["Value"] == value), "{field}: {filters:?}");
+    }
+    assert_eq!(calls.iter().filter(|c| c.operation == "GetProducts").count(), 12, "the aurora key asks nothing");
+
+    // 250 rows of one price come in three pages and are one price; two prices are none.
+    let mut list: Vec<Value> =
+        (0..250).map(|_| ec2_instance("us-east-1", "t3.small", "Used", "AWS Region", "0.0208000000")).collect();
+    moto.service_catalog.publish_prices(list.clone());
+    assert_eq!(price("ec2/us-east-1/t3.small").await, Some(0.0208));
+    let paged = moto.service_catalog.calls().iter().filter(|c| c.operation == "GetProducts").count();
+    assert_eq!(paged, 15, "three pages of at most 100");
+    list.push(ec2_instance("us-east-1", "t3.small", "Used", "AWS Region", "0.0300000000"));
+    moto.service_catalog.publish_prices(list);
+    assert_eq!(price("ec2/us-east-1/t3.small").await, None, "two prices for one key are no answer");
 }

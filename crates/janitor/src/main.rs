@@ -130,6 +130,16 @@ struct ScanArgs {
     /// allow-list) from; nothing is written to it.
     #[arg(long, env = "JANITOR_RUN_BUCKET")]
     run_bucket: Option<String>,
+    /// Where each finding's prices come from: the table shipped with the janitor (no AWS
+    /// call), or the AWS Price List Query API first (needs pricing:GetProducts).
+    #[arg(long, value_enum, default_value_t = Prices::Bundled)]
+    prices: Prices,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Prices {
+    Bundled,
+    Api,
 }
 
 #[derive(Args)]
@@ -261,11 +271,19 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let prices = Arc::new(match args.prices {
+        Prices::Bundled => janitor_core::prices::PriceBook::bundled(&policy),
+        Prices::Api => {
+            let api = Arc::new(aws::AwsPriceList::new(clients.clone()));
+            janitor_core::prices::PriceBook::with_api(&policy, api)
+        }
+    });
     let deps = Deps {
         policy,
         inventory: Arc::new(aws::AwsInventory::new(clients.clone())),
         directory: Arc::new(aws::OrganizationsDirectory::new(clients.clone())),
         metrics: Arc::new(aws::CloudWatchMetrics::new(clients.clone())),
+        prices,
         snoozes,
         locks: Arc::new(InMemoryLockStore::default()),
         audit: Arc::new(audit),

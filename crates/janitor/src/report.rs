@@ -32,6 +32,9 @@ pub struct Summary {
     pub held_elsewhere: usize,
     pub max_scope_payload_bytes: usize,
     pub by_policy: BTreeMap<String, usize>,
+    /// What the flagged resources cost and their actions would save a month, each resource
+    /// once, and how many could not be priced.
+    pub cost: janitor_core::cost::Totals,
     pub seconds: f64,
 }
 
@@ -99,6 +102,7 @@ impl ScanReport {
                 held_elsewhere: held_elsewhere.len(),
                 max_scope_payload_bytes,
                 by_policy,
+                cost: janitor_core::cost::totals(&findings),
                 seconds: (elapsed.as_secs_f64() * 100.0).round() / 100.0,
             },
             run: plan.run,
@@ -136,6 +140,9 @@ impl ScanReport {
                     "action",
                     "first_flagged",
                     "times_flagged",
+                    "monthly_cost",
+                    "monthly_savings",
+                    "cost_basis",
                 ])?;
                 for f in &self.findings {
                     writer.write_record([
@@ -150,6 +157,9 @@ impl ScanReport {
                         &f.action.to_string(),
                         &f.first_flagged.map(|t| t.to_rfc3339()).unwrap_or_default(),
                         &f.times_flagged.to_string(),
+                        &money(f.cost.as_ref().and_then(|c| c.monthly_cost)),
+                        &money(f.cost.as_ref().map(|c| c.monthly_savings)),
+                        f.cost.as_ref().map(|c| c.basis.as_str()).unwrap_or_default(),
                     ])?;
                 }
                 writer.flush()?;
@@ -172,6 +182,15 @@ impl ScanReport {
                     s.seconds,
                     self.api_calls.values().flat_map(|ops| ops.values()).sum::<u64>()
                 )?;
+                let unpriced = match s.cost.unpriced {
+                    0 => String::new(),
+                    n => format!(" ({n} resources not priced)"),
+                };
+                writeln!(
+                    out,
+                    "flagged resources cost {}/month; their actions would save {}/month{unpriced}",
+                    s.cost.monthly_cost, s.cost.monthly_savings
+                )?;
                 if !self.failures.is_empty() {
                     let mut table = Table::new();
                     table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
@@ -189,7 +208,9 @@ impl ScanReport {
     fn findings_table(&self) -> Table {
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-        table.set_header(["account", "region", "kind", "id", "policy", "reason", "owner", "action", "seen"]);
+        table.set_header([
+            "account", "region", "kind", "id", "policy", "reason", "owner", "action", "$/month", "saves", "seen",
+        ]);
         for f in &self.findings {
             let seen = match f.times_flagged {
                 0 => "new".to_owned(),
@@ -204,11 +225,18 @@ impl ScanReport {
                 f.reason.clone(),
                 f.owner.clone().unwrap_or_else(|| "-".into()),
                 f.action.to_string(),
+                f.cost.as_ref().and_then(|c| c.monthly_cost).map_or_else(|| "-".into(), |c| c.to_string()),
+                f.cost.as_ref().map_or_else(|| "-".into(), |c| c.monthly_savings.to_string()),
                 seen,
             ]);
         }
         table
     }
+}
+
+/// A money cell for CSV: plain dollars and cents, empty when unknown.
+fn money(usd: Option<janitor_core::cost::Usd>) -> String {
+    usd.map(|u| format!("{:.2}", u.value())).unwrap_or_default()
 }
 
 /// Prints audit events oldest first.

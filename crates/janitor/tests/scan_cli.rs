@@ -66,6 +66,22 @@ async fn scan_json_lists_exactly_the_seeded_violations_and_writes_nothing() {
             assert!(f[field].is_string(), "finding lacks {field}: {f}");
         }
     }
+    // Each finding says what its resource costs and what its action saves, and how.
+    for f in report["findings"].as_array().unwrap() {
+        assert!(f["cost"]["basis"].as_str().is_some_and(|b| !b.is_empty()), "unexplained cost: {f}");
+        assert!(f["cost"]["monthly_savings"].is_f64(), "{f}");
+    }
+    // The savings total, by hand from the bundled prices (730 h a month, each resource once):
+    //   us-east-1: five running t3.micro a rule stops (three unused-environment, one missing
+    //     tags, one idle) at $0.0104/h: 5 × $7.59 = $37.95; the unattached Elastic IP at
+    //     $0.005/h: $3.65; the idle db.t3.micro PostgreSQL Single-AZ, $0.018/h × 730 + 20 GB
+    //     gp2 × $0.115 = $15.44, less its 20 GB final snapshot × $0.095 = $13.54;
+    //   eu-west-1: the idle t3.micro at $0.0114/h: $8.32; its unattached Elastic IP: $3.65;
+    //     the unattached 10 GB gp3 volume, 10 × $0.088 less its snapshot 10 × $0.05: $0.38.
+    //   37.95 + 3.65 + 13.54 + 8.32 + 3.65 + 0.38 = $67.49.
+    // Notify-only and security findings save nothing; the stopped instance, the products and
+    // the public buckets are not priced, and say why.
+    assert_eq!(report["summary"]["cost"]["monthly_savings"], serde_json::json!(67.49), "{}", report["summary"]);
     assert_eq!(report["summary"]["scopes_scanned"], 6);
     assert_eq!(report["summary"]["scopes_failed"], 0);
     assert!(report["failures"].as_array().unwrap().is_empty());

@@ -24,6 +24,7 @@ fn deps(clock_at: i64, snoozes: Arc<InMemorySnoozeStore>) -> Deps {
         inventory: Arc::new(InMemoryInventory::default()),
         directory: Arc::new(InMemoryDirectory::default()),
         metrics: Arc::new(InMemoryMetrics::default()),
+        prices: Arc::new(janitor_core::prices::BundledPrices),
         snoozes,
         locks: Arc::new(InMemoryLockStore::default()),
         audit: Arc::new(InMemoryAuditLog::default()),

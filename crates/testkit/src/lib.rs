@@ -6,6 +6,7 @@ pub mod demo;
 pub mod estate;
 pub mod iam;
 pub mod pipeline;
+pub mod pricing;
 pub mod probe;
 pub mod proxy;
 pub mod service_catalog;
@@ -163,9 +164,11 @@ impl Moto {
         sdk_config_for(&self.endpoint).await
     }
 
-    /// Clients of the emulator: moto, and the stub for Service Catalog.
+    /// Clients of the emulator: moto, and the stub for Service Catalog and the Price List.
     pub async fn clients(&self) -> AwsClients {
-        AwsClients::from_config(self.sdk_config().await).with_service_catalog_endpoint(&self.service_catalog.endpoint)
+        AwsClients::from_config(self.sdk_config().await)
+            .with_service_catalog_endpoint(&self.service_catalog.endpoint)
+            .with_pricing_endpoint(&self.service_catalog.endpoint)
     }
 }
 

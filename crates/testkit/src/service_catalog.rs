@@ -1,7 +1,8 @@
 //! A Service Catalog stub: moto has no provisioned products, so this answers the calls the
 //! janitor makes (`SearchProvisionedProducts`, `DescribeProvisionedProduct`) in the service's
 //! own wire protocol (AWS JSON 1.1, `X-Amz-Target: AWS242ServiceCatalogService.<Op>`), so the
-//! real SDK client is what the tests exercise. Like AWS it answers per caller: the account
+//! real SDK client is what the tests exercise. moto has no Price List either: the same
+//! server answers `AWSPriceListService.GetProducts` (see [`crate::pricing`]). Like AWS it answers per caller: the account
 //! comes from the SigV4 access key (moto's record of the credentials it issued), the region
 //! from the credential scope; and a caller acting through a role the test registered is held
 //! to that role's actions (AccessDeniedException otherwise). It runs on a thread of its own,
@@ -24,7 +25,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-const TARGET_PREFIX: &str = "AWS242ServiceCatalogService.";
+/// `X-Amz-Target` prefix -> the service's IAM prefix and SigV4 signing name.
+const TARGETS: [(&str, &str); 2] =
+    [("AWS242ServiceCatalogService.", "servicecatalog"), ("AWSPriceListService.", "pricing")];
 /// The most products one SearchProvisionedProducts page holds.
 const MAX_PAGE_SIZE: usize = 100;
 
@@ -80,6 +83,8 @@ struct State {
     roles: HashMap<String, Vec<String>>,
     /// Who a key nobody named belongs to, when the test says (see [`ServiceCatalogStub::unnamed_callers_are`]).
     unnamed: Option<Caller>,
+    /// The Price List's products (`GetProducts`).
+    price_list: Vec<Value>,
 }
 
 pub struct ServiceCatalogStub {
@@ -201,7 +206,10 @@ fn handle(
     body: Value,
 ) -> (StatusCode, Value) {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-    let operation = target.as_deref().and_then(|t| t.strip_prefix(TARGET_PREFIX)).unwrap_or_default().to_owned();
+    let (operation, wanted) = TARGETS
+        .iter()
+        .find_map(|(prefix, service)| Some((target.as_deref()?.strip_prefix(prefix)?.to_owned(), *service)))
+        .unwrap_or_default();
     let scope = authorization.as_deref().and_then(credential_scope);
     let (answer, account, region, role) = match scope {
         None => (
@@ -210,10 +218,10 @@ fn handle(
             String::new(),
             None,
         ),
-        Some((_, region, service)) if service != "servicecatalog" => (
+        Some((_, region, service)) if service != wanted => (
             error(
                 "InvalidSignatureException",
-                format!("Credential should be scoped to correct service: 'servicecatalog', not {service:?}"),
+                format!("Credential should be scoped to correct service: '{wanted}', not {service:?}"),
             ),
             None,
             region,
@@ -244,7 +252,7 @@ fn handle(
                     None,
                 ),
                 Some(caller) => {
-                    let action = format!("servicecatalog:{operation}");
+                    let action = format!("{wanted}:{operation}");
                     let denied = caller
                         .role
                         .as_ref()
@@ -333,6 +341,10 @@ fn answer_operation(
                 None => error("ResourceNotFoundException", format!("Provisioned product {id} not found")),
             }
         }
+        "GetProducts" => match crate::pricing::get_products(&state.price_list, body) {
+            Ok(answer) => (StatusCode::OK, answer),
+            Err((kind, message)) => error(kind, message),
+        },
         other => error("UnknownOperationException", format!("the stub does not serve {other:?}")),
     }
 }
@@ -346,7 +358,12 @@ impl ServiceCatalogStub {
         let mut callers = HashMap::new();
         // moto's own default credentials belong to its default account.
         callers.insert("testing".to_owned(), Caller { account: crate::HOME_ACCOUNT.to_owned(), role: None });
-        let state = Arc::new(Mutex::new(State { moto: moto.to_owned(), callers, ..State::default() }));
+        let state = Arc::new(Mutex::new(State {
+            moto: moto.to_owned(),
+            callers,
+            price_list: crate::pricing::twin_price_list(),
+            ..State::default()
+        }));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -413,6 +430,11 @@ impl ServiceCatalogStub {
     /// Holds callers acting through each role to the actions its policy grants.
     pub fn enforce_roles(&self, roles: BTreeMap<String, Vec<String>>) {
         self.with(|s| s.roles.extend(roles));
+    }
+
+    /// Replaces the Price List's products.
+    pub fn publish_prices(&self, list: Vec<Value>) {
+        self.with(|s| s.price_list = list);
     }
 
     pub fn calls(&self) -> Vec<ScCall> {

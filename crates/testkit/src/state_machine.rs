@@ -288,7 +288,9 @@ pub async fn local_pipeline(
     let local = [
         ("AWS_ENDPOINT_URL", endpoint.to_owned()),
         ("AWS_ENDPOINT_URL_SNS", sns.endpoint.clone()),
-        ("AWS_ENDPOINT_URL_SERVICE_CATALOG", catalog),
+        ("AWS_ENDPOINT_URL_SERVICE_CATALOG", catalog.clone()),
+        // The same stub serves the Price List.
+        ("AWS_ENDPOINT_URL_PRICING", catalog),
         ("AWS_REGION", crate::HOME_REGION.to_owned()),
         ("JANITOR_POLICY_FILE", policy.display().to_string()),
         ("JANITOR_SLACK_API_URL", slack.api_url()),

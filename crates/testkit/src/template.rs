@@ -130,10 +130,8 @@ fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
 }
 
-/// The IAM action an SDK operation needs (`service` as the SDK names it in its metadata).
-/// `None`: the call needs no permission (STS GetCallerIdentity).
 /// Calls the functions that assume the member role make in the janitor's own account only.
-pub const HOME_ONLY_ACTIONS: &[&str] = &["organizations:ListAccounts"];
+pub const HOME_ONLY_ACTIONS: &[&str] = &["organizations:ListAccounts", "pricing:GetProducts"];
 
 /// Every action `member-role.yaml` grants: its read policy and its act policy (the one
 /// `AllowRemediation=true` adds).
@@ -163,6 +161,8 @@ pub fn member_role_actions() -> Result<BTreeSet<String>> {
     Ok(actions)
 }
 
+/// The IAM action an SDK operation needs (`service` as the SDK names it in its metadata).
+/// `None`: the call needs no permission (STS GetCallerIdentity).
 pub fn iam_action(service: &str, operation: &str) -> Option<String> {
     let prefix = match service {
         "STS" if operation == "GetCallerIdentity" => return None,

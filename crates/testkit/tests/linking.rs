@@ -12,11 +12,20 @@ use janitor_core::HANDLERS;
 /// accounts). No SSO: that is for people, and only the command line turns it on.
 fn expected(handler: &str) -> &'static [&'static str] {
     match handler {
-        "discovery" => {
-            &["dynamodb", "ec2", "iam", "lambda", "organizations", "rds", "s3", "s3control", "servicecatalog"]
-        }
+        "discovery" => &[
+            "dynamodb",
+            "ec2",
+            "iam",
+            "lambda",
+            "organizations",
+            "pricing",
+            "rds",
+            "s3",
+            "s3control",
+            "servicecatalog",
+        ],
         "recheck" => &["cloudwatch", "dynamodb", "ec2", "iam", "lambda", "rds", "s3", "s3control", "servicecatalog"],
-        "metric-check" => &["cloudwatch", "dynamodb", "s3"],
+        "metric-check" => &["cloudwatch", "dynamodb", "pricing", "s3"],
         "lock" => &["dynamodb", "s3", "sns"],
         "notify" => &["dynamodb", "s3", "secretsmanager"],
         "snooze" => &["dynamodb", "secretsmanager"],

@@ -282,7 +282,7 @@ fn asl_validator_reports_nothing() {
 // ------------------------------------------------------------------ the whole run, locally
 
 struct World {
-    _moto: Moto,
+    moto: Moto,
     clients: AwsClients,
     tables: TableNames,
     slack: SlackStub,
@@ -305,7 +305,7 @@ async fn world(prefix: &str, options: PipelineOptions<'_>) -> World {
     let work = std::env::temp_dir().join(format!("janitor-sfn-{prefix}-{}", std::process::id()));
     let options = PipelineOptions { service_catalog: Some(&moto.service_catalog), ..options };
     let machine = local_pipeline(&clients, &moto.endpoint, &tables, &slack, &work, options).await.unwrap();
-    World { _moto: moto, clients, tables, slack, estate, machine, _work: TempDir(work) }
+    World { moto, clients, tables, slack, estate, machine, _work: TempDir(work) }
 }
 
 fn request(mode: &str) -> Value {
@@ -530,6 +530,34 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     let reported: u64 =
         summary["scopes"].as_array().unwrap().iter().map(|s| s["tally"]["remediated"].as_u64().unwrap_or(0)).sum();
     assert_eq!(remediated as u64, reported, "the execution summary agrees with the audit table");
+
+    // Priced as AWS would price it: discovery and the metric check asked the Price List (the
+    // stub's slice of it) under their own roles, and the run says what it saved.
+    let discovered = events
+        .iter()
+        .find(|e| e.resource == unused && e.event == AuditEventType::Discovered)
+        .expect("the unused instance was discovered");
+    let basis = discovered.detail["cost"]["basis"].as_str().unwrap_or_default();
+    assert!(basis.contains("$0.0104/h × 730 h [Price List API]"), "{}", discovered.detail);
+    assert_eq!(discovered.detail["cost"]["monthly_savings"], json!(7.59));
+    let idle_in_eu = events
+        .iter()
+        .find(|e| e.resource == key(SECOND_REGION, ec2, &id("eu-idle")) && e.event == AuditEventType::Idle)
+        .expect("the idle instance in the second region");
+    assert!(
+        idle_in_eu.detail["cost"]["basis"].as_str().unwrap_or_default().contains("$0.0114/h × 730 h [Price List API]")
+    );
+    let priced_by: BTreeSet<String> = w
+        .moto
+        .service_catalog
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "GetProducts" && c.status == 200)
+        .filter_map(|c| c.role)
+        .collect();
+    let role = |f: &str| format!("arn:aws:iam::{HOME_ACCOUNT}:role/cloud-janitor-{f}");
+    assert_eq!(priced_by, [role("discovery"), role("metric-check")].into_iter().collect(), "who asked the Price List");
+    assert!(summary["totals"]["savings_made"].as_f64().unwrap() > 0.0, "{}", summary["totals"]);
 
     // ---- least privilege: each function was granted exactly what its code called
     let observed = observed_actions(&w.machine.calls_dir()).unwrap();

@@ -4,4 +4,5 @@
 pub mod aws;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod prices;
 pub mod slack;

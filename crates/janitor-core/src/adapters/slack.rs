@@ -255,12 +255,33 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
+/// The rule's evidence; a daily series (CPU, connections) also as a sparkline.
 fn evidence_line(evidence: &Value) -> Option<String> {
+    let field = |(k, v): (&String, &Value)| match v
+        .as_array()
+        .map(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
+    {
+        Some(Some(series)) if series.len() > 1 => format!("{k}: {} {v}", crate::cost::sparkline(&series)),
+        _ => format!("{k}: {v}"),
+    };
     match evidence {
-        Value::Object(map) if !map.is_empty() => {
-            Some(map.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
-        }
+        Value::Object(map) if !map.is_empty() => Some(map.iter().map(field).collect::<Vec<_>>().join(", ")),
         _ => None,
+    }
+}
+
+/// Basis text kept short enough that the rule's action stays in the line.
+const COST_BASIS_MAX: usize = 240;
+
+/// What the resource costs and what the action saves, with how that was worked out.
+pub fn cost_line(cost: &crate::cost::Cost) -> String {
+    let basis = truncate(&cost.basis, COST_BASIS_MAX);
+    match cost.monthly_cost {
+        Some(monthly) if cost.monthly_savings > crate::cost::Usd::ZERO => {
+            format!("*{monthly}/month*, the action saves *{}/month* ({basis})", cost.monthly_savings)
+        }
+        Some(monthly) => format!("*{monthly}/month* ({basis})"),
+        None => format!("not priced ({basis})"),
     }
 }
 
@@ -295,6 +316,9 @@ fn finding_text(f: &Finding, mode: Mode, grace_ends: DateTime<Utc>, named: bool)
     if let Some(evidence) = evidence_line(&f.evidence) {
         // Cut per rule, so a long series never pushes another rule's action out of the line.
         text.push_str(&format!("\n_Evidence:_ {}", truncate(&evidence, EVIDENCE_TEXT_MAX)));
+    }
+    if let Some(cost) = &f.cost {
+        text.push_str(&format!("\n_Cost:_ {}", cost_line(cost)));
     }
     let seen = match (f.first_flagged, f.times_flagged) {
         (Some(first), 0) => format!("first flagged {}", first.format("%Y-%m-%d")),
@@ -369,6 +393,41 @@ mod tests {
 
     fn at(ts: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(ts, 0).unwrap()
+    }
+
+    #[test]
+    fn a_line_shows_the_cost_what_the_action_saves_and_a_series_at_a_glance() {
+        use crate::model::{Action, ResourceKey, ResourceKind, RuleId};
+        let key = ResourceKey::new("111111111111", "us-east-1", ResourceKind::Ec2Instance, "i-1");
+        let finding = Finding {
+            evidence: json!({ "daily_average_cpu": [0.5, 1.0, 4.5], "threshold_percent": 5.0 }),
+            cost: Some(crate::cost::Cost {
+                monthly_cost: Some(crate::cost::Usd::cents(60.74)),
+                monthly_savings: crate::cost::Usd::cents(60.74),
+                basis: "t3.large on-demand Linux us-east-1, $0.0832/h × 730 h".into(),
+            }),
+            ..Finding::new(key, RuleId::Ec2IdleCpu, "idle", Action::StopInstance)
+        };
+        let text = finding_text(&finding, Mode::DryRun, at(1_800_000_000), false);
+        assert!(text.contains("daily_average_cpu: ▁▂█ [0.5,1.0,4.5]"), "{text}");
+        assert!(text.contains("threshold_percent: 5.0"), "{text}");
+        assert!(
+            text.contains(
+                "_Cost:_ *$60.74/month*, the action saves *$60.74/month* (t3.large on-demand Linux us-east-1"
+            ),
+            "{text}"
+        );
+        let unpriced = Finding {
+            cost: Some(crate::cost::Cost {
+                monthly_cost: None,
+                monthly_savings: crate::cost::Usd::ZERO,
+                basis: "stopped".into(),
+            }),
+            ..finding
+        };
+        assert!(
+            finding_text(&unpriced, Mode::DryRun, at(1_800_000_000), false).contains("_Cost:_ not priced (stopped)")
+        );
     }
 
     #[test]

@@ -251,6 +251,9 @@ pub struct Finding {
     /// Where and when the owner was told; set by notify, required by remediate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified: Option<Notice>,
+    /// What the resource costs a month and what the action saves, priced where it is found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::Cost>,
 }
 
 impl Finding {
@@ -271,6 +274,7 @@ impl Finding {
             times_flagged: 0,
             deferred_since: None,
             notified: None,
+            cost: None,
         }
     }
 
@@ -323,6 +327,9 @@ pub struct Candidate {
     /// Set when the rule's action cannot be taken on this resource: it is notified only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_only: Option<String>,
+    /// What it is billed for, so the metric check prices it if it is idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billable: Option<crate::cost::Billable>,
 }
 
 /// A part of a scope that could not be scanned; carried to the run summary, never dropped.
@@ -430,6 +437,15 @@ pub struct Tally {
     /// Everything that makes the scope not OK; the state machine's summary filters on it.
     #[serde(default)]
     pub problems: usize,
+    /// What the actions of the findings found would save a month (each resource once).
+    #[serde(default)]
+    pub savings_found: crate::cost::Usd,
+    /// What the dry-run's WOULD_REMEDIATE actions would have saved a month.
+    #[serde(default)]
+    pub savings_would: crate::cost::Usd,
+    /// What the REMEDIATED actions save a month.
+    #[serde(default)]
+    pub savings_made: crate::cost::Usd,
 }
 
 impl Tally {
@@ -448,6 +464,9 @@ impl Tally {
         self.failed += other.failed;
         self.scan_failures += other.scan_failures;
         self.problems += other.problems;
+        self.savings_found += other.savings_found;
+        self.savings_would += other.savings_would;
+        self.savings_made += other.savings_made;
     }
 
     /// Counts one audit event; events that are not outcomes are ignored.

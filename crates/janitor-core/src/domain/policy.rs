@@ -45,6 +45,11 @@ pub struct Policy {
     pub excluded_catalog_products: Vec<String>,
     #[serde(default)]
     pub snooze: SnoozePolicy,
+    /// Unit prices (USD) that replace AWS's on-demand ones, by price key
+    /// (`"ec2/*/m5.large" = 0.08`; a region of `*` holds everywhere): a discount, a region
+    /// the bundled table lacks.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub prices: std::collections::BTreeMap<String, f64>,
     #[serde(default)]
     pub rules: Rules,
 }
@@ -216,6 +221,12 @@ impl Policy {
         }
         if self.history_retention_days > 3650 {
             return Err(format!("history_retention_days: at most 3650, got {}", self.history_retention_days));
+        }
+        for (key, usd) in &self.prices {
+            key.parse::<crate::cost::PriceKey>().map_err(|e| format!("prices: {e}"))?;
+            if !usd.is_finite() || *usd < 0.0 {
+                return Err(format!("prices.\"{key}\": must be a price of 0 or more, got {usd}"));
+            }
         }
         self.rules.validate()?;
         Ok(())

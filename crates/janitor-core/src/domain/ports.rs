@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEvent;
+pub use crate::cost::{Billable, PriceSource};
 use crate::error::Result;
 use crate::model::{Finding, FindingKey, FlagHistory, ResourceKey, Scope, Snooze, Tags};
 

@@ -171,8 +171,17 @@ impl LocalRunner {
 }
 
 /// The columns of a run summary table, after `scope` and `status`.
-pub const TALLY_COLUMNS: [&str; 7] =
-    ["found", "notified", "snoozed", "cleared", "would_remediate", "remediated", "failed"];
+pub const TALLY_COLUMNS: [&str; 9] = [
+    "found",
+    "notified",
+    "snoozed",
+    "cleared",
+    "would_remediate",
+    "remediated",
+    "failed",
+    "savings_would",
+    "savings_made",
+];
 
 /// A run summary (the execution output) as rows: scope, status, then `TALLY_COLUMNS`.
 pub fn summary_rows(summary: &Value) -> Vec<Vec<String>> {
@@ -184,7 +193,10 @@ pub fn summary_rows(summary: &Value) -> Vec<Vec<String>> {
         .map(|scope| {
             let mut row = vec![format!("{}/{}", text(&scope["scope"]["account"]), text(&scope["scope"]["region"]))];
             row.push(text(&scope["status"]));
-            row.extend(TALLY_COLUMNS.iter().map(|c| scope["tally"][c].as_u64().map_or("-".into(), |n| n.to_string())));
+            row.extend(TALLY_COLUMNS.iter().map(|c| match &scope["tally"][c] {
+                v if c.starts_with("savings_") => v.as_f64().map_or("-".into(), |usd| format!("${usd:.2}")),
+                v => v.as_u64().map_or("-".into(), |n| n.to_string()),
+            }));
             row
         })
         .collect()

@@ -42,4 +42,8 @@ impl Kind for EbsSnapshots {
             resource: Resource::EbsSnapshot(item),
         }
     }
+
+    fn billable(item: &EbsSnapshot) -> crate::cost::Billable {
+        crate::cost::Billable::EbsSnapshot { size_gib: item.size_gib }
+    }
 }

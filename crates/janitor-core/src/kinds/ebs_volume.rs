@@ -49,4 +49,8 @@ impl Kind for EbsVolumes {
             resource: Resource::EbsVolume(item),
         }
     }
+
+    fn billable(item: &EbsVolume) -> crate::cost::Billable {
+        crate::cost::Billable::EbsVolume { volume_type: item.volume_type.clone(), size_gib: item.size_gib }
+    }
 }

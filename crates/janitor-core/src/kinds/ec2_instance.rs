@@ -12,6 +12,8 @@ use crate::rules::Resource;
 pub struct Ec2Instance {
     pub id: String,
     pub state: String,
+    /// `t3.large`: what its running hours are priced by.
+    pub instance_type: String,
     pub launched_at: Option<DateTime<Utc>>,
     /// When a user or AWS stopped it, from EC2's state transition reason (`None` while
     /// running, or when the reason carries no time).
@@ -49,6 +51,10 @@ impl Kind for Ec2Instances {
             tags: Some(&item.tags),
             resource: Resource::Ec2Instance(item),
         }
+    }
+
+    fn billable(item: &Ec2Instance) -> crate::cost::Billable {
+        crate::cost::Billable::Ec2Instance { instance_type: item.instance_type.clone(), running: item.state == "running" }
     }
 }
 

@@ -36,4 +36,8 @@ impl Kind for ElasticIps {
             resource: Resource::ElasticIp(item),
         }
     }
+
+    fn billable(_item: &ElasticIp) -> crate::cost::Billable {
+        crate::cost::Billable::PublicIpv4
+    }
 }

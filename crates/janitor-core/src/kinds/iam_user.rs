@@ -39,6 +39,10 @@ impl Kind for IamUsers {
         }
     }
 
+    fn billable(_item: &IamCredential) -> crate::cost::Billable {
+        crate::cost::Billable::Free { why: "an IAM user is not billed".into() }
+    }
+
     async fn tags(inventory: &dyn Inventory, scope: &Scope, item: &IamCredential) -> Result<Tags> {
         inventory.iam_user_tags(&scope.account, &item.user).await
     }

@@ -16,6 +16,8 @@ pub struct LambdaFunction {
     pub arn: String,
     pub runtime: Option<String>,
     pub memory_mb: Option<i32>,
+    /// What its duration is priced by (Lambda's default is x86_64).
+    pub architecture: crate::cost::Architecture,
     /// Lambda tells no creation time; the last change to code or configuration is the
     /// closest, and errs on the young side (a function changed lately is not judged idle).
     pub last_modified: Option<DateTime<Utc>>,
@@ -49,6 +51,10 @@ impl Kind for LambdaFunctions {
             tags: None,
             resource: Resource::LambdaFunction(item),
         }
+    }
+
+    fn billable(item: &LambdaFunction) -> crate::cost::Billable {
+        crate::cost::Billable::LambdaFunction { architecture: item.architecture }
     }
 
     async fn tags(inventory: &dyn Inventory, scope: &Scope, item: &LambdaFunction) -> Result<Tags> {

@@ -48,6 +48,9 @@ pub trait Kind: Send + Sync + 'static {
     /// rules need to judge an item (the policy, a list kept in the run bucket).
     async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<Self::Item>>;
     fn seen<'a>(scope: &Scope, item: &'a Self::Item) -> Seen<'a>;
+    /// What the item is billed for, so each finding says what it costs and what its action
+    /// saves (see [`crate::cost`]); a kind that cannot be priced says why.
+    fn billable(item: &Self::Item) -> crate::cost::Billable;
     /// The owner when the resource has no owner tag, if the resource itself says who made it.
     fn owner_hint(_item: &Self::Item) -> Option<String> {
         None

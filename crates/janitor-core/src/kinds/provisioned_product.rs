@@ -120,6 +120,12 @@ impl Kind for ProvisionedProducts {
         }
     }
 
+    fn billable(_item: &ProductInScope) -> crate::cost::Billable {
+        crate::cost::Billable::Unpriced {
+            why: "billed for the resources of its stack, which their own findings price".into(),
+        }
+    }
+
     /// Without an owner tag, the person who launched it when AWS names them by email (an IAM
     /// Identity Center session; any other session name is the caller's own choice, and a
     /// message must not go to whoever it names): the seed tells the launcher.

@@ -21,6 +21,12 @@ pub struct RdsInstance {
     pub cluster: Option<String>,
     /// The instance or cluster it replicates: AWS takes no final snapshot of a replica.
     pub replica_of: Option<String>,
+    /// What it is priced by: `db.t3.micro`, `mysql`, Multi-AZ, `gp2`, 20 GiB.
+    pub class: String,
+    pub engine: String,
+    pub multi_az: bool,
+    pub storage_type: String,
+    pub allocated_gib: i32,
     pub tags: Tags,
 }
 
@@ -55,6 +61,16 @@ impl Kind for RdsInstances {
             created_at: item.created_at,
             tags: Some(&item.tags),
             resource: Resource::RdsInstance(item),
+        }
+    }
+
+    fn billable(item: &RdsInstance) -> crate::cost::Billable {
+        crate::cost::Billable::RdsInstance {
+            class: item.class.clone(),
+            engine: item.engine.clone(),
+            multi_az: item.multi_az,
+            storage_type: item.storage_type.clone(),
+            allocated_gib: item.allocated_gib,
         }
     }
 }

@@ -41,4 +41,8 @@ impl Kind for RdsSnapshots {
             resource: Resource::RdsSnapshot(item),
         }
     }
+
+    fn billable(item: &RdsSnapshot) -> crate::cost::Billable {
+        crate::cost::Billable::RdsSnapshot { allocated_gib: item.allocated_gib }
+    }
 }

@@ -88,6 +88,13 @@ impl Kind for S3Buckets {
         }
     }
 
+    fn billable(item: &BucketInAccount) -> crate::cost::Billable {
+        match item.bucket.empty {
+            Some(true) => crate::cost::Billable::Free { why: "an empty bucket stores nothing".into() },
+            _ => crate::cost::Billable::Unpriced { why: "its storage is not read, so it is not priced".into() },
+        }
+    }
+
     async fn tags(inventory: &dyn Inventory, scope: &Scope, item: &BucketInAccount) -> Result<Tags> {
         inventory.s3_bucket_tags(&scope.account, &item.bucket).await
     }

@@ -84,6 +84,10 @@ impl Kind for SecurityGroups {
             resource: Resource::SecurityGroup(item),
         }
     }
+
+    fn billable(_item: &SecurityGroup) -> crate::cost::Billable {
+        crate::cost::Billable::Free { why: "a security group is not billed".into() }
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,7 @@ mod tests {
         let instance = |state: &str, stopped_days_ago: Option<i64>| Ec2Instance {
             id: "i-1".into(),
             state: state.into(),
+            instance_type: "t3.micro".into(),
             launched_at: Some(now - Duration::days(400)),
             stopped_at: stopped_days_ago.map(|d| now - Duration::days(d)),
             tags: Default::default(),

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
+use crate::cost::{self, Billable};
 use crate::error::{JanitorError, Result};
 use crate::kinds::{Kind, Seen};
 use crate::model::*;
@@ -57,6 +58,7 @@ pub fn judge(
                 owner: None,
                 launched_at: None,
                 notify_only,
+                billable: None,
             })),
             rules::Judgement::Unreadable(message) => return Err(message),
             rules::Judgement::Complies => {}
@@ -95,7 +97,7 @@ pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<Par
         }
         let judged = match judge(p, now, &seen.key, seen.resource) {
             Ok(judged) if judged.is_empty() => continue,
-            Ok(judged) => judged,
+            Ok(judged) => priced(deps, &seen.key, K::billable(item), judged).await,
             Err(message) => {
                 failures.push((seen.key.id().to_owned(), K::unreadable(message)));
                 continue;
@@ -119,6 +121,23 @@ pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<Par
         }
     }
     Ok((verdicts, failures))
+}
+
+/// Each finding with what its resource costs and its action saves; each candidate with what
+/// the metric check needs to price it if it is idle.
+async fn priced(deps: &Deps, key: &ResourceKey, billable: Billable, verdicts: Vec<Verdict>) -> Vec<Verdict> {
+    let mut out = Vec::with_capacity(verdicts.len());
+    for verdict in verdicts {
+        out.push(match verdict {
+            Verdict::Finding(f) => {
+                let cost = cost::estimate(deps.prices.as_ref(), key.region(), &billable, f.action).await;
+                Verdict::Finding(Finding { cost: Some(cost), ..f })
+            }
+            Verdict::Candidate(c) => Verdict::Candidate(Candidate { billable: Some(billable.clone()), ..c }),
+            other => other,
+        });
+    }
+    out
 }
 
 /// A resource's verdicts once its tags are known: all protected, or each with its owner
@@ -166,7 +185,7 @@ pub async fn discover_scope(deps: &Deps, run: &RunContext) -> Result<StepPayload
             AuditEventType::Discovered,
             now,
             ACTOR,
-            json!({ "reason": f.reason, "action": f.action, "evidence": f.evidence, "owner": f.owner }),
+            json!({ "reason": f.reason, "action": f.action, "evidence": f.evidence, "owner": f.owner, "cost": f.cost }),
         ));
     }
     payload.recount();

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
+use crate::cost::{self, Billable};
 use crate::discovery::annotate_history;
 use crate::error::Result;
 use crate::model::*;
@@ -85,6 +86,7 @@ pub async fn check_candidates(deps: &Deps, mut payload: StepPayload) -> Result<S
     payload.findings.extend(idle);
     payload.findings.sort_by(|a, b| a.key.cmp(&b.key));
     payload.tally.found = payload.findings.len();
+    payload.tally.savings_found = cost::totals(&payload.findings).monthly_savings;
     payload.recount();
     deps.audit.record(&events).await?;
     tracing::info!(scope = %scope, findings = payload.count, "metric check done");
@@ -176,14 +178,21 @@ pub(crate) async fn judge_candidates(
             }
             None => (action, reason, evidence),
         };
+        let billable = candidate
+            .billable
+            .clone()
+            .unwrap_or_else(|| Billable::Unpriced { why: "its listing told nothing to price it by".into() });
+        let cost = cost::estimate(deps.prices.as_ref(), candidate.key.region(), &billable, action).await;
         // As discovery's DISCOVERED row: the finding whole, so the run's trail exports it.
-        let detail = json!({ "reason": reason, "evidence": evidence, "action": action, "owner": candidate.owner });
+        let detail =
+            json!({ "reason": reason, "evidence": evidence, "action": action, "owner": candidate.owner, "cost": cost });
         events
             .push(AuditEvent::new(candidate.key.as_str(), run_id, event, now, actor, detail).with_policy(Some(policy)));
         idle.push(Finding {
             arn: candidate.arn.clone(),
             evidence,
             owner: candidate.owner.clone(),
+            cost: Some(cost),
             ..Finding::new(candidate.key.clone(), policy, reason, action)
         });
     }

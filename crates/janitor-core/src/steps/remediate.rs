@@ -187,6 +187,8 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
         payload.tally.count(outcome.result);
     }
     payload.outcomes = outcomes;
+    payload.tally.savings_would = savings_of(&payload, AuditEventType::WouldRemediate);
+    payload.tally.savings_made = savings_of(&payload, AuditEventType::Remediated);
     payload.count = payload.outcomes.iter().filter(|o| o.result == AuditEventType::Remediated).count();
     payload.refresh_tally();
     report_in_threads(deps, &payload).await;
@@ -211,6 +213,15 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
     release_locks(deps, &payload).await?;
     tracing::info!(scope = %scope, remediated = payload.count, halted, "remediation done");
     Ok(payload)
+}
+
+/// What the findings whose outcome is `result` save a month, each resource once.
+fn savings_of(payload: &StepPayload, result: AuditEventType) -> crate::cost::Usd {
+    let acted = payload
+        .findings
+        .iter()
+        .filter(|f| payload.outcomes.iter().any(|o| o.key == f.key && o.policy == f.policy && o.result == result));
+    crate::cost::totals(acted).monthly_savings
 }
 
 /// Released only once the step is done: until then a retry still holds them.
@@ -269,8 +280,12 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
     } else {
         format!(":broom: Cloud Janitor {} run in {scope}", payload.run.mode)
     };
+    let savings = match payload.run.mode {
+        Mode::DryRun => format!("Would save {}/month.", payload.tally.savings_would),
+        Mode::Enforce => format!("Saved {}/month.", payload.tally.savings_made),
+    };
     let mut lines = vec![format!(
-        "*Run* `{}` ({}): {} remediated, {} would be remediated, {} already compliant, {} skipped, {} halted, {} failed.",
+        "*Run* `{}` ({}): {} remediated, {} would be remediated, {} already compliant, {} skipped, {} halted, {} failed. {savings}",
         payload.run.id,
         payload.run.mode,
         count(Remediated),
@@ -281,7 +296,15 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
         count(Failed),
     )];
     for o in payload.outcomes.iter().take(20) {
-        lines.push(format!("• `{}` {}: {}", o.key, o.policy, o.result.as_str()));
+        let saves = payload
+            .findings
+            .iter()
+            .find(|f| f.key == o.key && f.policy == o.policy)
+            .and_then(|f| f.cost.as_ref())
+            .filter(|c| c.monthly_savings > crate::cost::Usd::ZERO)
+            .map(|c| format!(" (saves {}/month)", c.monthly_savings))
+            .unwrap_or_default();
+        lines.push(format!("• `{}` {}: {}{saves}", o.key, o.policy, o.result.as_str()));
     }
     if payload.outcomes.len() > 20 {
         lines.push(format!("… and {} more (see the audit table, run {})", payload.outcomes.len() - 20, payload.run.id));

@@ -40,6 +40,9 @@ pub enum SetupError {
 /// Role assumed in member accounts unless `JANITOR_ROLE_NAME` says otherwise.
 pub const DEFAULT_MEMBER_ROLE: &str = "CloudJanitorMemberRole";
 const FALLBACK_REGION: &str = "us-east-1";
+/// Where the Price List Query API answers.
+#[cfg(feature = "pricing")]
+const PRICE_LIST_REGION: &str = "us-east-1";
 
 /// AWS API calls made, per service and operation (every attempt, retries included).
 #[derive(Debug, Default)]
@@ -254,6 +257,8 @@ struct Inner {
     /// Service Catalog's own endpoint when an emulator serves it apart (the SDK also takes
     /// `AWS_ENDPOINT_URL_SERVICE_CATALOG`).
     service_catalog_endpoint: Option<String>,
+    /// The Price List's, likewise (`AWS_ENDPOINT_URL_PRICING`).
+    pricing_endpoint: Option<String>,
 }
 
 impl AwsClients {
@@ -319,6 +324,7 @@ impl AwsClients {
                 assumed: Mutex::new(HashMap::new()),
                 stats: Arc::new(ApiStats::default()),
                 service_catalog_endpoint: None,
+                pricing_endpoint: None,
             }),
         }
     }
@@ -326,16 +332,29 @@ impl AwsClients {
     /// Sends Service Catalog calls to `endpoint` (an emulator of it, beside the one that
     /// serves everything else).
     pub fn with_service_catalog_endpoint(self, endpoint: impl Into<String>) -> AwsClients {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+        let endpoint = Some(endpoint.into());
+        self.reconfigured(|inner| inner.service_catalog_endpoint = endpoint)
+    }
+
+    /// Sends Price List calls to `endpoint` (an emulator of it).
+    pub fn with_pricing_endpoint(self, endpoint: impl Into<String>) -> AwsClients {
+        let endpoint = Some(endpoint.into());
+        self.reconfigured(|inner| inner.pricing_endpoint = endpoint)
+    }
+
+    fn reconfigured(self, change: impl FnOnce(&mut Inner)) -> AwsClients {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
             base: shared.base.clone(),
             member_role: shared.member_role.clone(),
             external_id: shared.external_id.clone(),
             home_account: OnceCell::new(),
             assumed: Mutex::new(HashMap::new()),
             stats: shared.stats.clone(),
-            service_catalog_endpoint: None,
+            service_catalog_endpoint: shared.service_catalog_endpoint.clone(),
+            pricing_endpoint: shared.pricing_endpoint.clone(),
         });
-        AwsClients { inner: Arc::new(Inner { service_catalog_endpoint: Some(endpoint.into()), ..inner }) }
+        change(&mut inner);
+        AwsClients { inner: Arc::new(inner) }
     }
 
     pub fn stats(&self) -> Arc<ApiStats> {
@@ -438,6 +457,19 @@ impl AwsClients {
             builder = builder.endpoint_url(endpoint);
         }
         Ok(aws_sdk_servicecatalog::Client::from_conf(builder.build()))
+    }
+
+    /// The Price List Query API, with the janitor's own credentials: it answers in us-east-1
+    /// (and ap-south-1) for every region, which each query names instead.
+    #[cfg(feature = "pricing")]
+    pub async fn pricing(&self) -> Result<aws_sdk_pricing::Client> {
+        let account = self.home_account().await?;
+        let config = self.config_for(&account, PRICE_LIST_REGION).await?;
+        let mut builder = aws_sdk_pricing::config::Builder::from(&config).interceptor(CountCalls(self.stats()));
+        if let Some(endpoint) = &self.inner.pricing_endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Ok(aws_sdk_pricing::Client::from_conf(builder.build()))
     }
 
     #[cfg(feature = "rds")]

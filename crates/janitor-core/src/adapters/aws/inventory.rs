@@ -89,6 +89,7 @@ impl Inventory for AwsInventory {
                 Some(Ec2Instance {
                     id: i.instance_id()?.to_owned(),
                     state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
+                    instance_type: i.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
                     launched_at: i.launch_time().and_then(to_chrono),
                     // A reason older than the launch is a stale one (a start that failed).
                     stopped_at: i
@@ -238,6 +239,11 @@ impl Inventory for AwsInventory {
                     arn: f.function_arn()?.to_owned(),
                     runtime: f.runtime().map(|r| r.as_str().to_owned()),
                     memory_mb: f.memory_size(),
+                    architecture: if f.architectures().contains(&aws_sdk_lambda::types::Architecture::Arm64) {
+                        crate::cost::Architecture::Arm64
+                    } else {
+                        crate::cost::Architecture::X86_64
+                    },
                     last_modified: f.last_modified().and_then(parse_last_modified),
                 })
             })
@@ -281,6 +287,11 @@ impl Inventory for AwsInventory {
                         .or(db.read_replica_source_db_cluster_identifier())
                         .filter(|s| !s.is_empty())
                         .map(str::to_owned),
+                    class: db.db_instance_class().unwrap_or_default().to_owned(),
+                    engine: db.engine().unwrap_or_default().to_owned(),
+                    multi_az: db.multi_az().unwrap_or(false),
+                    storage_type: db.storage_type().unwrap_or("gp2").to_owned(),
+                    allocated_gib: db.allocated_storage().unwrap_or_default(),
                     tags: rds_tags(db.tag_list()),
                 })
             })

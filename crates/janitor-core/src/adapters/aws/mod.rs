@@ -8,6 +8,8 @@ pub mod dynamo;
 pub mod inventory;
 #[cfg(feature = "directory")]
 pub mod organizations;
+#[cfg(feature = "pricing")]
+pub mod pricing;
 #[cfg(feature = "remediator")]
 pub mod remediator;
 #[cfg(feature = "run-store")]
@@ -24,6 +26,8 @@ pub use dynamo::{DynamoAuditLog, DynamoLockStore, DynamoSnoozeStore, TableNames}
 pub use inventory::AwsInventory;
 #[cfg(feature = "directory")]
 pub use organizations::OrganizationsDirectory;
+#[cfg(feature = "pricing")]
+pub use pricing::AwsPriceList;
 #[cfg(feature = "remediator")]
 pub use remediator::AwsRemediator;
 #[cfg(feature = "run-store")]

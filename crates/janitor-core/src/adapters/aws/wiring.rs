@@ -35,6 +35,7 @@ impl Wiring {
     pub fn new(policy: Policy, clients: AwsClients, tables: &TableNames) -> Wiring {
         let dynamodb = clients.dynamodb();
         let deps = Deps {
+            prices: Arc::new(crate::prices::PriceBook::bundled(&policy)),
             policy,
             inventory: Arc::new(Unwired::port("inventory")),
             directory: Arc::new(Unwired::port("account directory")),
@@ -71,6 +72,14 @@ impl Wiring {
     pub fn remediator(mut self) -> Wiring {
         let remediator = super::AwsRemediator::new(self.clients.clone(), &self.deps.policy.protect_tag);
         self.deps.remediator = Arc::new(remediator);
+        self
+    }
+
+    /// The Price List Query API first, the bundled table when it cannot answer.
+    #[cfg(feature = "pricing")]
+    pub fn pricing(mut self) -> Wiring {
+        let api = Arc::new(super::AwsPriceList::new(self.clients.clone()));
+        self.deps.prices = Arc::new(crate::prices::PriceBook::with_api(&self.deps.policy, api));
         self
     }
 
@@ -123,7 +132,7 @@ impl Wiring {
 /// Every adapter but chat and the run store: the command line and the tests.
 #[cfg(feature = "all-adapters")]
 pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> Deps {
-    Wiring::new(policy, clients, tables).inventory().directory().remediator().metrics().alerts().build()
+    Wiring::new(policy, clients, tables).inventory().directory().remediator().metrics().alerts().pricing().build()
 }
 
 /// Reads the Slack secret (JSON with `bot_token` and `signing_secret`).

@@ -16,7 +16,7 @@ pub use adapters::{aws, prices, slack};
 pub use domain::{audit, cost, error, model, policy, ports, runstore, s3_public};
 #[cfg(feature = "local")]
 pub use entry::local;
-pub use entry::{handler, step, telemetry};
+pub use entry::{emf, handler, step, telemetry};
 pub use steps::{discovery, export, lock, metrics, notify, recheck, remediate, snooze};
 
 use std::sync::Arc;

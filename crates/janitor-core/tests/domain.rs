@@ -25,6 +25,7 @@ fn testing_instance(id: &str) -> Ec2Instance {
         id: id.into(),
         state: "running".into(),
         instance_type: "t3.large".into(),
+        price_exception: None,
         launched_at: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
         stopped_at: None,
         tags: tags(&[("Environment", "testing"), ("Owner", "o"), ("CostCenter", "c"), ("Project", "p")]),
@@ -729,6 +730,8 @@ async fn a_failure_after_acting_never_acts_twice_nor_records_the_acted_on_as_unr
     caught["error"] = json!({ "Error": "Janitor.Transient", "Cause": "{\"errorMessage\":\"sns Publish: throttled\"}" });
     let released: StepPayload = serde_json::from_value(step::release(&w.deps, caught).await.unwrap()).unwrap();
     assert_eq!((released.tally.remediated, released.tally.failed), (2, 0), "{:?}", released.tally);
+    // Two t3.large stopped in eu-central-1 ($0.096/h × 730 h each) saved what they saved.
+    assert_eq!(released.tally.savings_made.to_string(), "$140.16", "{:?}", released.tally);
     let rows = w.audit.events_for_run("r-after").await.unwrap();
     let failed_findings =
         rows.iter().filter(|e| e.event == AuditEventType::Failed && e.resource.contains("/ec2-instance/")).count();
@@ -777,7 +780,8 @@ async fn the_state_machine_plan_input_takes_the_execution_name_as_run_id_and_val
     let w = world(InMemoryInventory::default(), Policy::from_toml_str("", "default policy").unwrap());
     let input = json!({ "plan": { "request": { "mode": "enforce", "regions": [REGION] }, "execution": "exec-42" } });
     let plan = step::discovery(&w.deps, input).await.unwrap();
-    assert_eq!(plan["run"], json!({ "id": "exec-42", "mode": "enforce" }));
+    // The plan stamps when the run began: the summary reports its duration from it.
+    assert_eq!(plan["run"], json!({ "id": "exec-42", "mode": "enforce", "started_at": "2026-11-23T16:00:00Z" }));
     assert_eq!(plan["failures"], json!([]), "always present: the summary state reads it");
     let same = json!({ "plan": { "request": { "mode": "dry-run", "run_id": "exec-42" }, "execution": "exec-42" } });
     assert_eq!(step::discovery(&w.deps, same).await.unwrap()["run"]["id"], "exec-42");
@@ -816,7 +820,8 @@ async fn a_run_id_chosen_by_hand_must_be_new() {
 
 #[test]
 fn the_tally_counts_outcomes_and_marks_a_scope_incomplete_or_failed() {
-    let run = RunContext { id: "r".into(), mode: Mode::DryRun, scope: Some(Scope::new(ACCOUNT, REGION)) };
+    let run =
+        RunContext { id: "r".into(), mode: Mode::DryRun, scope: Some(Scope::new(ACCOUNT, REGION)), started_at: None };
     let mut payload = StepPayload::new(run);
     for event in ["NOTIFIED", "NOTIFIED", "SNOOZED", "GONE", "WOULD_REMEDIATE", "RECHECKED"] {
         payload.tally.count(event.parse().unwrap());
@@ -983,7 +988,10 @@ async fn remediate_acts_only_while_the_resource_is_still_locked_by_its_run() {
 #[tokio::test]
 async fn each_finding_is_priced_and_the_summary_says_what_the_run_saves_or_would_save() {
     // A running t3.large in eu-central-1 at the bundled $0.096/h: 730 h make $70.08 a month.
-    for (mode, said) in [(Mode::DryRun, "Would save $70.08/month."), (Mode::Enforce, "Saved $70.08/month.")] {
+    for (mode, said, line) in [
+        (Mode::DryRun, "Would save $70.08/month.", "(would save $70.08/month)"),
+        (Mode::Enforce, "Saved $70.08/month.", "(saves $70.08/month)"),
+    ] {
         let scope = Scope::new(ACCOUNT, REGION);
         let inventory =
             InMemoryInventory { ec2: [(scope, vec![testing_instance("i-1")])].into(), ..Default::default() };
@@ -1010,7 +1018,7 @@ async fn each_finding_is_priced_and_the_summary_says_what_the_run_saves_or_would
         let published = alerts.published();
         let description = published[0].1["content"]["description"].as_str().unwrap().to_owned();
         assert!(description.contains(said), "{description}");
-        assert!(description.contains("(saves $70.08/month)"), "{description}");
+        assert!(description.contains(line), "{description}");
         // The DISCOVERED row keeps the figures, for the export and the report.
         let rows = w.audit.events_for_run(&format!("r-saves-{mode}")).await.unwrap();
         let discovered = rows.iter().find(|e| e.event == AuditEventType::Discovered).unwrap();

@@ -245,7 +245,12 @@ async fn twin_estate_yields_exactly_the_violations_and_locks_them() {
 
 fn synthetic_payload(run_id: &str, count: usize) -> StepPayload {
     let scope = Scope::new(HOME_ACCOUNT, HOME_REGION);
-    let mut payload = StepPayload::new(RunContext { id: run_id.into(), mode: Default::default(), scope: Some(scope) });
+    let mut payload = StepPayload::new(RunContext {
+        id: run_id.into(),
+        mode: Default::default(),
+        scope: Some(scope),
+        started_at: None,
+    });
     payload.findings = (0..count)
         .map(|i| {
             let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::ElasticIp, &format!("eipalloc-{i:04}"));
@@ -662,14 +667,20 @@ async fn the_price_list_api_answers_one_price_per_key_through_the_real_sdk() {
     }
     assert_eq!(calls.iter().filter(|c| c.operation == "GetProducts").count(), 12, "the aurora key asks nothing");
 
-    // 250 rows of one price come in three pages and are one price; two prices are none.
-    let mut list: Vec<Value> =
-        (0..250).map(|_| ec2_instance("us-east-1", "t3.small", "Used", "AWS Region", "0.0208000000")).collect();
-    moto.service_catalog.publish_prices(list.clone());
-    assert_eq!(price("ec2/us-east-1/t3.small").await, Some(0.0208));
-    let paged = moto.service_catalog.calls().iter().filter(|c| c.operation == "GetProducts").count();
-    assert_eq!(paged, 15, "three pages of at most 100");
-    list.push(ec2_instance("us-east-1", "t3.small", "Used", "AWS Region", "0.0300000000"));
-    moto.service_catalog.publish_prices(list);
+    // Rows of one price come in pages of 100 and are one price, up to five pages; a query
+    // matching more names no one price, nor do two prices for one key.
+    let asked = || moto.service_catalog.calls().iter().filter(|c| c.operation == "GetProducts").count();
+    let rows = |n: usize, usd: &str| -> Vec<Value> {
+        (0..n).map(|_| ec2_instance("us-east-1", "t3.small", "Used", "AWS Region", usd)).collect()
+    };
+    for (count, pages, expected) in [(250, 3, Some(0.0208)), (500, 5, Some(0.0208)), (501, 6, None)] {
+        let before = asked();
+        moto.service_catalog.publish_prices(rows(count, "0.0208000000"));
+        assert_eq!(price("ec2/us-east-1/t3.small").await, expected, "{count} rows");
+        assert_eq!(asked() - before, pages, "{count} rows: pages read");
+    }
+    let mut two = rows(150, "0.0208000000");
+    two.extend(rows(1, "0.0300000000"));
+    moto.service_catalog.publish_prices(two);
     assert_eq!(price("ec2/us-east-1/t3.small").await, None, "two prices for one key are no answer");
 }

@@ -24,7 +24,9 @@ fn expected(handler: &str) -> &'static [&'static str] {
             "s3control",
             "servicecatalog",
         ],
-        "recheck" => &["cloudwatch", "dynamodb", "ec2", "iam", "lambda", "rds", "s3", "s3control", "servicecatalog"],
+        "recheck" => {
+            &["cloudwatch", "dynamodb", "ec2", "iam", "lambda", "pricing", "rds", "s3", "s3control", "servicecatalog"]
+        }
         "metric-check" => &["cloudwatch", "dynamodb", "pricing", "s3"],
         "lock" => &["dynamodb", "s3", "sns"],
         "notify" => &["dynamodb", "s3", "secretsmanager"],

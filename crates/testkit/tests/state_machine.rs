@@ -250,6 +250,50 @@ fn the_member_role_grants_what_member_account_calls_need_and_nothing_more() {
     }
 }
 
+/// Every metric the functions publish is on the dashboard, and the dashboard and the alarms
+/// read no metric they do not publish; the alarms reach the alert topic, which alarms can
+/// publish to (not under the AWS-managed SNS key).
+#[test]
+fn the_dashboard_and_alarms_read_exactly_the_metrics_the_functions_publish() {
+    use janitor_core::emf::{Metric, NAMESPACE};
+    let template = Template::load().unwrap();
+    let resources = &template.json["Resources"];
+    let published: BTreeSet<String> = Metric::every().map(|m| m.name().to_owned()).collect();
+    let body = resources["JanitorDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"].as_str().unwrap();
+    let body = body.replace("${AWS::Region}", "us-east-1").replace("${JanitorStateMachine}", "arn:sm");
+    let dashboard: Value = serde_json::from_str(&body).unwrap();
+    let mut shown = BTreeSet::new();
+    for widget in dashboard["widgets"].as_array().unwrap() {
+        for line in widget["properties"]["metrics"].as_array().unwrap() {
+            match (&line[0], &line[1]) {
+                (Value::String(ns), Value::String(name)) if ns == NAMESPACE => {
+                    shown.insert(name.clone());
+                }
+                (Value::Object(expression), _) => {
+                    let text = expression["expression"].as_str().unwrap();
+                    assert!(text.contains(&format!("{{{NAMESPACE},")), "{text}");
+                    let name = text.split("MetricName=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+                    shown.insert(name.to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(shown, published, "the dashboard shows every published metric, and only those");
+    let alarms: Vec<_> = template.resources_of_type("AWS::CloudWatch::Alarm").collect();
+    assert_eq!(alarms.len(), 2, "failed executions and failed scopes");
+    for (id, alarm) in alarms {
+        let p = &alarm["Properties"];
+        assert_eq!(p["AlarmActions"], json!([{ "Ref": "AlertTopic" }]), "{id}");
+        if p["Namespace"] == NAMESPACE {
+            assert!(published.contains(p["MetricName"].as_str().unwrap()), "{id}");
+        }
+    }
+    assert_eq!(resources["AlertTopic"]["Properties"]["KmsMasterKeyId"], json!({ "Ref": "AlertKey" }));
+    let key_policy = resources["AlertKey"]["Properties"]["KeyPolicy"]["Statement"].as_array().unwrap();
+    assert!(key_policy.iter().any(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com"));
+}
+
 #[test]
 fn cfn_lint_reports_nothing() {
     for file in ["template.yaml", "member-role.yaml"] {
@@ -556,8 +600,32 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
         .filter_map(|c| c.role)
         .collect();
     let role = |f: &str| format!("arn:aws:iam::{HOME_ACCOUNT}:role/cloud-janitor-{f}");
-    assert_eq!(priced_by, [role("discovery"), role("metric-check")].into_iter().collect(), "who asked the Price List");
+    let pricers = [role("discovery"), role("metric-check"), role("recheck")];
+    assert_eq!(priced_by, pricers.into_iter().collect(), "who asked the Price List");
     assert!(summary["totals"]["savings_made"].as_f64().unwrap() > 0.0, "{}", summary["totals"]);
+
+    // The functions' own metrics, as CloudWatch would extract them from their logs (EMF):
+    // whole log lines, agreeing with the run's summary.
+    let metrics: Vec<Value> = w
+        .machine
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|doc| {
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CloudJanitor" && doc["RunId"] == "local-enforce"
+        })
+        .collect();
+    let sum = |metric: &str, with: &str| -> f64 {
+        metrics.iter().filter(|d| with.is_empty() || d[with].is_string()).filter_map(|d| d[metric].as_f64()).sum()
+    };
+    let totals = &summary["totals"];
+    assert_eq!(sum("Findings", "Rule"), totals["found"].as_f64().unwrap(), "findings by rule: {metrics:?}");
+    assert_eq!(sum("Remediated", ""), totals["remediated"].as_f64().unwrap());
+    assert!((sum("SavingsMade", "") - totals["savings_made"].as_f64().unwrap()).abs() < 0.005);
+    let ended: Vec<&Value> = metrics.iter().filter(|d| d["Runs"] == 1.0).collect();
+    assert_eq!(ended.len(), 1, "one run, one summary");
+    assert_eq!((ended[0]["Mode"].as_str(), ended[0]["FailedScopes"].as_f64()), (Some("enforce"), Some(0.0)));
+    assert!(ended[0]["RunDuration"].as_f64().is_some_and(|s| s > 0.0), "{}", ended[0]);
 
     // ---- least privilege: each function was granted exactly what its code called
     let observed = observed_actions(&w.machine.calls_dir()).unwrap();

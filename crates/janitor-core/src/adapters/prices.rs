@@ -5,6 +5,7 @@
 //! Lambda keeps it across invocations: on-demand prices change rarely).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
@@ -89,10 +90,9 @@ impl PriceSource for BundledPrices {
     }
 }
 
-/// The policy's `[prices]`: unit prices by key, a region of `*` holding in every region
-/// (loading the policy refused any key that does not parse).
+/// The policy's `[prices]`: unit prices by key, a region of `*` holding in every region.
 pub fn overrides(policy: &Policy) -> HashMap<PriceKey, f64> {
-    policy.prices.iter().filter_map(|(key, usd)| Some((key.parse::<PriceKey>().ok()?, *usd))).collect()
+    policy.prices.iter().map(|(key, usd)| (key.clone(), *usd)).collect()
 }
 
 /// What a run prices with: the policy's overrides, then `api` (if the function has the Price
@@ -101,13 +101,20 @@ pub fn overrides(policy: &Policy) -> HashMap<PriceKey, f64> {
 pub struct PriceBook {
     overrides: HashMap<PriceKey, f64>,
     api: Option<Arc<dyn PriceSource>>,
+    /// Set once the API denied access: asking again per price would only fail again.
+    api_denied: AtomicBool,
     cache: Mutex<HashMap<PriceKey, Option<Price>>>,
 }
 
 impl PriceBook {
     /// The bundled table under the policy's overrides (the command line's default).
     pub fn bundled(policy: &Policy) -> PriceBook {
-        PriceBook { overrides: overrides(policy), api: None, cache: Mutex::default() }
+        PriceBook {
+            overrides: overrides(policy),
+            api: None,
+            api_denied: AtomicBool::new(false),
+            cache: Mutex::default(),
+        }
     }
 
     /// The Price List API first (deployed runs), the bundled table when it cannot answer.
@@ -116,26 +123,35 @@ impl PriceBook {
     }
 
     fn cached(&self, key: &PriceKey) -> Option<Option<Price>> {
-        self.cache.lock().ok().and_then(|c| c.get(key).copied())
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key).copied()
     }
 
-    async fn look_up(&self, key: &PriceKey) -> Result<Option<Price>> {
+    /// The price, and whether it may be kept (not a stand-in for an API that failed).
+    async fn look_up(&self, key: &PriceKey) -> Result<(Option<Price>, bool)> {
         let policy = self.overrides.get(key).or_else(|| self.overrides.get(&key.in_region("*")));
         if let Some(usd) = policy {
-            return Ok(Some(Price { usd: *usd, origin: PriceOrigin::Policy }));
+            return Ok((Some(Price { usd: *usd, origin: PriceOrigin::Policy }), true));
         }
-        if let Some(api) = &self.api {
+        let mut keep = true;
+        if let Some(api) = self.api.as_ref().filter(|_| !self.api_denied.load(Ordering::Relaxed)) {
             match api.unit_price(key).await {
-                Ok(Some(price)) => return Ok(Some(price)),
+                Ok(Some(price)) => return Ok((Some(price), true)),
                 Ok(None) => {
                     tracing::info!(price = %key, "the Price List API has no such price; using the bundled table")
                 }
+                Err(e @ JanitorError::AccessDenied { .. }) => {
+                    // Said once, loudly: a missing grant or an SCP, not a passing fault.
+                    if !self.api_denied.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = e.error_name(), message = %e, "the Price List API denied access; every price comes from the bundled table");
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(price = %key, error = e.error_name(), message = %e, "Price List API failed; using the bundled table")
+                    tracing::warn!(price = %key, error = e.error_name(), message = %e, "Price List API failed; using the bundled table");
+                    keep = false;
                 }
             }
         }
-        BundledPrices.unit_price(key).await
+        Ok((BundledPrices.unit_price(key).await?, keep))
     }
 }
 
@@ -145,9 +161,9 @@ impl PriceSource for PriceBook {
         if let Some(known) = self.cached(key) {
             return Ok(known);
         }
-        let price = self.look_up(key).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(key.clone(), price);
+        let (price, keep) = self.look_up(key).await?;
+        if keep {
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), price);
         }
         Ok(price)
     }
@@ -196,8 +212,8 @@ mod tests {
         assert!((m - 2.0 * s).abs() < 1e-12, "{s} {m}");
 
         let mut policy = Policy::builtin().unwrap();
-        policy.prices.insert("ec2/*/t3.micro".into(), 0.009);
-        policy.prices.insert("ipv4/eu-west-1".into(), 0.0);
+        policy.prices.insert("ec2/*/t3.micro".parse().unwrap(), 0.009);
+        policy.prices.insert("ipv4/eu-west-1".parse().unwrap(), 0.0);
         let book = PriceBook::bundled(&policy);
         let t3 = PriceKey::Ec2Instance { region: "us-east-1".into(), instance_type: "t3.micro".into() };
         assert_eq!(book.unit_price(&t3).await.unwrap(), Some(Price { usd: 0.009, origin: PriceOrigin::Policy }));
@@ -221,21 +237,44 @@ mod tests {
         }
     }
 
-    struct Failing;
+    /// An API that fails every call with `denied` (AccessDenied) or a throttle, counting them.
+    struct Failing {
+        denied: bool,
+        calls: std::sync::atomic::AtomicUsize,
+    }
 
     #[async_trait]
     impl PriceSource for Failing {
         async fn unit_price(&self, _: &PriceKey) -> Result<Option<Price>> {
-            Err(JanitorError::Transient { service: "pricing", operation: "GetProducts", message: "throttled".into() })
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let message = "no".to_owned();
+            Err(if self.denied {
+                JanitorError::AccessDenied { service: "pricing", operation: "GetProducts", message }
+            } else {
+                JanitorError::Transient { service: "pricing", operation: "GetProducts", message }
+            })
         }
     }
 
     #[tokio::test]
     async fn an_api_that_fails_leaves_the_bundled_table_to_answer() {
-        let book = PriceBook::with_api(&Policy::builtin().unwrap(), Arc::new(Failing));
-        let key = PriceKey::EbsSnapshot { region: "us-east-1".into() };
-        assert_eq!(book.unit_price(&key).await.unwrap(), Some(Price { usd: 0.05, origin: PriceOrigin::Bundled }));
+        let snapshot = PriceKey::EbsSnapshot { region: "us-east-1".into() };
+        let ip = PriceKey::PublicIpv4 { region: "us-east-1".into() };
+        // A throttle: the table answers, and the API is asked again next time.
+        let throttled = Arc::new(Failing { denied: false, calls: Default::default() });
+        let book = PriceBook::with_api(&Policy::builtin().unwrap(), throttled.clone());
+        for _ in 0..2 {
+            let price = book.unit_price(&snapshot).await.unwrap();
+            assert_eq!(price, Some(Price { usd: 0.05, origin: PriceOrigin::Bundled }));
+        }
+        assert_eq!(throttled.calls.load(Ordering::Relaxed), 2, "a stand-in answer is not kept");
         let nowhere = PriceKey::EbsSnapshot { region: "xx-nowhere-1".into() };
         assert_eq!(book.unit_price(&nowhere).await.unwrap(), None);
+        // Denied: said once, and not asked again by this process.
+        let denied = Arc::new(Failing { denied: true, calls: Default::default() });
+        let book = PriceBook::with_api(&Policy::builtin().unwrap(), denied.clone());
+        assert_eq!(book.unit_price(&snapshot).await.unwrap().map(|p| p.usd), Some(0.05));
+        assert_eq!(book.unit_price(&ip).await.unwrap().map(|p| p.origin), Some(PriceOrigin::Bundled));
+        assert_eq!(denied.calls.load(Ordering::Relaxed), 1);
     }
 }

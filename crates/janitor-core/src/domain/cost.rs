@@ -199,7 +199,8 @@ impl Architecture {
 
 /// One on-demand unit price, named as `kind/region/...` (`ec2/us-east-1/t3.large`): the
 /// bundled table's rows and the policy's `[prices]` overrides are keyed by this text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum PriceKey {
     /// Linux, shared tenancy, per hour.
     Ec2Instance { region: String, instance_type: String },
@@ -359,6 +360,19 @@ impl FromStr for PriceKey {
     }
 }
 
+impl TryFrom<String> for PriceKey {
+    type Error = JanitorError;
+    fn try_from(text: String) -> Result<PriceKey> {
+        text.parse()
+    }
+}
+
+impl From<PriceKey> for String {
+    fn from(key: PriceKey) -> String {
+        key.to_string()
+    }
+}
+
 /// Where a unit price came from, as the basis names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -440,6 +454,15 @@ pub struct Cost {
 impl Cost {
     fn unpriced(why: impl Into<String>) -> Cost {
         Cost { monthly_cost: None, monthly_savings: Usd::ZERO, basis: why.into() }
+    }
+}
+
+/// Storage whose provisioned IOPS (and gp3's throughput) are billed apart, which the
+/// janitor does not read.
+fn iops_note(storage_type: &str) -> &'static str {
+    match storage_type {
+        "io1" | "io2" | "gp3" => " (provisioned IOPS and throughput beyond the baseline, if any, not counted)",
+        _ => "",
     }
 }
 
@@ -539,10 +562,11 @@ async fn estimate_or_why(
             let monthly = hourly.usd * HOURS_PER_MONTH + gib * storage.usd;
             let mut origins = vec![hourly.origin, storage.origin];
             let mut basis = format!(
-                "{class} {engine} {} {region}, {}/h × 730 h + {allocated_gib} GB {storage_type} × {}/GB-month",
+                "{class} {engine} {} {region}, {}/h × 730 h + {allocated_gib} GB {storage_type} × {}/GB-month{}",
                 deployment.price_list_name(),
                 unit(hourly.usd),
-                unit(storage.usd)
+                unit(storage.usd),
+                iops_note(storage_type)
             );
             let saves = if action == Action::SnapshotAndDeleteDb {
                 let backup = need(prices, PriceKey::RdsBackup { region: region.clone() }).await?;
@@ -566,6 +590,7 @@ async fn estimate_or_why(
             let monthly = gib * per_gb.usd;
             let mut origins = vec![per_gb.origin];
             let mut basis = format!("{size_gib} GB {volume_type} in {region} × {}/GB-month", unit(per_gb.usd));
+            basis.push_str(iops_note(volume_type));
             let saves = if action == Action::SnapshotAndDeleteVolume {
                 let snapshot = need(prices, PriceKey::EbsSnapshot { region: region.clone() }).await?;
                 origins.push(snapshot.origin);
@@ -573,6 +598,9 @@ async fn estimate_or_why(
                     "; the snapshot kept costs at most {size_gib} GB × {}/GB-month",
                     unit(snapshot.usd)
                 ));
+                if snapshot.usd > per_gb.usd {
+                    basis.push_str(", more than the volume: deleting it saves nothing");
+                }
                 monthly - gib * snapshot.usd
             } else {
                 basis.push_str(&format!("; {}", saves_nothing(action)));
@@ -581,27 +609,28 @@ async fn estimate_or_why(
             basis.push_str(&origin_note(&origins));
             cost(monthly, saves, basis)
         }
+        // A bound is not a cost: totals would add up what no bill shows.
         Billable::EbsSnapshot { size_gib } => {
             let per_gb = need(prices, PriceKey::EbsSnapshot { region: region.clone() }).await?;
-            let monthly = f64::from((*size_gib).max(0)) * per_gb.usd;
-            let basis = format!(
-                "at most {size_gib} GB × {}/GB-month (a snapshot is billed for the blocks it alone holds); {}{}",
+            let bound = Usd::cents(f64::from((*size_gib).max(0)) * per_gb.usd);
+            Cost::unpriced(format!(
+                "at most {bound}/month ({size_gib} GB × {}/GB-month): a snapshot is billed only for the blocks \
+                 no earlier snapshot holds; {}{}",
                 unit(per_gb.usd),
                 saves_nothing(action),
                 origin_note(&[per_gb.origin])
-            );
-            cost(monthly, 0.0, basis)
+            ))
         }
         Billable::RdsSnapshot { allocated_gib } => {
             let per_gb = need(prices, PriceKey::RdsBackup { region: region.clone() }).await?;
-            let monthly = f64::from((*allocated_gib).max(0)) * per_gb.usd;
-            let basis = format!(
-                "at most {allocated_gib} GB × {}/GB-month of backup storage beyond the free allowance; {}{}",
+            let bound = Usd::cents(f64::from((*allocated_gib).max(0)) * per_gb.usd);
+            Cost::unpriced(format!(
+                "at most {bound}/month ({allocated_gib} GB × {}/GB-month): backup storage is billed only beyond \
+                 the free allowance; {}{}",
                 unit(per_gb.usd),
                 saves_nothing(action),
                 origin_note(&[per_gb.origin])
-            );
-            cost(monthly, 0.0, basis)
+            ))
         }
         Billable::PublicIpv4 => {
             let hourly = need(prices, PriceKey::PublicIpv4 { region: region.clone() }).await?;
@@ -616,19 +645,26 @@ async fn estimate_or_why(
             basis.push_str(&origin_note(&[hourly.origin]));
             cost(monthly, saves, basis)
         }
+        // Costs nothing whatever its rates: the rates only explain why.
         Billable::LambdaFunction { architecture } => {
-            let requests = need(prices, PriceKey::LambdaRequest { region: region.clone() }).await?;
+            let requests = need(prices, PriceKey::LambdaRequest { region: region.clone() }).await;
             let duration =
-                need(prices, PriceKey::LambdaGbSecond { region: region.clone(), architecture: *architecture }).await?;
-            let basis = format!(
-                "billed only when invoked ({} per million requests, {}/GB-second {}): unused, it costs nothing; {}{}",
-                unit(requests.usd * 1_000_000.0),
-                unit(duration.usd),
-                architecture.as_str(),
-                saves_nothing(action),
-                origin_note(&[requests.origin, duration.origin])
-            );
-            cost(0.0, 0.0, basis)
+                need(prices, PriceKey::LambdaGbSecond { region: region.clone(), architecture: *architecture }).await;
+            let rates = match (requests, duration) {
+                (Ok(requests), Ok(duration)) => format!(
+                    " ({} per million requests, {}/GB-second {}){}",
+                    unit(requests.usd * 1_000_000.0),
+                    unit(duration.usd),
+                    architecture.as_str(),
+                    origin_note(&[requests.origin, duration.origin])
+                ),
+                _ => String::new(),
+            };
+            cost(
+                0.0,
+                0.0,
+                format!("billed only when invoked{rates}: unused, it costs nothing; {}", saves_nothing(action)),
+            )
         }
         Billable::Free { why } => cost(0.0, 0.0, format!("{why}; {}", saves_nothing(action))),
         Billable::Unpriced { why } => Cost::unpriced(why.clone()),
@@ -801,8 +837,17 @@ mod tests {
         let volume = Billable::EbsVolume { volume_type: "gp3".into(), size_gib: 100 };
         let deleted = estimate(&prices, "us-east-1", &volume, Action::SnapshotAndDeleteVolume).await;
         assert_eq!((deleted.monthly_cost, deleted.monthly_savings), (Some(Usd::cents(8.0)), Usd::cents(3.0)));
+        assert!(deleted.basis.contains("provisioned IOPS"), "gp3 IOPS beyond the baseline are billed apart");
         let kept = estimate(&prices, "us-east-1", &volume, Action::NotifyOnly).await;
         assert_eq!(kept.monthly_savings, Usd::ZERO);
+        // A snapshot's size is a bound on its bill, not its bill.
+        let snapshot =
+            estimate(&prices, "us-east-1", &Billable::EbsSnapshot { size_gib: 10 }, Action::NotifyOnly).await;
+        assert_eq!(snapshot.monthly_cost, None);
+        assert!(snapshot.basis.starts_with("at most $0.50/month"), "{}", snapshot.basis);
+        // An unused function costs nothing, whether or not its rates are known here.
+        let lambda = Billable::LambdaFunction { architecture: Architecture::Arm64 };
+        assert_eq!(estimate(&prices, "us-east-1", &lambda, Action::NotifyOnly).await.monthly_cost, Some(Usd::ZERO));
         let free = Billable::Free { why: "a security group is not billed".into() };
         let sg = estimate(&prices, "us-east-1", &free, Action::RevokeOpenIngress).await;
         assert_eq!((sg.monthly_cost, sg.monthly_savings), (Some(Usd::ZERO), Usd::ZERO));

@@ -177,6 +177,9 @@ pub struct RunContext {
     pub mode: Mode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
+    /// When the run was planned: the summary reports its duration from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 impl RunContext {

@@ -49,7 +49,7 @@ pub struct Policy {
     /// (`"ec2/*/m5.large" = 0.08`; a region of `*` holds everywhere): a discount, a region
     /// the bundled table lacks.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub prices: std::collections::BTreeMap<String, f64>,
+    pub prices: std::collections::BTreeMap<crate::cost::PriceKey, f64>,
     #[serde(default)]
     pub rules: Rules,
 }
@@ -223,7 +223,6 @@ impl Policy {
             return Err(format!("history_retention_days: at most 3650, got {}", self.history_retention_days));
         }
         for (key, usd) in &self.prices {
-            key.parse::<crate::cost::PriceKey>().map_err(|e| format!("prices: {e}"))?;
             if !usd.is_finite() || *usd < 0.0 {
                 return Err(format!("prices.\"{key}\": must be a price of 0 or more, got {usd}"));
             }

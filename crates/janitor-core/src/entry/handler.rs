@@ -12,7 +12,7 @@ use crate::error::JanitorError;
 use crate::model::{CaughtError, RunContext, Scope, ScopeFailure, ScopeStatus, StepPayload, Tally};
 use crate::runstore::{self, Stage};
 use crate::step::{DiscoveryEvent, LockEvent, RunPlan, RunRequest, ScopeItem, StepResult, parse, tagged, to_json};
-use crate::{lock, metrics, notify, recheck, remediate};
+use crate::{emf, lock, metrics, notify, recheck, remediate};
 
 /// Documents read or written at once by the run-level steps.
 const STORE_CONCURRENCY: usize = 16;
@@ -107,7 +107,11 @@ pub async fn scan(deps: &Deps, item: ScopeItem) -> StepResult {
 pub async fn metric_check(deps: &Deps, input: Value) -> StepResult {
     let slim: StepPayload = parse("metric-check", input)?;
     let payload = load_after(deps, slim, Stage::Discovery).await?;
-    finish(deps, metrics::check_candidates(deps, payload).await?, Stage::MetricCheck).await
+    let checked = metrics::check_candidates(deps, payload).await?;
+    for document in emf::scope_found(&checked, deps.clock.now()) {
+        document.emit();
+    }
+    finish(deps, checked, Stage::MetricCheck).await
 }
 
 /// The lock function: a scope's locks, the Catch path's [`release`], or the run's
@@ -177,6 +181,8 @@ pub async fn notify(deps: &Deps, input: Value) -> StepResult {
     let payloads = detected_payloads(deps, &state).await?;
     let notified = notify::notify_run(deps, payloads).await?;
     state.count = notified.iter().map(|p| p.count).sum();
+    let told = notified.iter().map(|p| p.tally.notified).sum();
+    emf::count(&state.run.id, deps.clock.now(), emf::Metric::Notified, told).emit();
     state.grace_ends = notified.iter().find_map(|p| p.grace_ends.clone());
     stream::iter(notified)
         .map(|payload| runstore::save(deps, payload, Stage::Notify))
@@ -200,7 +206,9 @@ pub async fn recheck(deps: &Deps, input: Value) -> StepResult {
 pub async fn remediate(deps: &Deps, input: Value) -> StepResult {
     let slim: StepPayload = parse("remediate", input)?;
     let payload = load_after(deps, slim, Stage::Recheck).await?;
-    finish(deps, remediate::remediate(deps, payload).await?, Stage::Remediate).await
+    let acted = remediate::remediate(deps, payload).await?;
+    emf::scope_acted(&acted, deps.clock.now()).emit();
+    finish(deps, acted, Stage::Remediate).await
 }
 
 /// The run's summary from every scope's latest document and what the Maps reported.
@@ -264,6 +272,9 @@ pub async fn summarize(deps: &Deps, state: RunState) -> Result<RunSummary, Janit
         document,
     };
     runstore::put_json(deps, &summary.document, &summary).await?;
+    let failed_scopes = summary.scopes.iter().filter(|s| s.status == ScopeStatus::Failed).count();
+    let incomplete_scopes = summary.scopes.iter().filter(|s| s.status == ScopeStatus::Incomplete).count();
+    emf::run_ended(&summary.run, deps.clock.now(), failed_scopes, incomplete_scopes).emit();
     if summary.scopes.len() > SCOPES_LISTED {
         summary.scopes.sort_by_key(|s| s.status == ScopeStatus::Ok);
         summary.scopes_not_listed = summary.scopes.len() - SCOPES_LISTED;

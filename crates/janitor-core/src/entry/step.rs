@@ -76,7 +76,7 @@ impl RunRequest {
 
     pub fn run_context(&self) -> RunContext {
         let id = self.run_id.clone().unwrap_or_else(new_run_id);
-        RunContext { id, mode: self.mode, scope: None }
+        RunContext { id, mode: self.mode, scope: None, started_at: None }
     }
 }
 
@@ -166,7 +166,7 @@ pub async fn plan(deps: &Deps, request: RunRequest) -> Result<RunPlan, JanitorEr
     if let Some(id) = &request.run_id {
         refuse_reused_run_id(deps.audit.as_ref(), id).await?;
     }
-    let run = request.run_context();
+    let run = RunContext { started_at: Some(deps.clock.now()), ..request.run_context() };
     let (scopes, failures) =
         discovery::plan_scopes(deps, request.accounts.as_deref(), request.regions.as_deref()).await?;
     let scopes: Vec<ScopeItem> =

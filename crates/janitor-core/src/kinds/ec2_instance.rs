@@ -14,11 +14,41 @@ pub struct Ec2Instance {
     pub state: String,
     /// `t3.large`: what its running hours are priced by.
     pub instance_type: String,
+    /// Why the on-demand Linux price of its type in its region is not its price (Spot,
+    /// dedicated tenancy, another platform, a Local Zone), if it is not.
+    pub price_exception: Option<String>,
     pub launched_at: Option<DateTime<Utc>>,
     /// When a user or AWS stopped it, from EC2's state transition reason (`None` while
     /// running, or when the reason carries no time).
     pub stopped_at: Option<DateTime<Utc>>,
     pub tags: Tags,
+}
+
+/// Why an instance's hours are not the on-demand Linux price of its type in `region`, from
+/// what DescribeInstances says of it (`None`: they are, or EC2 did not say otherwise).
+pub fn price_exception(
+    region: &str,
+    spot: bool,
+    tenancy: Option<&str>,
+    platform: Option<&str>,
+    zone: Option<&str>,
+) -> Option<String> {
+    if spot {
+        return Some("a Spot instance: billed at the Spot price, not on-demand".into());
+    }
+    if let Some(tenancy) = tenancy.filter(|t| *t != "default") {
+        return Some(format!("{tenancy} tenancy: billed above the shared on-demand price"));
+    }
+    if let Some(platform) = platform.filter(|p| !p.starts_with("Linux/UNIX")) {
+        return Some(format!("{platform}: billed above the Linux price"));
+    }
+    // A region's own zones are the region and one letter (`us-east-1a`); a Local or
+    // Wavelength Zone has a name of its own (`us-east-1-bos-1a`).
+    let own_zone = |z: &str| z.strip_prefix(region).is_some_and(|rest| rest.len() == 1);
+    if let Some(zone) = zone.filter(|z| !own_zone(z)) {
+        return Some(format!("in the zone {zone}, billed at that zone's own price"));
+    }
+    None
 }
 
 /// The time in EC2's `StateTransitionReason`, e.g. `User initiated (2026-11-02 09:15:00 GMT)`.
@@ -54,13 +84,32 @@ impl Kind for Ec2Instances {
     }
 
     fn billable(item: &Ec2Instance) -> crate::cost::Billable {
-        crate::cost::Billable::Ec2Instance { instance_type: item.instance_type.clone(), running: item.state == "running" }
+        let running = item.state == "running";
+        match &item.price_exception {
+            Some(why) if running => crate::cost::Billable::Unpriced { why: why.clone() },
+            _ if item.instance_type.is_empty() => {
+                crate::cost::Billable::Unpriced { why: "EC2 did not say its instance type".into() }
+            }
+            _ => crate::cost::Billable::Ec2Instance { instance_type: item.instance_type.clone(), running },
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::stopped_at_from_reason;
+
+    #[test]
+    fn only_shared_on_demand_linux_in_the_region_is_priced_as_such() {
+        use super::price_exception;
+        let region = "us-east-1";
+        assert_eq!(price_exception(region, false, Some("default"), Some("Linux/UNIX"), Some("us-east-1a")), None);
+        assert_eq!(price_exception(region, false, None, None, None), None);
+        assert!(price_exception(region, true, None, None, None).unwrap().contains("Spot"));
+        assert!(price_exception(region, false, Some("dedicated"), None, None).unwrap().contains("dedicated"));
+        assert!(price_exception(region, false, None, Some("Windows"), None).unwrap().contains("Windows"));
+        assert!(price_exception(region, false, None, None, Some("us-east-1-bos-1a")).unwrap().contains("bos"));
+    }
 
     #[test]
     fn the_stop_time_is_read_from_the_transition_reason() {

@@ -65,6 +65,9 @@ impl Kind for RdsInstances {
     }
 
     fn billable(item: &RdsInstance) -> crate::cost::Billable {
+        if item.class.is_empty() || item.storage_type.is_empty() {
+            return crate::cost::Billable::Unpriced { why: "RDS did not say its class or storage type".into() };
+        }
         crate::cost::Billable::RdsInstance {
             class: item.class.clone(),
             engine: item.engine.clone(),

@@ -83,6 +83,7 @@ mod tests {
             id: "i-1".into(),
             state: state.into(),
             instance_type: "t3.micro".into(),
+            price_exception: None,
             launched_at: Some(now - Duration::days(400)),
             stopped_at: stopped_days_ago.map(|d| now - Duration::days(d)),
             tags: Default::default(),

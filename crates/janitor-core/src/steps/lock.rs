@@ -117,12 +117,22 @@ pub async fn release_failed_scope(deps: &Deps, mut payload: StepPayload) -> Resu
     let trail = deps.audit.events_for_run(&run_id).await?;
     let mut decided = Vec::new();
     let mut undecided: Vec<&Finding> = Vec::new();
+    let mut decided_findings: Vec<(&Finding, AuditEventType)> = Vec::new();
     for f in &findings {
         match crate::remediate::decided_earlier(&trail, f) {
-            Some(earlier) => decided.push(earlier.event),
+            Some(earlier) => {
+                decided.push(earlier.event);
+                decided_findings.push((f, earlier.event));
+            }
             None => undecided.push(f),
         }
     }
+    // What was acted on before the failure saved what it saved.
+    let saved = |result: AuditEventType| {
+        crate::cost::totals(decided_findings.iter().filter(|(_, e)| *e == result).map(|(f, _)| *f)).monthly_savings
+    };
+    payload.tally.savings_made = saved(AuditEventType::Remediated);
+    payload.tally.savings_would = saved(AuditEventType::WouldRemediate);
     let mut events =
         vec![AuditEvent::new(scope.audit_key(), &run_id, AuditEventType::Failed, now, ACTOR, detail.clone())];
     for f in &undecided {

@@ -56,6 +56,8 @@ pub async fn recheck(deps: &Deps, mut payload: StepPayload) -> Result<StepPayloa
                 kept.push(Finding {
                     reason: now_violating.reason.clone(),
                     evidence: now_violating.evidence.clone(),
+                    // Resized during the grace period: the action saves what it is now.
+                    cost: now_violating.cost.clone().or(finding.cost.clone()),
                     ..finding
                 });
                 continue;

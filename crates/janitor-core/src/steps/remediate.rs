@@ -280,9 +280,19 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
     } else {
         format!(":broom: Cloud Janitor {} run in {scope}", payload.run.mode)
     };
-    let savings = match payload.run.mode {
-        Mode::DryRun => format!("Would save {}/month.", payload.tally.savings_would),
-        Mode::Enforce => format!("Saved {}/month.", payload.tally.savings_made),
+    let acted = |result: AuditEventType| {
+        payload.findings.iter().filter(move |f| {
+            payload.outcomes.iter().any(|o| o.key == f.key && o.policy == f.policy && o.result == result)
+        })
+    };
+    let (verb, total, result) = match payload.run.mode {
+        Mode::DryRun => ("Would save", payload.tally.savings_would, WouldRemediate),
+        Mode::Enforce => ("Saved", payload.tally.savings_made, Remediated),
+    };
+    let unpriced = crate::cost::totals(acted(result)).unpriced;
+    let savings = match unpriced {
+        0 => format!("{verb} {total}/month."),
+        n => format!("{verb} {total}/month ({n} resource(s) not priced)."),
     };
     let mut lines = vec![format!(
         "*Run* `{}` ({}): {} remediated, {} would be remediated, {} already compliant, {} skipped, {} halted, {} failed. {savings}",
@@ -296,13 +306,19 @@ pub fn summary_message(payload: &StepPayload, halted: bool, cap: usize) -> serde
         count(Failed),
     )];
     for o in payload.outcomes.iter().take(20) {
+        // Only what was (or would be) done saves anything.
+        let verb = match o.result {
+            Remediated => "saves",
+            WouldRemediate => "would save",
+            _ => "",
+        };
         let saves = payload
             .findings
             .iter()
             .find(|f| f.key == o.key && f.policy == o.policy)
             .and_then(|f| f.cost.as_ref())
-            .filter(|c| c.monthly_savings > crate::cost::Usd::ZERO)
-            .map(|c| format!(" (saves {}/month)", c.monthly_savings))
+            .filter(|c| !verb.is_empty() && c.monthly_cost.is_some() && c.monthly_savings > crate::cost::Usd::ZERO)
+            .map(|c| format!(" ({verb} {}/month)", c.monthly_savings))
             .unwrap_or_default();
         lines.push(format!("• `{}` {}: {}{saves}", o.key, o.policy, o.result.as_str()));
     }

@@ -208,6 +208,7 @@ pub async fn handle_interaction(
         return HttpReply::new(500, &e.to_string());
     }
     tracing::info!(resource = %key, by = user, %until, "snoozed");
+    crate::emf::count(&run_id, now, crate::emf::Metric::Snoozed, 1).emit();
     if let (Some(url), Some(message)) = (&interaction.response_url, &interaction.message) {
         let note = format!(":zzz: Snoozed by <@{user}> until {}", until.format("%Y-%m-%d"));
         let update = json!({

@@ -90,6 +90,13 @@ impl Inventory for AwsInventory {
                     id: i.instance_id()?.to_owned(),
                     state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
                     instance_type: i.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                    price_exception: crate::kinds::ec2_instance::price_exception(
+                        &scope.region,
+                        i.instance_lifecycle().is_some_and(|l| l.as_str() == "spot"),
+                        i.placement().and_then(|p| p.tenancy()).map(|t| t.as_str()),
+                        i.platform_details(),
+                        i.placement().and_then(|p| p.availability_zone()),
+                    ),
                     launched_at: i.launch_time().and_then(to_chrono),
                     // A reason older than the launch is a stale one (a start that failed).
                     stopped_at: i
@@ -290,7 +297,7 @@ impl Inventory for AwsInventory {
                     class: db.db_instance_class().unwrap_or_default().to_owned(),
                     engine: db.engine().unwrap_or_default().to_owned(),
                     multi_az: db.multi_az().unwrap_or(false),
-                    storage_type: db.storage_type().unwrap_or("gp2").to_owned(),
+                    storage_type: db.storage_type().unwrap_or_default().to_owned(),
                     allocated_gib: db.allocated_storage().unwrap_or_default(),
                     tags: rds_tags(db.tag_list()),
                 })

@@ -150,7 +150,7 @@ pub fn query(key: &PriceKey) -> Option<Query> {
             service_code: "AWSLambda",
             filters: vec![("group", "AWS-Lambda-Requests".into()), ("regionCode", region.clone())],
             keep: any,
-            unit: None,
+            unit: Some("Requests"),
         },
         PriceKey::LambdaGbSecond { architecture, .. } => Query {
             service_code: "AWSLambda",
@@ -227,6 +227,11 @@ impl PriceSource for AwsPriceList {
         let mut products = Vec::new();
         let mut read = 0;
         while let Some(page) = pages.next().await {
+            read += 1;
+            if read > MAX_PAGES {
+                tracing::warn!(price = %key, "the Price List matched more than {MAX_PAGES} pages; not one price");
+                return Ok(None);
+            }
             let page = page.map_err(|e| JanitorError::from_sdk("pricing", "GetProducts", e))?;
             // Each item is a JSON document of its own, in a string.
             for item in page.price_list() {
@@ -237,15 +242,21 @@ impl PriceSource for AwsPriceList {
                 })?;
                 products.push(product);
             }
-            read += 1;
-            if read >= MAX_PAGES {
-                tracing::warn!(price = %key, "the Price List matched more than {MAX_PAGES} pages; not one price");
-                return Ok(None);
-            }
         }
         let prices = on_demand_prices(&query, &products);
         match prices.as_slice() {
             [usd] => Ok(Some(Price { usd: *usd, origin: PriceOrigin::PriceListApi })),
+            [] if !products.is_empty() => {
+                // Products matched but none priced in the expected unit: AWS changed something.
+                let units: Vec<&str> = products
+                    .iter()
+                    .flat_map(|p| p["terms"]["OnDemand"].as_object().into_iter().flat_map(|t| t.values()))
+                    .flat_map(|t| t["priceDimensions"].as_object().into_iter().flat_map(|d| d.values()))
+                    .filter_map(|d| d["unit"].as_str())
+                    .collect();
+                tracing::warn!(price = %key, expected = ?query.unit, ?units, "the Price List's products have no usable price");
+                Ok(None)
+            }
             [] => Ok(None),
             several => {
                 tracing::warn!(price = %key, ?several, "the Price List answered several prices; not one price");

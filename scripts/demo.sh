@@ -29,3 +29,11 @@ echo "== 7. The audit trail of one resource across both runs: janitor audit --re
 KEY="123456789012/us-east-1/rds-instance/db-idle"
 "$BIN/janitor" audit --resource "$KEY" --audit-table demo-audit
 echo "   (janitor audit --run demo-enforce --output csv gives the whole run; handler logs: .demo/handlers.log)"
+
+echo
+echo "== 8. The report page of the enforce run: janitor report"
+REPORT="$WORK/report.html"
+"$BIN/janitor" report --run demo-enforce --audit-table demo-audit --out "$REPORT" >/dev/null
+echo "   file://$REPORT"
+echo "   (one self-contained file: savings found, saved and still possible first, then findings by rule,"
+echo "    account, region and owner, the trend across runs, the oldest unresolved, each finding's trail)"

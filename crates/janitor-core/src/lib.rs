@@ -17,7 +17,7 @@ pub use domain::{audit, cost, error, model, policy, ports, runstore, s3_public};
 #[cfg(feature = "local")]
 pub use entry::local;
 pub use entry::{emf, handler, step, telemetry};
-pub use steps::{discovery, export, lock, metrics, notify, recheck, remediate, snooze};
+pub use steps::{discovery, export, lock, metrics, notify, recheck, remediate, report_page, snooze};
 
 use std::sync::Arc;
 

@@ -14,7 +14,7 @@ use futures::{StreamExt, stream};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use janitor_core::aws::{self, AwsClients, DynamoAuditLog, DynamoSnoozeStore, TableNames};
 use janitor_core::memory::{InMemoryLockStore, InMemorySnoozeStore, ReadOnlyAuditLog};
-use janitor_core::model::{Mode, ScopeFailure, StepPayload};
+use janitor_core::model::{Mode, ScopeFailure, ScopeStatus, StepPayload};
 use janitor_core::policy::{Policy, PolicyDuration};
 use janitor_core::ports::SystemClock;
 use janitor_core::step::{self, RunRequest, ScopeItem};
@@ -41,6 +41,25 @@ enum Command {
     /// Every finding of one run, with its rule's evidence and what became of it (JSON, CSV
     /// or a table), from the audit table.
     Export(ExportArgs),
+    /// One run as a self-contained HTML page (no scripts, fonts or CDNs; charts as inline
+    /// SVG), from the audit table: savings found, saved and still possible, findings by rule,
+    /// account, region and owner, the trend across runs, the oldest unresolved findings.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The run to report.
+    #[arg(long)]
+    run: String,
+    /// How many runs (up to this one) the trend shows.
+    #[arg(long, default_value_t = 14)]
+    runs: usize,
+    /// Where to write the page (default: cloud-janitor-report-<run>.html).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    table: AuditTableArgs,
 }
 
 #[derive(Args)]
@@ -320,8 +339,19 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // The plan refuses a run id already in the audit table.
     let request =
         RunRequest { mode, regions: some(&c.regions), accounts: some(&c.accounts), run_id: args.run_id.clone() };
+    let started = chrono::Utc::now();
     let report = execute(&deps, c, request, Depth::Lock, &clients).await?;
+    // The run's own row, as the state machine's summary writes it: the report's trend.
+    let s = &report.summary;
+    let ended = janitor_core::audit::RunEnd {
+        mode,
+        started_at: Some(started),
+        status: if report.failures.is_empty() { ScopeStatus::Ok } else { ScopeStatus::Incomplete },
+        scopes: s.scopes_planned,
+        totals: s.tally.clone(),
+    };
     report.print(c.output)?;
+    deps.audit.record(&[ended.event(&report.run.id, chrono::Utc::now(), "janitor run")]).await?;
     Ok(report.exit_code())
 }
 
@@ -407,6 +437,19 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn report_page(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    use janitor_core::report_page::{gather, render};
+    let log = args.table.open().await?;
+    let input = gather(&log, &args.run, args.runs, chrono::Utc::now()).await?;
+    if input.rows.is_empty() && input.runs.iter().all(|(id, _, _)| id != &args.run) {
+        anyhow::bail!("the audit table has nothing of run {}", args.run);
+    }
+    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("cloud-janitor-report-{}.html", args.run)));
+    std::fs::write(&out, render(&input)).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn some(list: &[String]) -> Option<Vec<String>> {
     (!list.is_empty()).then(|| list.to_vec())
 }
@@ -417,7 +460,7 @@ async fn main() -> ExitCode {
     let verbose = match &cli.command {
         Command::Scan(a) => a.common.verbose,
         Command::Run(a) => a.common.verbose,
-        Command::Audit(_) | Command::Export(_) => false,
+        Command::Audit(_) | Command::Export(_) | Command::Report(_) => false,
     };
     telemetry::init_cli(verbose);
     let result = match cli.command {
@@ -425,6 +468,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => run(args).await,
         Command::Audit(args) => audit(args).await,
         Command::Export(args) => export(args).await,
+        Command::Report(args) => report_page(args).await,
     };
     match result {
         Ok(code) => code,

@@ -35,6 +35,8 @@ pub struct Summary {
     /// What the flagged resources cost and their actions would save a month, each resource
     /// once, and how many could not be priced.
     pub cost: janitor_core::cost::Totals,
+    /// The scopes' tallies added up (found counts what detection found, before locks).
+    pub tally: janitor_core::model::Tally,
     pub seconds: f64,
 }
 
@@ -63,6 +65,7 @@ impl ScanReport {
         let mut deferred = 0;
         let mut max_scope_payload_bytes = 0;
         let mut failed_scopes = std::collections::BTreeSet::new();
+        let mut tally = janitor_core::model::Tally::default();
         for f in &failures {
             failed_scopes.insert(f.scope.clone());
         }
@@ -70,6 +73,7 @@ impl ScanReport {
             match result {
                 Ok((payload, bytes)) => {
                     max_scope_payload_bytes = max_scope_payload_bytes.max(bytes);
+                    tally.add(&payload.tally);
                     for f in &payload.failures {
                         failed_scopes.insert(f.scope.clone());
                     }
@@ -103,6 +107,7 @@ impl ScanReport {
                 max_scope_payload_bytes,
                 by_policy,
                 cost: janitor_core::cost::totals(&findings),
+                tally,
                 seconds: (elapsed.as_secs_f64() * 100.0).round() / 100.0,
             },
             run: plan.run,

@@ -269,3 +269,115 @@ async fn missing_or_expired_credentials_and_a_missing_region_say_so_in_one_line(
     }
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// Debian's Chromium, headless, with the flags this machine's closed network needs.
+fn chromium(profile: &std::path::Path) -> std::process::Command {
+    let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("Chromium is not installed: `apt-get install chromium` (.ci/run installs it)");
+    let mut command = std::process::Command::new(binary);
+    command.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]);
+    command.arg(format!("--user-data-dir={}", profile.display()));
+    command
+}
+
+/// The `data-value` of the element with `id` in a page as Chromium rendered it.
+fn rendered_value(dom: &str, id: &str) -> String {
+    let at = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the page"));
+    let rest = &dom[at..];
+    let from = rest.find("data-value=\"").unwrap() + "data-value=\"".len();
+    rest[from..from + rest[from..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_renders_in_a_real_browser_with_the_audit_tables_totals() {
+    use janitor_core::audit::{AuditEventType, RUNS_RESOURCE};
+    use janitor_core::aws::DynamoAuditLog;
+    use janitor_core::ports::AuditLog;
+    let TwinWorld { moto, clients, tables, .. } = TwinWorld::start("report").await.unwrap();
+    let policy = policy_file("report");
+    let accounts = format!("{HOME_ACCOUNT},{MEMBER_ACCOUNT}");
+    for run in ["r-report-1", "r-report-2"] {
+        let out = janitor(&moto.endpoint, "run")
+            .env("AWS_ENDPOINT_URL_SERVICE_CATALOG", &moto.service_catalog.endpoint)
+            .env("AWS_ENDPOINT_URL_PRICING", &moto.service_catalog.endpoint)
+            .args(["--regions", &format!("{HOME_REGION},{SECOND_REGION}"), "--accounts", &accounts])
+            .args(["--policy", policy.to_str().unwrap(), "--run-id", run, "--output", "json", "--quiet"])
+            .args(["--audit-table", &tables.audit, "--lock-table", &tables.lock, "--snooze-table", &tables.snooze])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "janitor run {run}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let work = std::env::temp_dir().join(format!("janitor-report-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let page = work.join("report.html");
+    let out = janitor(&moto.endpoint, "report")
+        .args(["--run", "r-report-2", "--audit-table", &tables.audit, "--out", page.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "janitor report: {}", String::from_utf8_lossy(&out.stderr));
+
+    // What the audit table says, worked out here from its rows: one finding per resource and
+    // rule, each resource's saving counted once.
+    let log = DynamoAuditLog::new(clients.dynamodb(), &tables.audit);
+    let events = log.events_for_run("r-report-2").await.unwrap();
+    let found: Vec<_> =
+        events.iter().filter(|e| matches!(e.event, AuditEventType::Discovered | AuditEventType::Idle)).collect();
+    let findings: BTreeSet<(String, Option<String>)> =
+        found.iter().map(|e| (e.resource.clone(), e.policy.map(|p| p.to_string()))).collect();
+    let mut saves: std::collections::BTreeMap<&str, f64> = Default::default();
+    for e in &found {
+        let s = e.detail["cost"]["monthly_savings"].as_f64().unwrap_or(0.0);
+        let best = saves.entry(e.resource.as_str()).or_default();
+        *best = best.max(s);
+    }
+    let savings: f64 = saves.values().sum();
+    let runs = log.events_for_resource(RUNS_RESOURCE).await.unwrap();
+    assert_eq!(runs.len(), 2, "each run recorded its end");
+
+    // The page as a browser renders it: its figures, its console, and a picture.
+    let profile = work.join("profile");
+    let rendered = chromium(&profile).arg("--dump-dom").arg(format!("file://{}", page.display())).output().unwrap();
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let dom = String::from_utf8_lossy(&rendered.stdout);
+    let console: Vec<&str> =
+        std::str::from_utf8(&rendered.stderr).unwrap().lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "the page logged to the console: {console:?}");
+    assert_eq!(rendered_value(&dom, "findings"), findings.len().to_string());
+    assert_eq!(rendered_value(&dom, "savings-found"), format!("{savings:.2}"));
+    assert_eq!(rendered_value(&dom, "savings-saved"), "0.00", "a dry-run saves nothing");
+    // The trend: both runs, each with what it found (the second's findings were locked by
+    // the first, and are found all the same).
+    let trend = &dom[dom.find("id=\"trend-found\"").unwrap()..];
+    for run in ["r-report-1", "r-report-2"] {
+        let bar = format!("data-label=\"{run}\" data-value=\"{}\"", findings.len());
+        assert!(trend.contains(&bar), "{bar} in the trend");
+    }
+    assert!(savings > 0.0);
+    let screenshot = work.join("report.png");
+    let shot = chromium(&profile)
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg("--window-size=1280,2400")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let size = std::fs::metadata(&screenshot).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "a screenshot of the page at {} ({size} bytes)", screenshot.display());
+    eprintln!("report: {}  screenshot: {}", page.display(), screenshot.display());
+    let _ = std::fs::remove_file(policy);
+}

@@ -42,6 +42,29 @@ pub enum AuditEventType {
     AlreadyCompliant,
     Skipped,
     Halted,
+    /// A run's end, with its totals, under [`RUNS_RESOURCE`]: the report's trend reads them.
+    RunEnded,
+}
+
+/// The audit rows about runs rather than resources.
+pub const RUNS_RESOURCE: &str = "janitor/runs";
+
+/// The detail of a RUN_ENDED row: how a run ended, for the report's trend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
+    pub mode: crate::model::Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    pub status: crate::model::ScopeStatus,
+    pub scopes: usize,
+    pub totals: crate::model::Tally,
+}
+
+impl RunEnd {
+    pub fn event(&self, run_id: &str, at: DateTime<Utc>, actor: &str) -> AuditEvent {
+        let detail = serde_json::to_value(self).unwrap_or_default();
+        AuditEvent::new(RUNS_RESOURCE, run_id, AuditEventType::RunEnded, at, actor, detail)
+    }
 }
 
 impl AuditEventType {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{JanitorError, Result};
-use crate::model::{Action, Finding, ResourceKey};
+use crate::model::{Action, Finding};
 
 /// Hours in a month, as AWS's own pricing examples count them.
 pub const HOURS_PER_MONTH: f64 = 730.0;
@@ -683,13 +683,18 @@ pub struct Totals {
 }
 
 pub fn totals<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Totals {
-    let mut by_resource: std::collections::BTreeMap<&ResourceKey, (Option<Usd>, Usd)> = Default::default();
-    for f in findings {
-        let (cost, saves) = match &f.cost {
+    totals_of(findings.into_iter().map(|f| (f.key.as_str(), f.cost.as_ref())))
+}
+
+/// [`totals`] of `(resource key, cost)` pairs, as export rows carry them.
+pub fn totals_of<'a>(items: impl IntoIterator<Item = (&'a str, Option<&'a Cost>)>) -> Totals {
+    let mut by_resource: std::collections::BTreeMap<&str, (Option<Usd>, Usd)> = Default::default();
+    for (key, cost) in items {
+        let (cost, saves) = match cost {
             Some(c) => (c.monthly_cost, c.monthly_savings),
             None => (None, Usd::ZERO),
         };
-        let entry = by_resource.entry(&f.key).or_insert((None, Usd::ZERO));
+        let entry = by_resource.entry(key).or_insert((None, Usd::ZERO));
         entry.0 = match (entry.0, cost) {
             (Some(a), Some(b)) => Some(if b > a { b } else { a }),
             (a, b) => a.or(b),
@@ -733,6 +738,7 @@ pub fn sparkline(values: &[f64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ResourceKey;
     use std::collections::HashMap;
 
     struct Table(HashMap<String, f64>);

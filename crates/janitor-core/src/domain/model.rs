@@ -485,7 +485,7 @@ impl Tally {
             Skipped => &mut self.skipped,
             Halted => &mut self.halted,
             Failed | NotifyFailed => &mut self.failed,
-            Discovered | Idle | NotIdle | Deferred | Locked | SnoozeDenied | Rechecked => return,
+            Discovered | Idle | NotIdle | Deferred | Locked | SnoozeDenied | Rechecked | RunEnded => return,
         };
         *field += 1;
     }

@@ -94,8 +94,12 @@ impl Document {
         self
     }
 
+    /// A value that is not a number (NaN, infinite) is left out: CloudWatch would reject
+    /// the whole document over it.
     pub fn value(mut self, metric: Metric, value: f64) -> Document {
-        self.values.insert(metric, value);
+        if value.is_finite() {
+            self.values.insert(metric, value);
+        }
         self
     }
 

@@ -108,10 +108,11 @@ pub async fn metric_check(deps: &Deps, input: Value) -> StepResult {
     let slim: StepPayload = parse("metric-check", input)?;
     let payload = load_after(deps, slim, Stage::Discovery).await?;
     let checked = metrics::check_candidates(deps, payload).await?;
-    for document in emf::scope_found(&checked, deps.clock.now()) {
-        document.emit();
-    }
-    finish(deps, checked, Stage::MetricCheck).await
+    let documents = emf::scope_found(&checked, deps.clock.now());
+    let stored = finish(deps, checked, Stage::MetricCheck).await?;
+    // Once stored: a step retried after a failed save must not count its findings twice.
+    documents.iter().for_each(emf::Document::emit);
+    Ok(stored)
 }
 
 /// The lock function: a scope's locks, the Catch path's [`release`], or the run's
@@ -182,13 +183,13 @@ pub async fn notify(deps: &Deps, input: Value) -> StepResult {
     let notified = notify::notify_run(deps, payloads).await?;
     state.count = notified.iter().map(|p| p.count).sum();
     let told = notified.iter().map(|p| p.tally.notified).sum();
-    emf::count(&state.run.id, deps.clock.now(), emf::Metric::Notified, told).emit();
     state.grace_ends = notified.iter().find_map(|p| p.grace_ends.clone());
     stream::iter(notified)
         .map(|payload| runstore::save(deps, payload, Stage::Notify))
         .buffer_unordered(STORE_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
+    emf::count(&state.run.id, deps.clock.now(), emf::Metric::Notified, told).emit();
     to_json(&state)
 }
 
@@ -207,8 +208,10 @@ pub async fn remediate(deps: &Deps, input: Value) -> StepResult {
     let slim: StepPayload = parse("remediate", input)?;
     let payload = load_after(deps, slim, Stage::Recheck).await?;
     let acted = remediate::remediate(deps, payload).await?;
-    emf::scope_acted(&acted, deps.clock.now()).emit();
-    finish(deps, acted, Stage::Remediate).await
+    let document = emf::scope_acted(&acted, deps.clock.now());
+    let stored = finish(deps, acted, Stage::Remediate).await?;
+    document.emit();
+    Ok(stored)
 }
 
 /// The run's summary from every scope's latest document and what the Maps reported.
@@ -274,7 +277,20 @@ pub async fn summarize(deps: &Deps, state: RunState) -> Result<RunSummary, Janit
     runstore::put_json(deps, &summary.document, &summary).await?;
     let failed_scopes = summary.scopes.iter().filter(|s| s.status == ScopeStatus::Failed).count();
     let incomplete_scopes = summary.scopes.iter().filter(|s| s.status == ScopeStatus::Incomplete).count();
-    emf::run_ended(&summary.run, deps.clock.now(), failed_scopes, incomplete_scopes).emit();
+    let now = deps.clock.now();
+    let ended = crate::audit::RunEnd {
+        mode: summary.run.mode,
+        started_at: summary.run.started_at,
+        status: summary.totals.status,
+        scopes: summary.scope_count,
+        totals: summary.totals.clone(),
+    };
+    // The run's own row, for the report's trend. The summary document already holds the
+    // run's end, so a failed write is said, not a failed run.
+    if let Err(e) = deps.audit.record(&[ended.event(&summary.run.id, now, "summary")]).await {
+        tracing::warn!(error = e.error_name(), message = %e, "the run's RUN_ENDED row could not be written");
+    }
+    emf::run_ended(&summary.run, now, failed_scopes, incomplete_scopes).emit();
     if summary.scopes.len() > SCOPES_LISTED {
         summary.scopes.sort_by_key(|s| s.status == ScopeStatus::Ok);
         summary.scopes_not_listed = summary.scopes.len() - SCOPES_LISTED;

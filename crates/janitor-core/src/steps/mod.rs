@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod notify;
 pub mod recheck;
 pub mod remediate;
+pub mod report_page;
 pub mod snooze;

@@ -152,9 +152,10 @@ pub async fn remediate(deps: &Deps, mut payload: StepPayload) -> Result<StepPayl
                         continue;
                     }
                     let (event, detail) = match deps.remediator.apply(f, now).await {
-                        Ok(ActionOutcome::Done(result)) => {
-                            (AuditEventType::Remediated, json!({ "action": f.action, "result": result }))
-                        }
+                        Ok(ActionOutcome::Done(result)) => (
+                            AuditEventType::Remediated,
+                            json!({ "action": f.action, "result": result, "cost": f.cost }),
+                        ),
                         Ok(ActionOutcome::AlreadyCompliant(reason)) => {
                             (AuditEventType::AlreadyCompliant, json!({ "reason": reason }))
                         }

@@ -47,4 +47,6 @@ pub struct Deps {
     pub clock: Arc<dyn ports::Clock>,
     /// The run's documents too large for the state machine's payload.
     pub runs: Arc<dyn ports::RunStore>,
+    /// Where the run's summary step puts the report page.
+    pub reports: Arc<dyn ports::ReportStore>,
 }

@@ -36,11 +36,13 @@ struct World {
     deps: Deps,
     audit: Arc<InMemoryAuditLog>,
     snoozes: Arc<InMemorySnoozeStore>,
+    reports: Arc<InMemoryReportStore>,
 }
 
 fn world(inventory: InMemoryInventory, policy: Policy) -> World {
     let audit = Arc::new(InMemoryAuditLog::default());
     let snoozes = Arc::new(InMemorySnoozeStore::default());
+    let reports = Arc::new(InMemoryReportStore::default());
     let deps = Deps {
         policy,
         inventory: Arc::new(inventory),
@@ -57,8 +59,9 @@ fn world(inventory: InMemoryInventory, policy: Policy) -> World {
         slack_secret: None,
         clock: Arc::new(FixedClock(Utc.with_ymd_and_hms(2026, 11, 23, 16, 0, 0).unwrap())),
         runs: Arc::new(InMemoryRunStore::default()),
+        reports: reports.clone(),
     };
-    World { deps, audit, snoozes }
+    World { deps, audit, snoozes, reports }
 }
 
 fn scope_item(run_id: &str) -> Value {
@@ -1024,4 +1027,56 @@ async fn each_finding_is_priced_and_the_summary_says_what_the_run_saves_or_would
         let discovered = rows.iter().find(|e| e.event == AuditEventType::Discovered).unwrap();
         assert_eq!(discovered.detail["cost"]["monthly_savings"], json!(70.08));
     }
+}
+
+/// A report store that is down.
+struct BrokenReports;
+
+#[async_trait::async_trait]
+impl ReportStore for BrokenReports {
+    async fn publish(&self, _: &str, _: Vec<u8>) -> janitor_core::Result<PublishedReport> {
+        Err(JanitorError::Transient { service: "s3", operation: "PutObject", message: "slow down".into() })
+    }
+}
+
+#[tokio::test]
+async fn the_summary_writes_the_report_page_and_its_alert_links_to_it() {
+    use janitor_core::handler::{RunState, summarize};
+    let scope = Scope::new(ACCOUNT, REGION);
+    let inventory = InMemoryInventory { ec2: [(scope, vec![testing_instance("i-1")])].into(), ..Default::default() };
+    let policy = Policy::from_toml_str("[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n", "p").unwrap();
+    let mut w = world(inventory, policy);
+    let alerts = Arc::new(InMemoryAlerts::default());
+    w.deps.alerts = alerts.clone();
+    let payload = ready_to_act(&w, "r-report").await;
+    step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap();
+    let state: RunState =
+        serde_json::from_value(json!({ "run": { "id": "r-report", "mode": "enforce" }, "scopes": [] })).unwrap();
+
+    let summary = summarize(&w.deps, state.clone()).await.unwrap();
+    assert_eq!(summary.report.as_deref(), Some("memory://runs/r-report.html"));
+    let page = w.reports.page("runs/r-report.html").expect("the run's page");
+    assert_eq!(w.reports.page("latest.html").as_deref(), Some(page.as_str()));
+    // The page is made from the audit table: the remediated instance's $70.08 a month.
+    assert!(page.contains("id=\"savings-saved\" data-value=\"70.08\""), "{page}");
+    let runs = w.audit.events_for_resource(janitor_core::audit::RUNS_RESOURCE).await.unwrap();
+    assert_eq!(runs.iter().filter(|e| e.event == AuditEventType::RunEnded).count(), 1, "the run's own row");
+    let published = alerts.published();
+    let ended = &published.last().expect("the run-level alert").1;
+    assert_eq!(ended["metadata"]["eventType"], "RunEnded");
+    let next = ended["content"]["nextSteps"][0].as_str().unwrap();
+    assert!(next.contains("https://reports.invalid/runs/r-report.html"), "{next}");
+    assert!(next.contains("up to 7 days"), "{next}");
+
+    // The page cannot be written, then the alert cannot be sent either: the run still ends,
+    // and says what it could not do.
+    w.deps.reports = Arc::new(BrokenReports);
+    let summary = summarize(&w.deps, state.clone()).await.unwrap();
+    assert_eq!(summary.report, None);
+    let next = alerts.published().last().unwrap().1["content"]["nextSteps"][0].as_str().unwrap().to_owned();
+    assert!(next.starts_with("The report page could not be written") && next.contains("slow down"), "{next}");
+    alerts.set_failing(true);
+    let before = alerts.published().len();
+    assert!(summarize(&w.deps, state).await.is_ok(), "a failed alert does not fail the run's summary");
+    assert_eq!(alerts.published().len(), before);
 }

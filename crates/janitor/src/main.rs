@@ -189,6 +189,10 @@ struct RunArgs {
     /// steps, the plan and the summary), as the deployed stack's run bucket.
     #[arg(long, env = "JANITOR_RUN_BUCKET")]
     run_bucket: Option<String>,
+    /// With --local: the S3 bucket the summary writes the report page to (runs/<run>.html,
+    /// latest.html), as the stack's reports bucket; without it the run's alert says so.
+    #[arg(long, env = "JANITOR_REPORTS_BUCKET")]
+    reports_bucket: Option<String>,
     /// With --local: the repository holding statemachine/ (needs `make node_modules`).
     #[arg(long, default_value = ".")]
     repo: PathBuf,
@@ -314,6 +318,7 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         slack_secret: None,
         clock: Arc::new(SystemClock),
         runs: Arc::new(janitor_core::memory::ReadOnlyRunStore { bucket: run_bucket, written: Default::default() }),
+        reports: Arc::new(janitor_core::memory::InMemoryReportStore::default()),
     };
     let request =
         RunRequest { mode: Mode::DryRun, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };
@@ -372,6 +377,9 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
         ("JANITOR_LOCK_TABLE".into(), args.lock_table.clone()),
         ("JANITOR_SNOOZE_TABLE".into(), args.snooze_table.clone()),
     ];
+    if let Some(bucket) = &args.reports_bucket {
+        runner.shared_env.push(("JANITOR_REPORTS_BUCKET".into(), bucket.clone()));
+    }
     if let Some(grace) = args.grace {
         let mut policy = load_policy(c.policy.as_ref())?;
         policy.grace_period = grace;

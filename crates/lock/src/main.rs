@@ -8,6 +8,6 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
-    let deps = aws::Wiring::from_env().await?.alerts().run_store().await?.build();
+    let deps = aws::Wiring::from_env().await?.alerts().run_store().await?.reports().await?.build();
     run(service_fn(|event: LambdaEvent<Value>| handler::lock(&deps, event.payload))).await
 }

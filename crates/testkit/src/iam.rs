@@ -209,6 +209,7 @@ pub fn observed_calls(calls_dir: &Path) -> Result<Vec<ObservedCall>> {
 pub struct LocalNames {
     pub tables: TableNames,
     pub run_bucket: String,
+    pub reports_bucket: String,
     pub topic_arn: String,
     pub secret_arn: String,
     pub member_role: String,
@@ -226,6 +227,8 @@ impl LocalNames {
             "SnoozeTable.Arn" => self.table_arn(&self.tables.snooze),
             "RunBucket.Arn" => format!("arn:aws:s3:::{}", self.run_bucket),
             "RunBucket" => self.run_bucket.clone(),
+            "ReportsBucket.Arn" => format!("arn:aws:s3:::{}", self.reports_bucket),
+            "ReportsBucket" => self.reports_bucket.clone(),
             "AlertTopic" => self.topic_arn.clone(),
             "SlackSecretArn" => self.secret_arn.clone(),
             "MemberRoleName" => self.member_role.clone(),

@@ -91,6 +91,23 @@ impl LocalStateMachine {
         self.names = Some(names);
     }
 
+    /// Every message published to the alert topic so far, as `(subject, message)`, read from
+    /// the SNS emulator's record of what each topic sent.
+    pub async fn alerts_published(&self) -> Result<Vec<(String, Value)>> {
+        let sns = self._sns.as_ref().context("no SNS emulator: not a local pipeline")?;
+        let data: Value = reqwest::get(format!("{}/moto-api/data.json", sns.endpoint)).await?.json().await?;
+        let mut out = Vec::new();
+        for topic in data["sns"]["Topic"].as_array().into_iter().flatten() {
+            for sent in topic["sent_notifications"].as_array().into_iter().flatten() {
+                // (message id, message, subject, attributes, group id)
+                let message = sent[1].as_str().context("a sent notification without a message")?;
+                let subject = sent[2].as_str().unwrap_or_default().to_owned();
+                out.push((subject, serde_json::from_str(message).unwrap_or_else(|_| json!(message))));
+            }
+        }
+        Ok(out)
+    }
+
     /// Denied calls and calls outside their statement's `Resource`, so far.
     pub fn grant_problems(&self) -> Result<Vec<String>> {
         let names = self.names.as_ref().context("not run under IAM")?;
@@ -221,6 +238,8 @@ pub async fn local_pipeline(
     let run_bucket = format!("cloud-janitor-runs-{}", tables.audit.trim_end_matches("-audit"));
     let s3 = clients.s3(crate::HOME_ACCOUNT, crate::HOME_REGION).await?;
     s3.create_bucket().bucket(&run_bucket).send().await?;
+    let reports_bucket = format!("cloud-janitor-reports-{}", tables.audit.trim_end_matches("-audit"));
+    s3.create_bucket().bucket(&reports_bucket).send().await?;
     // What an operator uploads beside the stack: who may launch Service Catalog products.
     s3.put_object()
         .bucket(&run_bucket)
@@ -252,6 +271,7 @@ pub async fn local_pipeline(
         ("JANITOR_SLACK_SECRET_ID", options.slack_secret_id.map(str::to_owned).unwrap_or(secret_arn.clone())),
         ("JANITOR_SLACK_CHANNEL", "#cloud-janitor".to_owned()),
         ("JANITOR_RUN_BUCKET", run_bucket.clone()),
+        ("JANITOR_REPORTS_BUCKET", reports_bucket.clone()),
     ]
     .into_iter()
     .collect();
@@ -297,8 +317,14 @@ pub async fn local_pipeline(
         ("JANITOR_SLACK_RESPONSE_URL_PREFIX", slack.base_url.clone()),
     ];
     let mut machine = LocalStateMachine::new(work, &values, &local)?;
-    let names =
-        LocalNames { tables: tables.clone(), run_bucket, topic_arn, secret_arn, member_role: member_role.to_owned() };
+    let names = LocalNames {
+        tables: tables.clone(),
+        run_bucket,
+        reports_bucket,
+        topic_arn,
+        secret_arn,
+        member_role: member_role.to_owned(),
+    };
     machine.run_under_iam(endpoint, &roles, names);
     machine._sns = Some(sns);
     machine.harness = Some(crate::iam::harness_clients(clients, endpoint).await?);

@@ -604,6 +604,46 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert_eq!(priced_by, pricers.into_iter().collect(), "who asked the Price List");
     assert!(summary["totals"]["savings_made"].as_f64().unwrap() > 0.0, "{}", summary["totals"]);
 
+    // The run's report page: written by the summary step under the lock function's role to
+    // the reports bucket, as this run's and as the latest, with the audit table's figures;
+    // the run's alert links to it with a SigV4 query signature of seven days, and the link
+    // serves the page to a client holding no credentials (moto checks no query signature:
+    // that the signer, the lock role, may read runs/* is the template's, held by the grant
+    // check below).
+    let location = summary["report"].as_str().unwrap_or_else(|| panic!("no report: {}", explain(&w, &enforce)));
+    let (bucket, key) = location.trim_start_matches("s3://").split_once('/').unwrap();
+    assert_eq!(key, "runs/local-enforce.html");
+    let s3 = w.clients.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    let read = |key: &'static str| {
+        let s3 = s3.clone();
+        let bucket = bucket.to_owned();
+        async move {
+            let out = s3.get_object().bucket(bucket).key(key).send().await.unwrap();
+            assert_eq!(out.content_type(), Some("text/html; charset=utf-8"));
+            String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
+        }
+    };
+    let page = read("runs/local-enforce.html").await;
+    assert_eq!(read("latest.html").await, page, "latest.html is the last run's page");
+    assert!(page.contains("local-enforce") && page.contains("(enforce)"), "the page is this run's");
+    let made = summary["totals"]["savings_made"].as_f64().unwrap();
+    let marker = "id=\"savings-saved\" data-value=\"";
+    let at = page.find(marker).expect("the page's saved tile") + marker.len();
+    let saved: f64 = page[at..].split('"').next().unwrap().parse().unwrap();
+    assert!((saved - made).abs() < 0.005, "the page's saved figure ({saved}) is the run's ({made})");
+    let alerts = w.machine.alerts_published().await.unwrap();
+    let ended: Vec<&Value> =
+        alerts.iter().filter(|(_, m)| m["metadata"]["eventType"] == "RunEnded").map(|(_, m)| m).collect();
+    assert_eq!(ended.len(), 2, "one run-level alert per run: {alerts:?}");
+    let last = ended.iter().find(|m| m["metadata"]["threadId"] == "local-enforce").expect("the enforce run's alert");
+    assert!(last["content"]["title"].as_str().unwrap().contains(&format!("saved ${made:.2}/month")), "{last}");
+    let next = last["content"]["nextSteps"][0].as_str().unwrap();
+    let link = next.split_whitespace().find(|w| w.starts_with("http")).unwrap_or_else(|| panic!("no link: {next}"));
+    assert!(link.contains("X-Amz-Signature=") && link.contains("X-Amz-Expires=604800"), "{link}");
+    let opened = reqwest::get(link).await.unwrap();
+    assert_eq!(opened.status(), 200, "the pre-signed link opens the page");
+    assert_eq!(opened.text().await.unwrap(), page);
+
     // The functions' own metrics, as CloudWatch would extract them from their logs (EMF):
     // whole log lines, agreeing with the run's summary.
     let metrics: Vec<Value> = w
@@ -859,6 +899,7 @@ async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
     let names = testkit::iam::LocalNames {
         tables: w.tables.clone(),
         run_bucket: "runs".into(),
+        reports_bucket: "reports".into(),
         topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
         secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s".into(),
         member_role: "CloudJanitorMemberRole".into(),

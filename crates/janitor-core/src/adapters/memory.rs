@@ -1,7 +1,7 @@
 //! In-memory fakes of every port, for fast domain tests. They follow the same contracts as
 //! the AWS adapters, which are tested against the emulator separately.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -415,6 +415,30 @@ impl InMemoryRunStore {
         let mut paths: Vec<String> = lock(&self.documents).keys().cloned().collect();
         paths.sort();
         paths
+    }
+}
+
+/// Report pages kept in memory, with links into nowhere: the domain tests.
+#[derive(Default)]
+pub struct InMemoryReportStore {
+    pages: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl InMemoryReportStore {
+    /// The page stored under `key` (`runs/<run>.html`, `latest.html`).
+    pub fn page(&self, key: &str) -> Option<String> {
+        lock(&self.pages).get(key).map(|p| String::from_utf8_lossy(p).into_owned())
+    }
+}
+
+#[async_trait]
+impl ReportStore for InMemoryReportStore {
+    async fn publish(&self, run_id: &str, html: Vec<u8>) -> Result<PublishedReport> {
+        let key = format!("runs/{run_id}.html");
+        let mut pages = lock(&self.pages);
+        pages.insert(key.clone(), html.clone());
+        pages.insert("latest.html".into(), html);
+        Ok(PublishedReport { location: format!("memory://{key}"), link: format!("https://reports.invalid/{key}") })
     }
 }
 

@@ -245,6 +245,28 @@ pub trait RunStore: Send + Sync {
     async fn get(&self, path: &str) -> Result<Option<Vec<u8>>>;
 }
 
+/// Where each run's report page is kept (`runs/<run>.html` and `latest.html`), and a link
+/// to it that people without AWS credentials can open.
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    async fn publish(&self, run_id: &str, html: Vec<u8>) -> Result<PublishedReport>;
+}
+
+/// How long a report's link opens the page: SigV4's limit, seven days. A link signed with a
+/// Lambda function's temporary credentials stops working when they expire, whichever comes
+/// first; `latest.html` in the reports bucket is the lasting way in.
+pub const REPORT_LINK_DAYS: u64 = 7;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedReport {
+    /// Where the run's page is (`s3://bucket/runs/<run>.html`): safe to log and to keep in
+    /// the execution's output.
+    pub location: String,
+    /// A link that opens it for a while (an S3 pre-signed URL): said only in the alert.
+    #[serde(skip)]
+    pub link: String,
+}
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::Deps;
 use crate::error::JanitorError;
 use crate::model::{CaughtError, RunContext, Scope, ScopeFailure, ScopeStatus, StepPayload, Tally};
+use crate::ports::PublishedReport;
 use crate::runstore::{self, Stage};
 use crate::step::{DiscoveryEvent, LockEvent, RunPlan, RunRequest, ScopeItem, StepResult, parse, tagged, to_json};
 use crate::{emf, lock, metrics, notify, recheck, remediate};
@@ -66,6 +67,9 @@ pub struct RunSummary {
     pub incomplete: bool,
     /// Where the whole summary is kept.
     pub document: String,
+    /// Where the run's report page was written (none: see the run-level alert and the log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 async fn finish(deps: &Deps, payload: StepPayload, stage: Stage) -> StepResult {
@@ -273,6 +277,7 @@ pub async fn summarize(deps: &Deps, state: RunState) -> Result<RunSummary, Janit
         failed,
         incomplete,
         document,
+        report: None,
     };
     runstore::put_json(deps, &summary.document, &summary).await?;
     let failed_scopes = summary.scopes.iter().filter(|s| s.status == ScopeStatus::Failed).count();
@@ -291,10 +296,88 @@ pub async fn summarize(deps: &Deps, state: RunState) -> Result<RunSummary, Janit
         tracing::warn!(error = e.error_name(), message = %e, "the run's RUN_ENDED row could not be written");
     }
     emf::run_ended(&summary.run, now, failed_scopes, incomplete_scopes).emit();
+    // The page and the alert that links to it come last and cannot fail the run: its record
+    // is the audit table and the summary document, both written above.
+    let report = publish_report(deps, &summary.run.id, now).await;
+    match &report {
+        Ok(published) => summary.report = Some(published.location.clone()),
+        Err(e) => tracing::warn!(error = e.error_name(), message = %e, "the run's report page could not be written"),
+    }
+    let subject = format!("Cloud Janitor run {} ended", summary.run.id);
+    if let Err(e) = deps.alerts.publish(&subject, &run_message(&summary, report.as_ref())).await {
+        tracing::warn!(error = e.error_name(), message = %e, "the run's summary alert could not be published");
+    }
     if summary.scopes.len() > SCOPES_LISTED {
         summary.scopes.sort_by_key(|s| s.status == ScopeStatus::Ok);
         summary.scopes_not_listed = summary.scopes.len() - SCOPES_LISTED;
         summary.scopes.truncate(SCOPES_LISTED);
     }
     Ok(summary)
+}
+
+/// How many runs the report page's trend shows.
+pub const REPORT_TREND_RUNS: usize = 14;
+
+/// The run's report page, from the audit table, kept where people can open it.
+async fn publish_report(
+    deps: &Deps,
+    run_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<PublishedReport, JanitorError> {
+    let input = crate::report_page::gather(deps.audit.as_ref(), run_id, REPORT_TREND_RUNS, now).await?;
+    deps.reports.publish(run_id, crate::report_page::render(&input).into_bytes()).await
+}
+
+/// The run-level alert (Amazon Q Developer's custom notification): how the run ended, what
+/// its findings cost and save, and the link to its report page.
+pub fn run_message(summary: &RunSummary, report: Result<&PublishedReport, &JanitorError>) -> Value {
+    let t = &summary.totals;
+    let (verb, savings) = match summary.run.mode {
+        crate::model::Mode::DryRun => ("would save", t.savings_would),
+        crate::model::Mode::Enforce => ("saved", t.savings_made),
+    };
+    let status = if summary.failed {
+        "FAILED"
+    } else if summary.incomplete {
+        "INCOMPLETE"
+    } else {
+        "OK"
+    };
+    let title =
+        format!(":bar_chart: Cloud Janitor {} run: {} finding(s), {verb} {savings}/month", summary.run.mode, t.found);
+    let description = format!(
+        "*Run* `{}` ({}) ended {status}: {} scope(s), {} finding(s), {} notified, {} snoozed, {} remediated, \
+         {} would be remediated, {} failed. Findings' actions would save {}/month; {verb} {savings}/month.",
+        summary.run.id,
+        summary.run.mode,
+        summary.scope_count,
+        t.found,
+        t.notified,
+        t.snoozed,
+        t.remediated,
+        t.would_remediate,
+        t.failed,
+        t.savings_found,
+    );
+    let next = match report {
+        // A bare link: Slack and Teams (Amazon Q renders each in its own markdown) both make
+        // it clickable.
+        Ok(published) => format!(
+            "Open the report: {} (the link works for up to {} days; {} keeps the page)",
+            published.link,
+            crate::ports::REPORT_LINK_DAYS,
+            published.location
+        ),
+        Err(e) => format!("The report page could not be written: {e}"),
+    };
+    let mut message = crate::ports::alert_message(
+        &summary.run,
+        format!("{}-summary", summary.run.id),
+        title,
+        description,
+        "RunEnded",
+        &[],
+    );
+    message["content"]["nextSteps"] = serde_json::json!([next]);
+    message
 }

@@ -1,10 +1,12 @@
 //! `S3RunStore`: the run's documents as objects in the janitor's private run bucket.
+//! `S3ReportStore`: each run's report page in the private reports bucket, with a
+//! pre-signed link to it.
 
 use async_trait::async_trait;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::error::{JanitorError, Result};
-use crate::ports::RunStore;
+use crate::ports::{PublishedReport, ReportStore, RunStore};
 
 pub struct S3RunStore {
     client: aws_sdk_s3::Client,
@@ -44,5 +46,64 @@ impl RunStore for S3RunStore {
             message: format!("reading {path}: {e}"),
         })?;
         Ok(Some(bytes.into_bytes().to_vec()))
+    }
+}
+
+/// [`crate::ports::REPORT_LINK_DAYS`] as the SDK's presigning takes it.
+pub const REPORT_LINK_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(crate::ports::REPORT_LINK_DAYS * 24 * 3600);
+
+pub struct S3ReportStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3ReportStore {
+    pub fn new(client: aws_sdk_s3::Client, bucket: &str) -> Self {
+        S3ReportStore { client, bucket: bucket.to_owned() }
+    }
+
+    async fn put_page(&self, key: &str, html: Vec<u8>) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("text/html; charset=utf-8")
+            // Each run's page is read once or twice, and latest.html is rewritten daily:
+            // a browser must not keep yesterday's as today's.
+            .cache_control("no-cache")
+            .body(html.into())
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("s3", "PutObject", e))?;
+        Ok(())
+    }
+}
+
+/// The run's page's key: run ids are execution names (letters, digits, `-` and `_`), and
+/// anything else is replaced so that a key never escapes `runs/`.
+pub fn report_key(run_id: &str) -> String {
+    let safe: String =
+        run_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    format!("runs/{}.html", safe.trim_start_matches('.'))
+}
+
+#[async_trait]
+impl ReportStore for S3ReportStore {
+    async fn publish(&self, run_id: &str, html: Vec<u8>) -> Result<PublishedReport> {
+        let key = report_key(run_id);
+        self.put_page(&key, html.clone()).await?;
+        self.put_page("latest.html", html).await?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(REPORT_LINK_LIFETIME)
+            .map_err(|e| JanitorError::Config(format!("report link lifetime: {e}")))?;
+        let link = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .presigned(config)
+            .await
+            .map_err(|e| JanitorError::from_sdk("s3", "GetObject", e))?;
+        Ok(PublishedReport { location: format!("s3://{}/{key}", self.bucket), link: link.uri().to_owned() })
     }
 }

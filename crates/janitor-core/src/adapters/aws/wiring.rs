@@ -50,6 +50,7 @@ impl Wiring {
             slack_secret: None,
             clock: Arc::new(SystemClock),
             runs: Arc::new(Unwired::port("run store")),
+            reports: Arc::new(Unwired::port("report store")),
         };
         Wiring { clients, deps }
     }
@@ -107,6 +108,20 @@ impl Wiring {
                 Arc::new(super::S3RunStore::new(s3, &bucket))
             }
             None => Arc::new(Unwired { port: "run store", why: "JANITOR_RUN_BUCKET is not set" }),
+        };
+        Ok(self)
+    }
+
+    /// Report pages in the S3 bucket `JANITOR_REPORTS_BUCKET`; without it every use says so.
+    #[cfg(feature = "run-store")]
+    pub async fn reports(mut self) -> Result<Wiring> {
+        self.deps.reports = match env_value("JANITOR_REPORTS_BUCKET") {
+            Some(bucket) => {
+                let home = self.clients.home_account().await?;
+                let s3 = self.clients.s3(&home, crate::model::GLOBAL_REGION).await?;
+                Arc::new(super::S3ReportStore::new(s3, &bucket))
+            }
+            None => Arc::new(Unwired { port: "report store", why: "JANITOR_REPORTS_BUCKET is not set" }),
         };
         Ok(self)
     }
@@ -262,6 +277,13 @@ impl Remediator for Unwired {
 impl AlertSink for Unwired {
     async fn publish(&self, _: &str, _: &serde_json::Value) -> Result<()> {
         Err(self.refuse())
+    }
+}
+
+#[async_trait]
+impl ReportStore for Unwired {
+    async fn publish(&self, run_id: &str, _: Vec<u8>) -> Result<PublishedReport> {
+        Err(JanitorError::Config(format!("run {run_id}'s report has nowhere to go: no {}: {}", self.port, self.why)))
     }
 }
 

@@ -434,7 +434,7 @@ impl InMemoryReportStore {
 #[async_trait]
 impl ReportStore for InMemoryReportStore {
     async fn publish(&self, run_id: &str, html: Vec<u8>) -> Result<PublishedReport> {
-        let key = format!("runs/{run_id}.html");
+        let key = report_key(run_id);
         let mut pages = lock(&self.pages);
         pages.insert(key.clone(), html.clone());
         pages.insert("latest.html".into(), html);

@@ -252,6 +252,14 @@ pub trait ReportStore: Send + Sync {
     async fn publish(&self, run_id: &str, html: Vec<u8>) -> Result<PublishedReport>;
 }
 
+/// The run's page's key: run ids are execution names (letters, digits, `-` and `_`), and
+/// anything else is replaced so that a key never escapes `runs/`.
+pub fn report_key(run_id: &str) -> String {
+    let safe: String =
+        run_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    format!("runs/{}.html", safe.trim_start_matches('.'))
+}
+
 /// How long a report's link opens the page: SigV4's limit, seven days. A link signed with a
 /// Lambda function's temporary credentials stops working when they expire, whichever comes
 /// first; `latest.html` in the reports bucket is the lasting way in.

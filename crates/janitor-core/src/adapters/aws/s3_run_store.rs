@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::error::{JanitorError, Result};
-use crate::ports::{PublishedReport, ReportStore, RunStore};
+use crate::ports::{PublishedReport, ReportStore, RunStore, report_key};
 
 pub struct S3RunStore {
     client: aws_sdk_s3::Client,
@@ -78,14 +78,6 @@ impl S3ReportStore {
             .map_err(|e| JanitorError::from_sdk("s3", "PutObject", e))?;
         Ok(())
     }
-}
-
-/// The run's page's key: run ids are execution names (letters, digits, `-` and `_`), and
-/// anything else is replaced so that a key never escapes `runs/`.
-pub fn report_key(run_id: &str) -> String {
-    let safe: String =
-        run_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    format!("runs/{}.html", safe.trim_start_matches('.'))
 }
 
 #[async_trait]

@@ -102,25 +102,24 @@ impl Wiring {
     #[cfg(feature = "run-store")]
     pub async fn run_store(mut self) -> Result<Wiring> {
         self.deps.runs = match env_value("JANITOR_RUN_BUCKET") {
-            Some(bucket) => {
-                let home = self.clients.home_account().await?;
-                let s3 = self.clients.s3(&home, crate::model::GLOBAL_REGION).await?;
-                Arc::new(super::S3RunStore::new(s3, &bucket))
-            }
+            Some(bucket) => Arc::new(super::S3RunStore::new(self.home_s3().await?, &bucket)),
             None => Arc::new(Unwired { port: "run store", why: "JANITOR_RUN_BUCKET is not set" }),
         };
         Ok(self)
+    }
+
+    /// S3 in the janitor's own account, for its buckets.
+    #[cfg(feature = "run-store")]
+    async fn home_s3(&self) -> Result<aws_sdk_s3::Client> {
+        let home = self.clients.home_account().await?;
+        self.clients.s3(&home, crate::model::GLOBAL_REGION).await
     }
 
     /// Report pages in the S3 bucket `JANITOR_REPORTS_BUCKET`; without it every use says so.
     #[cfg(feature = "run-store")]
     pub async fn reports(mut self) -> Result<Wiring> {
         self.deps.reports = match env_value("JANITOR_REPORTS_BUCKET") {
-            Some(bucket) => {
-                let home = self.clients.home_account().await?;
-                let s3 = self.clients.s3(&home, crate::model::GLOBAL_REGION).await?;
-                Arc::new(super::S3ReportStore::new(s3, &bucket))
-            }
+            Some(bucket) => Arc::new(super::S3ReportStore::new(self.home_s3().await?, &bucket)),
             None => Arc::new(Unwired { port: "report store", why: "JANITOR_REPORTS_BUCKET is not set" }),
         };
         Ok(self)

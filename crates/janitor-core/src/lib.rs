@@ -13,7 +13,7 @@ pub mod steps;
 #[cfg(feature = "memory")]
 pub use adapters::memory;
 pub use adapters::{aws, prices, slack};
-pub use domain::{audit, cost, error, model, policy, ports, runstore, s3_public};
+pub use domain::{audit, chain, cost, error, model, policy, ports, runstore, s3_public};
 #[cfg(feature = "local")]
 pub use entry::local;
 pub use entry::{emf, handler, step, telemetry};

@@ -76,8 +76,10 @@ struct ExportArgs {
 /// Where the audit table is, and whose credentials read it.
 #[derive(Args)]
 struct AuditTableArgs {
+    /// Required; checked when the table is opened, since `janitor audit verify` takes its
+    /// own and clap would otherwise demand the parent's too.
     #[arg(long, env = "JANITOR_AUDIT_TABLE")]
-    audit_table: String,
+    audit_table: Option<String>,
     #[arg(long, env = "AWS_PROFILE")]
     profile: Option<String>,
     #[arg(long, env = "AWS_REGION")]
@@ -86,14 +88,21 @@ struct AuditTableArgs {
 
 impl AuditTableArgs {
     async fn open(&self) -> anyhow::Result<DynamoAuditLog> {
+        let table = self.audit_table.as_deref().context("give --audit-table (or set JANITOR_AUDIT_TABLE)")?;
         let clients = AwsClients::load_checked(self.profile.as_deref(), self.region.as_deref()).await?;
-        Ok(DynamoAuditLog::new(clients.dynamodb(), &self.audit_table))
+        Ok(DynamoAuditLog::new(clients.dynamodb(), table))
     }
 }
 
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("subject").required(true).args(["run", "resource"]))]
+#[command(
+    group = clap::ArgGroup::new("subject").required(true).args(["run", "resource"]),
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 struct AuditArgs {
+    #[command(subcommand)]
+    action: Option<AuditAction>,
     /// Every event of this run (the by-run index).
     #[arg(long)]
     run: Option<String>,
@@ -104,6 +113,30 @@ struct AuditArgs {
     table: AuditTableArgs,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Checks the audit table's hash chains: every row is where its chain says, says what
+    /// was hashed when it was written, and follows its predecessor. Names the first modified,
+    /// deleted or inserted row of each broken chain; exit code 1 when any is.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["run", "day", "all"]))]
+struct VerifyArgs {
+    /// One run.
+    #[arg(long)]
+    run: Option<String>,
+    /// The runs whose chains were last written, or that ended, that day (UTC, YYYY-MM-DD).
+    #[arg(long)]
+    day: Option<chrono::NaiveDate>,
+    /// Every run the table holds chains of.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    table: AuditTableArgs,
 }
 
 #[derive(Args)]
@@ -427,6 +460,9 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     use janitor_core::ports::AuditLog;
+    if let Some(AuditAction::Verify(verify)) = args.action {
+        return verify_audit(verify).await;
+    }
     let log = args.table.open().await?;
     let events = match (&args.run, &args.resource) {
         (Some(run), _) => log.events_for_run(run).await?,
@@ -435,6 +471,64 @@ async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     };
     report::print_audit(&events, args.output)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `janitor audit verify`: each chosen run's rows against its chains' heads.
+async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    use janitor_core::audit::{AuditEventType, RUNS_RESOURCE};
+    use janitor_core::chain::verify;
+    use janitor_core::ports::AuditLog;
+    let log = args.table.open().await?;
+    let heads = log.chain_heads(args.run.as_deref()).await?;
+    // Runs are known by their heads and by the rows their ends left: a run whose heads were
+    // removed is still checked (and found without a chain).
+    let ended: Vec<(String, chrono::DateTime<chrono::Utc>)> = match &args.run {
+        Some(_) => Vec::new(),
+        None => log
+            .events_for_resource(RUNS_RESOURCE)
+            .await?
+            .into_iter()
+            .filter(|e| e.event == AuditEventType::RunEnded)
+            .map(|e| (e.run_id, e.at))
+            .collect(),
+    };
+    let mut runs: Vec<String> = match (&args.run, args.day) {
+        (Some(run), _) => vec![run.clone()],
+        (None, Some(day)) => heads
+            .iter()
+            .map(|(h, at)| (h.run_id.clone(), *at))
+            .chain(ended)
+            .filter(|(_, at)| at.date_naive() == day)
+            .map(|(run, _)| run)
+            .collect(),
+        (None, None) => heads.iter().map(|(h, _)| h.run_id.clone()).chain(ended.into_iter().map(|(r, _)| r)).collect(),
+    };
+    runs.sort();
+    runs.dedup();
+    let (mut rows_checked, mut broken) = (0, 0);
+    for run in &runs {
+        let (rows, mut problems) = log.stored_run(run).await?;
+        let run_heads: Vec<_> = heads.iter().filter(|(h, _)| &h.run_id == run).map(|(h, _)| h.clone()).collect();
+        rows_checked += rows.len();
+        if rows.is_empty() && run_heads.is_empty() && problems.is_empty() {
+            println!("run {run}: no rows and no chain");
+            broken += 1;
+            continue;
+        }
+        problems.extend(verify(&rows, &run_heads));
+        match problems.first() {
+            None => println!("run {run}: {} rows on {} chain(s), intact", rows.len(), run_heads.len()),
+            Some(first) => {
+                broken += 1;
+                println!("run {run}: BROKEN, first: {first}");
+                for more in &problems[1..] {
+                    println!("  then: {more}");
+                }
+            }
+        }
+    }
+    println!("{} run(s), {rows_checked} row(s) checked, {broken} broken", runs.len());
+    Ok(if broken == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {

@@ -381,3 +381,135 @@ async fn the_report_renders_in_a_real_browser_with_the_audit_tables_totals() {
     eprintln!("report: {}  screenshot: {}", page.display(), screenshot.display());
     let _ = std::fs::remove_file(policy);
 }
+
+/// `janitor audit verify …`: exit code and output.
+async fn janitor_verify(endpoint: &str, table: &str, args: &[&str]) -> (i32, String) {
+    let out =
+        janitor(endpoint, "audit").arg("verify").args(args).args(["--audit-table", table]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap_or(-1), format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_catches_a_modified_a_deleted_and_an_inserted_row() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use janitor_core::audit::{AuditEvent, AuditEventType};
+    use janitor_core::aws::{AwsClients, DynamoAuditLog};
+    use janitor_core::ports::AuditLog;
+    let moto = Moto::start().unwrap();
+    // DynamoDB applies a transaction's condition and writes atomically; moto's threaded
+    // server needs the proxy for that when writers race.
+    let atomic = FaultProxy::serialising_writes(&moto.endpoint).await.unwrap();
+    let clients = AwsClients::from_config(testkit::sdk_config_for(&atomic.endpoint).await);
+    let tables = TableNames::with_prefix("chain");
+    testkit::tables::create_tables(&clients.dynamodb(), &tables).await.unwrap();
+    let log = std::sync::Arc::new(DynamoAuditLog::new(clients.dynamodb(), &tables.audit));
+    let now = chrono::Utc::now();
+    let rows = |run: &str, writer: usize| -> Vec<AuditEvent> {
+        (0..5)
+            .map(|i| {
+                let key = format!("{HOME_ACCOUNT}/{HOME_REGION}/ec2-instance/i-{writer}-{i}");
+                let detail =
+                    serde_json::json!({ "reason": "idle", "cost": { "monthly_savings": 7.59, "hours": 730.0 } });
+                AuditEvent::new(key, run, AuditEventType::Discovered, now, "discovery", detail)
+            })
+            .collect()
+    };
+    // Eight writers of one chain at once (a step and its retry, at worst): they take turns.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let log = log.clone();
+            let batch = rows("r-ok", w);
+            tokio::spawn(async move { log.record(&batch).await })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    for run in ["r-mod", "r-del", "r-ins"] {
+        log.record(&rows(run, 0)).await.unwrap();
+        log.record(&rows(run, 1)).await.unwrap();
+    }
+    let heads = log.chain_heads(None).await.unwrap();
+    let ok_head = heads.iter().find(|(h, _)| h.run_id == "r-ok").unwrap();
+    assert_eq!(ok_head.0.seq, 40, "40 rows, one chain, no place taken twice");
+    for run in ["r-ok", "r-mod", "r-del", "r-ins"] {
+        let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--run", run]).await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("intact"), "{out}");
+    }
+
+    let dynamodb = clients.dynamodb();
+    let stored = |run: &'static str| {
+        let log = log.clone();
+        async move { log.stored_run(run).await.unwrap().0 }
+    };
+    let key_of = |row: &janitor_core::chain::StoredRow| {
+        [
+            ("resource".to_owned(), AttributeValue::S(row.event.resource.clone())),
+            ("sk".to_owned(), AttributeValue::S(row.sk.clone())),
+        ]
+        .into()
+    };
+    // Modified: a row's reason rewritten in place.
+    let target = stored("r-mod").await.into_iter().find(|r| r.link.as_ref().unwrap().seq == 4).unwrap();
+    dynamodb
+        .update_item()
+        .table_name(&tables.audit)
+        .set_key(Some(key_of(&target)))
+        .update_expression("SET #d.#r = :r")
+        .expression_attribute_names("#d", "detail")
+        .expression_attribute_names("#r", "reason")
+        .expression_attribute_values(":r", AttributeValue::S("busy".into()))
+        .send()
+        .await
+        .unwrap();
+    let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--run", "r-mod"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN, first: MODIFIED row 4 of chain r-mod#123456789012/us-east-1"), "{out}");
+    assert!(out.contains(&target.sk), "the row is named by its key: {out}");
+
+    // Deleted: a row in the middle taken out.
+    let target = stored("r-del").await.into_iter().find(|r| r.link.as_ref().unwrap().seq == 7).unwrap();
+    dynamodb.delete_item().table_name(&tables.audit).set_key(Some(key_of(&target))).send().await.unwrap();
+    let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--run", "r-del"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN, first: DELETED row 7 of chain r-del#123456789012/us-east-1"), "{out}");
+
+    // Inserted: a row copying a real one's link (place, previous hash, hash) with other
+    // content, and a row with no link at all.
+    let original = stored("r-ins").await.into_iter().find(|r| r.link.as_ref().unwrap().seq == 3).unwrap();
+    let mut item = dynamodb
+        .get_item()
+        .table_name(&tables.audit)
+        .set_key(Some(key_of(&original)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    item.insert("sk".into(), AttributeValue::S(format!("{}-forged", original.sk)));
+    item.insert("actor".into(), AttributeValue::S("someone".into()));
+    dynamodb.put_item().table_name(&tables.audit).set_item(Some(item.clone())).send().await.unwrap();
+    let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--run", "r-ins"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN, first: INSERTED row at 3 of chain r-ins#123456789012/us-east-1"), "{out}");
+    assert!(out.contains("-forged"), "{out}");
+    for link in ["chain", "seq", "prev", "hash"] {
+        item.remove(link);
+    }
+    item.insert("sk".into(), AttributeValue::S(format!("{}-bare", original.sk)));
+    dynamodb.put_item().table_name(&tables.audit).set_item(Some(item)).send().await.unwrap();
+    let (_, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--run", "r-ins"]).await;
+    assert!(out.contains("carries no link"), "{out}");
+
+    // Everything, and the day: three broken runs of four.
+    let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--all"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("run r-ok: 40 rows on 1 chain(s), intact"), "{out}");
+    assert!(out.contains("4 run(s), 71 row(s) checked, 3 broken"), "{out}");
+    let today = now.date_naive().to_string();
+    let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--day", &today]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("4 run(s)"), "{out}");
+}

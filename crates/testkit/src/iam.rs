@@ -54,6 +54,8 @@ fn moto_names(action: &str) -> Vec<String> {
         "s3:GetBucketPublicAccessBlock" => &["s3:ListBucket"],
         "s3:PutBucketPublicAccessBlock" => &["s3:CreateBucket"],
         "s3:ListBucket" => &["s3:HeadBucket"],
+        // moto authorises a transaction under its operation's name.
+        "dynamodb:PutItem" | "dynamodb:UpdateItem" => &["dynamodb:TransactWriteItems"],
         _ => &[],
     };
     names.extend(extra.iter().map(|s| (*s).to_owned()));
@@ -197,8 +199,16 @@ pub fn observed_calls(calls_dir: &Path) -> Result<Vec<ObservedCall>> {
             let target = fields.next().unwrap_or("*").to_owned();
             let denied = fields.next() == Some("denied");
             let (service, operation) = call.split_once(':').with_context(|| format!("bad call line {line}"))?;
-            if let Some(action) = iam_action(service, operation) {
-                out.insert(ObservedCall { function: function.to_owned(), action, target, denied });
+            // IAM has no action for a transaction: each of its writes is authorised as the
+            // single-item call (the audit chain's row puts and head update).
+            let actions = match (service, operation) {
+                ("DynamoDB", "TransactWriteItems") => {
+                    vec!["dynamodb:PutItem".to_owned(), "dynamodb:UpdateItem".to_owned()]
+                }
+                _ => iam_action(service, operation).into_iter().collect(),
+            };
+            for action in actions {
+                out.insert(ObservedCall { function: function.to_owned(), action, target: target.clone(), denied });
             }
         }
     }

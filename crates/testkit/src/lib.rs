@@ -107,6 +107,20 @@ pub fn moto_server_binary() -> PathBuf {
     if venv.exists() { venv } else { PathBuf::from("moto_server") }
 }
 
+/// How the harness starts moto: `MOTO_SERVER` as given, else the venv's Python running
+/// `moto_server.py` beside this crate (moto_server with its transaction backups made linear,
+/// see there), else `moto_server` on the PATH.
+pub fn moto_server_command() -> Command {
+    let python = repo_root().join(".venv/bin/python3");
+    if std::env::var_os("MOTO_SERVER").is_none() && python.exists() {
+        let mut command = Command::new(python);
+        command.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto_server.py"));
+        command
+    } else {
+        Command::new(moto_server_binary())
+    }
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -129,7 +143,7 @@ impl Moto {
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port()?;
-            let mut child = Command::new(&binary)
+            let mut child = moto_server_command()
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

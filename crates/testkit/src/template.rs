@@ -236,6 +236,16 @@ pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
     ("discovery", "ec2:DescribeRegions", "plans a run given no regions (the scheduled-runs test calls it)"),
     ("lock", "dynamodb:GetItem", "reads who holds a lock another run took (the scheduled-runs test calls it)"),
     (
+        "lock",
+        "dynamodb:BatchWriteItem",
+        "keeps the places of findings deferred past the scope's cap (the 5,000-instance test's scope passes it)",
+    ),
+    (
+        "notify",
+        "dynamodb:BatchWriteItem",
+        "clears the deferral of findings notified after waiting a run (domain-tested: what_the_cap_defers_is_first_in_line_next_run)",
+    ),
+    (
         "remediate",
         "dynamodb:GetItem",
         "reads who holds a resource's lock when another run took it before the action (domain-tested)",

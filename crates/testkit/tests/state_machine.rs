@@ -667,6 +667,18 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     assert_eq!((ended[0]["Mode"].as_str(), ended[0]["FailedScopes"].as_f64()), (Some("enforce"), Some(0.0)));
     assert!(ended[0]["RunDuration"].as_f64().is_some_and(|s| s > 0.0), "{}", ended[0]);
 
+    // ---- every row both runs' functions wrote (and the snooze click's) is on its chain
+    for run in ["local-dry-run", "local-enforce"] {
+        let (rows, unreadable) = audit.stored_run(run).await.unwrap();
+        let heads: Vec<_> = audit.chain_heads(Some(run)).await.unwrap().into_iter().map(|(h, _)| h).collect();
+        assert!(unreadable.is_empty() && rows.iter().all(|r| r.link.is_some()), "{run}");
+        // A chain per scope that wrote rows, and one for the run's own (its end).
+        let chains: BTreeSet<&str> = heads.iter().map(|h| h.chain.as_str()).collect();
+        let expected = [format!("{run}#{HOME_ACCOUNT}/{HOME_REGION}"), format!("{run}#janitor")];
+        assert!(expected.iter().all(|c| chains.contains(c.as_str())), "{heads:?}");
+        assert_eq!(janitor_core::chain::verify(&rows, &heads), [], "{run}");
+    }
+
     // ---- least privilege: each function was granted exactly what its code called
     let observed = observed_actions(&w.machine.calls_dir()).unwrap();
     let template = Template::load().unwrap();
@@ -911,8 +923,9 @@ async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
         denied: false,
     };
     let calls = [
-        call("lock", "dynamodb:PutItem", format!("table/{}", w.tables.lock)),
-        call("lock", "dynamodb:PutItem", format!("table/{}", w.tables.audit)),
+        call("lock", "dynamodb:DeleteItem", format!("table/{}", w.tables.lock)),
+        // Audit rows are never deleted: no function may delete on the audit table.
+        call("lock", "dynamodb:DeleteItem", format!("table/{}", w.tables.audit)),
         call("remediate", "dynamodb:Query", format!("table/{}/index/by-run", w.tables.audit)),
         call("remediate", "dynamodb:Query", format!("table/{}", w.tables.audit)),
     ];
@@ -921,7 +934,7 @@ async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
     assert_eq!(
         problems,
         [
-            format!("lock calls dynamodb:PutItem on {}, which no statement grants there", table(&w.tables.audit)),
+            format!("lock calls dynamodb:DeleteItem on {}, which no statement grants there", table(&w.tables.audit)),
             format!("remediate calls dynamodb:Query on {}, which no statement grants there", table(&w.tables.audit)),
         ]
     );
@@ -980,4 +993,13 @@ async fn a_scope_of_5000_instances_and_3000_findings_stays_far_below_the_payload
     assert_eq!(discovered, stored_keys.iter().map(String::as_str).collect(), "one DISCOVERED row per finding");
     assert_eq!(rows(AuditEventType::Deferred).len(), expected - 100);
     assert!(lock_holders(&w).await.is_empty());
+    // The deferred findings' places were kept under the lock role's own grants, and the
+    // run's thousands of audit rows are intact on their chains.
+    let observed = observed_actions(&w.machine.calls_dir()).unwrap();
+    assert!(observed["lock"].contains("dynamodb:BatchWriteItem"), "{observed:?}");
+    assert_eq!(w.machine.grant_problems().unwrap(), Vec::<String>::new());
+    let (stored_rows, unreadable) = audit.stored_run("big-scope").await.unwrap();
+    let heads: Vec<_> = audit.chain_heads(Some("big-scope")).await.unwrap().into_iter().map(|(h, _)| h).collect();
+    assert!(unreadable.is_empty());
+    assert_eq!(janitor_core::chain::verify(&stored_rows, &heads), []);
 }

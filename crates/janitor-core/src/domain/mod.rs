@@ -2,6 +2,7 @@
 //! the ports the steps need from the outside world, and the errors. No AWS or Slack types.
 
 pub mod audit;
+pub mod chain;
 pub mod cost;
 pub mod error;
 pub mod model;

@@ -102,7 +102,19 @@ pub fn call_targets(service: &str, uri: &str, body: &[u8]) -> Vec<String> {
                 (Some(table), Some(index), _) => vec![format!("table/{table}/index/{index}")],
                 (Some(table), None, _) => vec![format!("table/{table}")],
                 (None, _, Some(items)) => items.keys().map(|t| format!("table/{t}")).collect(),
-                _ => Vec::new(),
+                // TransactWriteItems: each action names its table.
+                _ => {
+                    let mut tables: Vec<String> = json["TransactItems"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|action| action.as_object()?.values().next()?["TableName"].as_str())
+                        .map(|t| format!("table/{t}"))
+                        .collect();
+                    tables.sort();
+                    tables.dedup();
+                    tables
+                }
             }
         }
         "Secrets Manager" => {

@@ -2,7 +2,7 @@
 //! (both with a TTL attribute that readers also compare with the clock, since DynamoDB
 //! deletes expired items late). Items go through `serde_dynamo`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditEventType};
+use crate::chain::{ChainHead, ChainLink, StoredRow, Tamper};
 use crate::error::{JanitorError, Result};
 use crate::model::{FindingKey, FlagHistory, ResourceKey, RuleId, Snooze};
 use crate::ports::{AuditLog, LockOutcome, LockStore, SnoozeStore};
@@ -174,7 +175,82 @@ struct AuditItem {
     policy: Option<RuleId>,
     #[serde(default)]
     detail: serde_json::Value,
+    /// The row's place in its hash chain ([`crate::chain`]); none on rows written before
+    /// the chain, which `verify` reports as not on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
 }
+
+/// A transaction cancelled because another writer moved the head first (or one was in
+/// flight), or throttled: worth linking again. Anything else (an item too large, a bad
+/// number) fails the same way every time.
+fn lost_the_race(
+    e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError>,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            let reasons = cancelled.cancellation_reasons();
+            reasons.is_empty()
+                || reasons.iter().any(|r| {
+                    matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict" | "ThrottlingError"))
+                })
+        }
+        _ => e.code() == Some("TransactionConflictException"),
+    }
+}
+
+/// What one row takes of a transaction's 4 MB, roughly (its detail dominates).
+fn row_weight(e: &AuditEvent) -> usize {
+    serde_json::to_vec(&e.detail).map_or(0, |d| d.len()) + e.resource.len() + 600
+}
+
+/// DynamoDB's 4 MB a transaction, with room to spare.
+const CHAIN_BYTES_PER_WRITE: usize = 3_500_000;
+
+impl AuditItem {
+    fn into_stored(self) -> StoredRow {
+        let link = match (self.chain, self.seq, self.prev, self.hash) {
+            (Some(chain), Some(seq), Some(prev), Some(hash)) => Some(ChainLink { chain, seq, prev, hash }),
+            _ => None,
+        };
+        let event = AuditEvent {
+            resource: self.resource,
+            run_id: self.run_id,
+            event: self.event,
+            at: self.at,
+            actor: self.actor,
+            policy: self.policy,
+            detail: self.detail,
+        };
+        StoredRow { event, sk: self.sk, link }
+    }
+}
+
+/// Each chain's head: `resource` [`CHAIN_RESOURCE`], `sk` the chain. It has no `run_id` or
+/// `event`, so it stays out of the GSIs (its run is `chain_run`).
+#[derive(Debug, Serialize, Deserialize)]
+struct HeadItem {
+    resource: String,
+    sk: String,
+    chain_run: String,
+    seq: u64,
+    hash: String,
+    updated_at: DateTime<Utc>,
+}
+
+/// The partition of the chains' heads.
+pub const CHAIN_RESOURCE: &str = "janitor/chain";
+/// A transaction holds 100 actions: the head's update and 99 rows.
+const CHAIN_ROWS_PER_WRITE: usize = 99;
+/// Writers of one chain racing for its head (a retried step beside its first attempt).
+const CHAIN_RETRIES: u32 = 16;
 
 /// Per-resource detection history; it has no `run_id`/`event`, so it stays out of the GSIs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -201,7 +277,7 @@ impl DynamoAuditLog {
         DynamoAuditLog { client, table: table.to_owned() }
     }
 
-    async fn query(&self, index: Option<&str>, key_attr: &str, value: &str) -> Result<Vec<AuditEvent>> {
+    async fn query_items(&self, index: Option<&str>, key_attr: &str, value: &str) -> Result<Vec<Item>> {
         let pages: Vec<_> = self
             .client
             .query()
@@ -215,53 +291,208 @@ impl DynamoAuditLog {
             .try_collect()
             .await
             .map_err(|e| JanitorError::from_sdk("dynamodb", "Query", e))?;
-        let mut events = Vec::new();
-        for item in pages.into_iter().flat_map(|page| page.items.unwrap_or_default()) {
+        Ok(pages.into_iter().flat_map(|page| page.items.unwrap_or_default()).collect())
+    }
+
+    async fn query_stored(&self, index: Option<&str>, key_attr: &str, value: &str) -> Result<Vec<StoredRow>> {
+        let mut rows = Vec::new();
+        for item in self.query_items(index, key_attr, value).await? {
             if item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk.starts_with(HISTORY_SK)) {
                 continue;
             }
-            let row: AuditItem = from_item(item, &self.table)?;
-            events.push(AuditEvent {
-                resource: row.resource,
-                run_id: row.run_id,
-                event: row.event,
-                at: row.at,
-                actor: row.actor,
-                policy: row.policy,
-                detail: row.detail,
-            });
+            rows.push(from_item::<AuditItem>(item, &self.table)?.into_stored());
         }
-        events.sort_by_key(|e| e.at);
-        Ok(events)
+        rows.sort_by_key(|r| r.event.at);
+        Ok(rows)
     }
-}
 
-#[async_trait]
-impl AuditLog for DynamoAuditLog {
-    async fn record(&self, events: &[AuditEvent]) -> Result<()> {
-        let items = events
+    async fn query(&self, index: Option<&str>, key_attr: &str, value: &str) -> Result<Vec<AuditEvent>> {
+        Ok(self.query_stored(index, key_attr, value).await?.into_iter().map(|r| r.event).collect())
+    }
+
+    /// Every row of a run as stored, with its chain link: what `verify` reads. An item that
+    /// is not a readable row is said, not fatal: the rest of the run is still checked.
+    pub async fn stored_run(&self, run_id: &str) -> Result<(Vec<StoredRow>, Vec<Tamper>)> {
+        let mut rows = Vec::new();
+        let mut unreadable = Vec::new();
+        for item in self.query_items(Some(AUDIT_BY_RUN_INDEX), "run_id", run_id).await? {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let (resource, sk) = (text("resource"), text("sk"));
+            if sk.starts_with(HISTORY_SK) {
+                continue;
+            }
+            match serde_dynamo::from_item::<_, AuditItem>(item) {
+                Ok(row) => rows.push(row.into_stored()),
+                Err(e) => unreadable.push(Tamper::Unreadable { resource, sk, why: e.to_string() }),
+            }
+        }
+        rows.sort_by_key(|r| r.event.at);
+        Ok((rows, unreadable))
+    }
+
+    /// The chains' heads (of one run, or all), read consistently, with when each was last
+    /// written.
+    pub async fn chain_heads(&self, run_id: Option<&str>) -> Result<Vec<(ChainHead, DateTime<Utc>)>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .expression_attribute_names("#k", "resource")
+            .expression_attribute_values(":v", AttributeValue::S(CHAIN_RESOURCE.to_owned()));
+        let query = match run_id {
+            Some(run) => query
+                .key_condition_expression("#k = :v AND begins_with(sk, :run)")
+                .expression_attribute_values(":run", AttributeValue::S(format!("{run}#"))),
+            None => query.key_condition_expression("#k = :v"),
+        };
+        let pages: Vec<_> = query
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("dynamodb", "Query", e))?;
+        pages
+            .into_iter()
+            .flat_map(|page| page.items.unwrap_or_default())
+            .map(|item| {
+                let head: HeadItem = from_item(item, &self.table)?;
+                Ok((
+                    ChainHead { chain: head.sk, run_id: head.chain_run, seq: head.seq, hash: head.hash },
+                    head.updated_at,
+                ))
+            })
+            .collect()
+    }
+
+    async fn head(&self, chain: &str) -> Result<Option<(u64, String)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(CHAIN_RESOURCE, Some(chain))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| JanitorError::AuditWrite(JanitorError::from_sdk("dynamodb", "GetItem", e).to_string()))?;
+        match out.item {
+            Some(item) => {
+                let head: HeadItem = from_item(item, &self.table)?;
+                Ok(Some((head.seq, head.hash)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Appends `events` (one chain's) and moves its head, in one transaction: a row is never
+    /// stored off its chain, and two writers of one chain take turns (the loser reads the
+    /// new head and links again).
+    async fn append(&self, chain: &str, events: &[AuditEvent]) -> Result<()> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+        // Each row's sort key is part of what its hash covers.
+        let sks: Vec<String> = events
             .iter()
             .map(|e| {
                 let unique = uuid::Uuid::new_v4().simple().to_string();
-                to_item(&AuditItem {
+                format!("{}#{}#{}#{}", e.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), e.run_id, e.event.as_str(), &unique[..8])
+            })
+            .collect();
+        let mut attempt = 0;
+        loop {
+            let head = self.head(chain).await?;
+            let heads = head.clone().map(|h| BTreeMap::from([(chain.to_owned(), h)])).unwrap_or_default();
+            let keyed: Vec<(&AuditEvent, &str)> = events.iter().zip(sks.iter().map(String::as_str)).collect();
+            let (links, next) = crate::chain::link(&keyed, &heads);
+            let Some((seq, hash)) = next.get(chain).cloned() else {
+                return Err(JanitorError::AuditWrite(format!("rows for chain {chain} link onto another")));
+            };
+            let run_id = events.first().map(|e| e.run_id.clone()).unwrap_or_default();
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_of(CHAIN_RESOURCE, Some(chain))))
+                .update_expression("SET #seq = :seq, #hash = :hash, chain_run = :run, updated_at = :now")
+                .expression_attribute_names("#seq", "seq")
+                .expression_attribute_names("#hash", "hash")
+                .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
+                .expression_attribute_values(":hash", AttributeValue::S(hash))
+                .expression_attribute_values(":run", AttributeValue::S(run_id))
+                .expression_attribute_values(":now", AttributeValue::S(Utc::now().to_rfc3339()));
+            update = match &head {
+                Some((old, _)) => update
+                    .condition_expression("#seq = :old")
+                    .expression_attribute_values(":old", AttributeValue::N(old.to_string())),
+                None => update.condition_expression("attribute_not_exists(#seq)"),
+            };
+            let mut items = vec![
+                TransactWriteItem::builder()
+                    .update(update.build().map_err(|e| JanitorError::AuditWrite(e.to_string()))?)
+                    .build(),
+            ];
+            for ((e, sk), link) in events.iter().zip(&sks).zip(links) {
+                let item = to_item(&AuditItem {
                     resource: e.resource.clone(),
-                    sk: format!(
-                        "{}#{}#{}#{}",
-                        e.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-                        e.run_id,
-                        e.event.as_str(),
-                        &unique[..8]
-                    ),
+                    sk: sk.clone(),
                     run_id: e.run_id.clone(),
                     event: e.event,
                     at: e.at,
                     actor: e.actor.clone(),
                     policy: e.policy,
                     detail: e.detail.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        batch_put(&self.client, &self.table, items).await
+                    chain: Some(link.chain),
+                    seq: Some(link.seq),
+                    prev: Some(link.prev),
+                    hash: Some(link.hash),
+                })?;
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| JanitorError::AuditWrite(e.to_string()))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if lost_the_race(&e) && attempt < CHAIN_RETRIES => {
+                    attempt += 1;
+                    // Jittered: the writers that lost together must not retry together.
+                    let jitter = (uuid::Uuid::new_v4().as_u128() % 50) as u64;
+                    tokio::time::sleep(backoff(attempt.min(4)) + Duration::from_millis(jitter)).await;
+                }
+                Err(e) => {
+                    return Err(JanitorError::AuditWrite(
+                        JanitorError::from_sdk("dynamodb", "TransactWriteItems", e).to_string(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl AuditLog for DynamoAuditLog {
+    async fn record(&self, events: &[AuditEvent]) -> Result<()> {
+        // Each chain's rows in the order given, a transaction at a time.
+        let mut chains: BTreeMap<String, Vec<AuditEvent>> = BTreeMap::new();
+        for e in events {
+            chains.entry(crate::chain::chain_of(e)).or_default().push(e.clone());
+        }
+        for (chain, rows) in chains {
+            let mut part: Vec<AuditEvent> = Vec::new();
+            let mut weight = 0;
+            for row in rows {
+                let w = row_weight(&row);
+                if !part.is_empty() && (part.len() == CHAIN_ROWS_PER_WRITE || weight + w > CHAIN_BYTES_PER_WRITE) {
+                    self.append(&chain, &std::mem::take(&mut part)).await?;
+                    weight = 0;
+                }
+                weight += w;
+                part.push(row);
+            }
+            if !part.is_empty() {
+                self.append(&chain, &part).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn flag_history(&self, keys: &[FindingKey]) -> Result<HashMap<FindingKey, FlagHistory>> {

@@ -473,15 +473,17 @@ async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `janitor audit verify`: each chosen run's rows against its chains' heads.
+/// `janitor audit verify`: each chosen run's rows against its chains' heads, then the
+/// anchors that sealed those chains when each run ended.
 async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     use janitor_core::audit::{AuditEventType, RUNS_RESOURCE};
-    use janitor_core::chain::verify;
+    use janitor_core::chain::{AnchorProblem, verify, verify_anchors};
     use janitor_core::ports::AuditLog;
     let log = args.table.open().await?;
     let heads = log.chain_heads(args.run.as_deref()).await?;
-    // Runs are known by their heads and by the rows their ends left: a run whose heads were
-    // removed is still checked (and found without a chain).
+    let anchors = log.anchors().await?;
+    // Runs are known by their heads, the rows their ends left and their anchors: a run
+    // whose heads were removed is still checked (and found without a chain).
     let ended: Vec<(String, chrono::DateTime<chrono::Utc>)> = match &args.run {
         Some(_) => Vec::new(),
         None => log
@@ -490,6 +492,7 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .filter(|e| e.event == AuditEventType::RunEnded)
             .map(|e| (e.run_id, e.at))
+            .chain(anchors.iter().map(|a| (a.run_id.clone(), a.at)))
             .collect(),
     };
     let mut runs: Vec<String> = match (&args.run, args.day) {
@@ -506,6 +509,7 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     runs.sort();
     runs.dedup();
     let (mut rows_checked, mut broken) = (0, 0);
+    let mut stored = std::collections::BTreeMap::new();
     for run in &runs {
         let (rows, mut problems) = log.stored_run(run).await?;
         let run_heads: Vec<_> = heads.iter().filter(|(h, _)| &h.run_id == run).map(|(h, _)| h.clone()).collect();
@@ -513,22 +517,48 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         if rows.is_empty() && run_heads.is_empty() && problems.is_empty() {
             println!("run {run}: no rows and no chain");
             broken += 1;
-            continue;
-        }
-        problems.extend(verify(&rows, &run_heads));
-        match problems.first() {
-            None => println!("run {run}: {} rows on {} chain(s), intact", rows.len(), run_heads.len()),
-            Some(first) => {
-                broken += 1;
-                println!("run {run}: BROKEN, first: {first}");
-                for more in &problems[1..] {
-                    println!("  then: {more}");
+        } else {
+            problems.extend(verify(&rows, &run_heads));
+            match problems.first() {
+                None => println!("run {run}: {} rows on {} chain(s), intact", rows.len(), run_heads.len()),
+                Some(first) => {
+                    broken += 1;
+                    println!("run {run}: BROKEN, first: {first}");
+                    for more in &problems[1..] {
+                        println!("  then: {more}");
+                    }
                 }
             }
         }
+        stored.insert(run.clone(), rows);
     }
-    println!("{} run(s), {rows_checked} row(s) checked, {broken} broken", runs.len());
-    Ok(if broken == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    // Every anchor links to an earlier one only when all are read; a run or a day checks
+    // its own anchors against its rows.
+    let chosen: Vec<_> = anchors.iter().filter(|a| args.all || runs.contains(&a.run_id)).cloned().collect();
+    let anchor_problems: Vec<AnchorProblem> =
+        verify_anchors(&chosen, |run| stored.get(run).map(Vec::as_slice).unwrap_or(&[]))
+            .into_iter()
+            .filter(|p| args.all || !matches!(p, AnchorProblem::Unlinked { .. }))
+            .collect();
+    for problem in &anchor_problems {
+        println!("{problem}");
+    }
+    let broken_anchors: std::collections::BTreeSet<&str> = anchor_problems
+        .iter()
+        .map(|p| match p {
+            AnchorProblem::Modified { run_id }
+            | AnchorProblem::Unlinked { run_id }
+            | AnchorProblem::Unlike { run_id, .. }
+            | AnchorProblem::CopyDiffers { run_id } => run_id.as_str(),
+        })
+        .collect();
+    println!(
+        "{} run(s), {rows_checked} row(s) checked, {broken} broken; {} anchor(s) checked, {} broken",
+        runs.len(),
+        chosen.len(),
+        broken_anchors.len()
+    );
+    Ok(if broken == 0 && broken_anchors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {

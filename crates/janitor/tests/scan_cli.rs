@@ -426,14 +426,17 @@ async fn audit_verify_catches_a_modified_a_deleted_and_an_inserted_row() {
     for writer in writers {
         writer.await.unwrap().unwrap();
     }
-    for run in ["r-mod", "r-del", "r-ins"] {
+    for run in ["r-mod", "r-del", "r-ins", "r-cut"] {
         log.record(&rows(run, 0)).await.unwrap();
         log.record(&rows(run, 1)).await.unwrap();
     }
+    // r-cut ends: its chain is sealed in an anchor.
+    let anchor = log.anchor_run("r-cut", now).await.unwrap().expect("the DynamoDB log keeps chains");
+    assert_eq!((anchor.heads.len(), anchor.heads[0].seq), (1, 10));
     let heads = log.chain_heads(None).await.unwrap();
     let ok_head = heads.iter().find(|(h, _)| h.run_id == "r-ok").unwrap();
     assert_eq!(ok_head.0.seq, 40, "40 rows, one chain, no place taken twice");
-    for run in ["r-ok", "r-mod", "r-del", "r-ins"] {
+    for run in ["r-ok", "r-mod", "r-del", "r-ins", "r-cut"] {
         let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--run", run]).await;
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("intact"), "{out}");
@@ -503,13 +506,42 @@ async fn audit_verify_catches_a_modified_a_deleted_and_an_inserted_row() {
     let (_, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--run", "r-ins"]).await;
     assert!(out.contains("carries no link"), "{out}");
 
-    // Everything, and the day: three broken runs of four.
+    // Cut: r-cut's last row removed and its head set back to the row before, consistently.
+    // The chain alone verifies; the anchor sealed when the run ended does not.
+    let cut = stored("r-cut").await;
+    let place = |seq: u64| cut.iter().find(|r| r.link.as_ref().unwrap().seq == seq).unwrap();
+    dynamodb.delete_item().table_name(&tables.audit).set_key(Some(key_of(place(10)))).send().await.unwrap();
+    let chain = place(9).link.clone().unwrap();
+    dynamodb
+        .update_item()
+        .table_name(&tables.audit)
+        .key("resource", AttributeValue::S(janitor_core::chain::CHAIN_RESOURCE.into()))
+        .key("sk", AttributeValue::S(chain.chain.clone()))
+        .update_expression("SET #s = :s, #h = :h")
+        .expression_attribute_names("#s", "seq")
+        .expression_attribute_names("#h", "hash")
+        .expression_attribute_values(":s", AttributeValue::N("9".into()))
+        .expression_attribute_values(":h", AttributeValue::S(chain.hash.clone()))
+        .send()
+        .await
+        .unwrap();
+    let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--run", "r-cut"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("run r-cut: 9 rows on 1 chain(s), intact"), "{out}");
+    assert!(
+        out.contains(
+            "ANCHORED row 10 of chain r-cut#123456789012/us-east-1 (run r-cut) is gone or is not the row anchored"
+        ),
+        "{out}"
+    );
+
+    // Everything, and the day: three broken runs and one broken anchor.
     let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--all"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("run r-ok: 40 rows on 1 chain(s), intact"), "{out}");
-    assert!(out.contains("4 run(s), 71 row(s) checked, 3 broken"), "{out}");
+    assert!(out.contains("5 run(s), 80 row(s) checked, 3 broken; 1 anchor(s) checked, 1 broken"), "{out}");
     let today = now.date_naive().to_string();
     let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--day", &today]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("4 run(s)"), "{out}");
+    assert!(out.contains("5 run(s)"), "{out}");
 }

@@ -678,6 +678,17 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
         assert!(expected.iter().all(|c| chains.contains(c.as_str())), "{heads:?}");
         assert_eq!(janitor_core::chain::verify(&rows, &heads), [], "{run}");
     }
+    // Each run's summary sealed its chains in an anchor, linked to the one before; the snooze
+    // click wrote to the dry run's chain after its anchor, which still holds.
+    let anchors = audit.anchors().await.unwrap();
+    assert_eq!(anchors.iter().map(|a| a.run_id.as_str()).collect::<Vec<_>>(), ["local-dry-run", "local-enforce"]);
+    assert_eq!(anchors[1].previous, anchors[0].digest);
+    let mut stored = std::collections::BTreeMap::new();
+    for run in ["local-dry-run", "local-enforce"] {
+        stored.insert(run, audit.stored_run(run).await.unwrap().0);
+    }
+    let rows_of = |run: &str| stored.get(run).map(Vec::as_slice).unwrap_or(&[]);
+    assert_eq!(janitor_core::chain::verify_anchors(&anchors, rows_of), []);
 
     // ---- least privilege: each function was granted exactly what its code called
     let observed = observed_actions(&w.machine.calls_dir()).unwrap();

@@ -322,6 +322,120 @@ pub fn verify(rows: &[StoredRow], heads: &[ChainHead]) -> Vec<Tamper> {
     problems
 }
 
+/// The partition of the chains' heads.
+pub const CHAIN_RESOURCE: &str = "janitor/chain";
+
+/// The partition of the anchors.
+pub const ANCHORS_RESOURCE: &str = "janitor/anchors";
+
+/// A run's chains as they stood when it ended, sealed with a digest and linked to an earlier
+/// anchor: a chain rewritten consistently (rows and head), a cut tail or a removed chain no
+/// longer matches what was anchored, and a copy kept outside the table (an Object Lock
+/// bucket) keeps the anchors themselves honest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Anchor {
+    pub run_id: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Sorted by chain.
+    pub heads: Vec<AnchoredHead>,
+    /// The digest of the anchor before (or [`GENESIS`]): runs that end together may name
+    /// the same one.
+    pub previous: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct AnchoredHead {
+    pub chain: String,
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl Anchor {
+    pub fn new(run_id: &str, at: chrono::DateTime<chrono::Utc>, heads: &[ChainHead], previous: &str) -> Anchor {
+        let mut heads: Vec<AnchoredHead> =
+            heads.iter().map(|h| AnchoredHead { chain: h.chain.clone(), seq: h.seq, hash: h.hash.clone() }).collect();
+        heads.sort();
+        let mut anchor =
+            Anchor { run_id: run_id.to_owned(), at, heads, previous: previous.to_owned(), digest: String::new() };
+        anchor.digest = anchor.computed_digest();
+        anchor
+    }
+
+    /// What the digest should be for what the anchor says.
+    pub fn computed_digest(&self) -> String {
+        let content = serde_json::json!({
+            "run_id": self.run_id,
+            "at": self.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "heads": self.heads,
+            "previous": self.previous,
+        });
+        let mut text = String::new();
+        canonical(&content, &mut text);
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+}
+
+/// What [`verify_anchors`] found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorProblem {
+    /// The anchor does not say what was sealed.
+    Modified { run_id: String },
+    /// The anchor names an earlier one that is not there: an anchor was removed.
+    Unlinked { run_id: String },
+    /// The row at an anchored place is gone or is not the one anchored.
+    Unlike { run_id: String, chain: String, seq: u64 },
+    /// The copy outside the table differs from the table's anchor, or the table lacks it.
+    CopyDiffers { run_id: String },
+}
+
+impl fmt::Display for AnchorProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnchorProblem::Modified { run_id } => write!(f, "ANCHOR of run {run_id} does not hash to its digest"),
+            AnchorProblem::Unlinked { run_id } => {
+                write!(f, "ANCHOR of run {run_id} names an earlier anchor that is not there: one was removed")
+            }
+            AnchorProblem::Unlike { run_id, chain, seq } => {
+                write!(f, "ANCHORED row {seq} of chain {chain} (run {run_id}) is gone or is not the row anchored")
+            }
+            AnchorProblem::CopyDiffers { run_id } => {
+                write!(f, "ANCHOR of run {run_id} differs from its copy outside the table, or is missing")
+            }
+        }
+    }
+}
+
+/// Checks the anchors (oldest first) against themselves and against each run's stored rows
+/// (`rows_of`: a run's rows, as [`verify`] reads them).
+pub fn verify_anchors<'a>(anchors: &[Anchor], rows_of: impl Fn(&str) -> &'a [StoredRow]) -> Vec<AnchorProblem> {
+    let mut problems = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::from([GENESIS]);
+    for anchor in anchors {
+        if anchor.digest != anchor.computed_digest() {
+            problems.push(AnchorProblem::Modified { run_id: anchor.run_id.clone() });
+        }
+        if !seen.contains(anchor.previous.as_str()) {
+            problems.push(AnchorProblem::Unlinked { run_id: anchor.run_id.clone() });
+        }
+        seen.insert(anchor.digest.as_str());
+        let rows = rows_of(&anchor.run_id);
+        for head in &anchor.heads {
+            let there = rows.iter().any(|r| {
+                r.link.as_ref().is_some_and(|l| l.chain == head.chain && l.seq == head.seq && l.hash == head.hash)
+            });
+            if !there {
+                problems.push(AnchorProblem::Unlike {
+                    run_id: anchor.run_id.clone(),
+                    chain: head.chain.clone(),
+                    seq: head.seq,
+                });
+            }
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,5 +527,74 @@ mod tests {
         let mut unlinked = stored.clone();
         unlinked.push(StoredRow { link: None, sk: "bare".into(), ..stored[0].clone() });
         assert_eq!(verify(&unlinked, &heads), [Tamper::Inserted { chain, seq: None, sk: "bare".into() }]);
+    }
+}
+
+#[cfg(test)]
+mod anchor_tests {
+    use super::*;
+    use crate::audit::AuditEventType;
+    use chrono::{TimeZone, Utc};
+
+    fn run(run_id: &str, n: usize) -> (Vec<StoredRow>, Vec<ChainHead>) {
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 16, 0, 0).unwrap();
+        let events: Vec<AuditEvent> = (0..n)
+            .map(|i| {
+                let resource = format!("123456789012/us-east-1/ec2-instance/i-{i}");
+                AuditEvent::new(resource, run_id, AuditEventType::Discovered, at, "discovery", Value::Null)
+            })
+            .collect();
+        let sks: Vec<String> = (0..n).map(|i| format!("{run_id}-sk{i}")).collect();
+        let keyed: Vec<(&AuditEvent, &str)> = events.iter().zip(sks.iter().map(String::as_str)).collect();
+        let (links, heads) = link(&keyed, &BTreeMap::new());
+        let rows = events
+            .iter()
+            .zip(links)
+            .zip(&sks)
+            .map(|((e, link), sk)| StoredRow { event: e.clone(), sk: sk.clone(), link: Some(link) })
+            .collect();
+        let heads = heads
+            .into_iter()
+            .map(|(chain, (seq, hash))| ChainHead { chain, run_id: run_id.into(), seq, hash })
+            .collect();
+        (rows, heads)
+    }
+
+    #[test]
+    fn anchors_catch_what_a_chain_alone_cannot() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 17, 0, 0).unwrap();
+        let (rows_a, heads_a) = run("a", 4);
+        let (rows_b, heads_b) = run("b", 3);
+        let first = Anchor::new("a", at, &heads_a, GENESIS);
+        let second = Anchor::new("b", at, &heads_b, &first.digest);
+        let anchors = vec![first.clone(), second.clone()];
+        let runs = BTreeMap::from([("a", rows_a.clone()), ("b", rows_b.clone())]);
+        assert_eq!(verify_anchors(&anchors, |r| runs.get(r).map(Vec::as_slice).unwrap_or(&[])), []);
+
+        // Run a's tail cut and its head set back: the chain verifies, the anchor does not.
+        let mut cut = rows_a.clone();
+        cut.pop();
+        let mut head = heads_a.clone();
+        head[0].seq = 3;
+        head[0].hash = cut[2].link.as_ref().unwrap().hash.clone();
+        assert_eq!(verify(&cut, &head), []);
+        let runs = BTreeMap::from([("a", cut), ("b", rows_b.clone())]);
+        let problems = verify_anchors(&anchors, |r| runs.get(r).map(Vec::as_slice).unwrap_or(&[]));
+        assert_eq!(
+            problems,
+            [AnchorProblem::Unlike { run_id: "a".into(), chain: "a#123456789012/us-east-1".into(), seq: 4 }]
+        );
+
+        // The first anchor removed, or its heads edited.
+        let runs = BTreeMap::from([("a", rows_a), ("b", rows_b)]);
+        let rows_of = |r: &str| runs.get(r).map(Vec::as_slice).unwrap_or(&[]);
+        assert_eq!(
+            verify_anchors(std::slice::from_ref(&second), rows_of),
+            [AnchorProblem::Unlinked { run_id: "b".into() }]
+        );
+        let mut edited = first.clone();
+        edited.heads[0].seq = 3;
+        let problems = verify_anchors(&[edited, second], rows_of);
+        assert_eq!(problems[0], AnchorProblem::Modified { run_id: "a".into() });
     }
 }

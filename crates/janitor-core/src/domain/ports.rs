@@ -233,6 +233,11 @@ pub trait AuditLog: Send + Sync {
     async fn save_flag_history(&self, entries: &[(FindingKey, FlagHistory)]) -> Result<()>;
     async fn events_for_run(&self, run_id: &str) -> Result<Vec<AuditEvent>>;
     async fn events_for_resource(&self, key: &str) -> Result<Vec<AuditEvent>>;
+    /// Seals the run's chains as they stand now in an anchor linked to the latest one; a log
+    /// that keeps no chains (the in-memory fakes) has nothing to seal.
+    async fn anchor_run(&self, _run_id: &str, _at: DateTime<Utc>) -> Result<Option<crate::chain::Anchor>> {
+        Ok(None)
+    }
 }
 
 /// Where a run keeps what is too big for a Step Functions payload: each scope's findings

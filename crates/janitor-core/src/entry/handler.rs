@@ -295,6 +295,12 @@ pub async fn summarize(deps: &Deps, state: RunState) -> Result<RunSummary, Janit
     if let Err(e) = deps.audit.record(&[ended.event(&summary.run.id, now, "summary")]).await {
         tracing::warn!(error = e.error_name(), message = %e, "the run's RUN_ENDED row could not be written");
     }
+    // The run's chains sealed as they stand, after its own last row.
+    match deps.audit.anchor_run(&summary.run.id, now).await {
+        Ok(Some(anchor)) => tracing::info!(digest = %anchor.digest, chains = anchor.heads.len(), "run anchored"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = e.error_name(), message = %e, "the run's anchor could not be written"),
+    }
     emf::run_ended(&summary.run, now, failed_scopes, incomplete_scopes).emit();
     // The page and the alert that links to it come last and cannot fail the run: its record
     // is the audit table and the summary document, both written above.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditEventType};
-use crate::chain::{ChainHead, ChainLink, StoredRow, Tamper};
+use crate::chain::{ANCHORS_RESOURCE, Anchor, CHAIN_RESOURCE, ChainHead, ChainLink, StoredRow, Tamper};
 use crate::error::{JanitorError, Result};
 use crate::model::{FindingKey, FlagHistory, ResourceKey, RuleId, Snooze};
 use crate::ports::{AuditLog, LockOutcome, LockStore, SnoozeStore};
@@ -245,8 +245,6 @@ struct HeadItem {
     updated_at: DateTime<Utc>,
 }
 
-/// The partition of the chains' heads.
-pub const CHAIN_RESOURCE: &str = "janitor/chain";
 /// A transaction holds 100 actions: the head's update and 99 rows.
 const CHAIN_ROWS_PER_WRITE: usize = 99;
 /// Writers of one chain racing for its head (a retried step beside its first attempt).
@@ -542,6 +540,47 @@ impl AuditLog for DynamoAuditLog {
 
     async fn events_for_resource(&self, key: &str) -> Result<Vec<AuditEvent>> {
         self.query(None, "resource", key).await
+    }
+
+    async fn anchor_run(&self, run_id: &str, at: DateTime<Utc>) -> Result<Option<Anchor>> {
+        let heads: Vec<ChainHead> = self.chain_heads(Some(run_id)).await?.into_iter().map(|(h, _)| h).collect();
+        let previous = self.anchors().await?.pop().map(|a| a.digest).unwrap_or_else(|| crate::chain::GENESIS.into());
+        let anchor = Anchor::new(run_id, at, &heads, &previous);
+        let item = to_item(&AnchorItem {
+            resource: ANCHORS_RESOURCE.to_owned(),
+            sk: format!("{}#{run_id}", at.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
+            anchor: anchor.clone(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| JanitorError::AuditWrite(JanitorError::from_sdk("dynamodb", "PutItem", e).to_string()))?;
+        Ok(Some(anchor))
+    }
+}
+
+/// An anchor as kept in the audit table, as one map: no top-level `run_id` or `event`, so
+/// out of the GSIs (a run's rows stay its rows).
+#[derive(Debug, Serialize, Deserialize)]
+struct AnchorItem {
+    resource: String,
+    sk: String,
+    anchor: Anchor,
+}
+
+impl DynamoAuditLog {
+    /// Every anchor, oldest first.
+    pub async fn anchors(&self) -> Result<Vec<Anchor>> {
+        let mut anchors = Vec::new();
+        for item in self.query_items(None, "resource", ANCHORS_RESOURCE).await? {
+            let kept: AnchorItem = from_item(item, &self.table)?;
+            anchors.push(kept.anchor);
+        }
+        anchors.sort_by(|a, b| (a.at, &a.run_id).cmp(&(b.at, &b.run_id)));
+        Ok(anchors)
     }
 }
 

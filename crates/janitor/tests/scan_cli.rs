@@ -319,7 +319,12 @@ async fn the_report_renders_in_a_real_browser_with_the_audit_tables_totals() {
             .output()
             .await
             .unwrap();
-        assert!(out.status.success(), "janitor run {run}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "janitor run {run}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     let work = std::env::temp_dir().join(format!("janitor-report-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();

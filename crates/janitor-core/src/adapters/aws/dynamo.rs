@@ -268,11 +268,19 @@ struct HistoryItem {
 pub struct DynamoAuditLog {
     client: Client,
     table: String,
+    /// One writer at a time per chain within this process: only other processes race for
+    /// a head, so a step writing many rows at once does not spend its retries on itself.
+    writers: std::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl DynamoAuditLog {
     pub fn new(client: Client, table: &str) -> Self {
-        DynamoAuditLog { client, table: table.to_owned() }
+        DynamoAuditLog { client, table: table.to_owned(), writers: Default::default() }
+    }
+
+    fn writer(&self, chain: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        writers.entry(chain.to_owned()).or_default().clone()
     }
 
     async fn query_items(&self, index: Option<&str>, key_attr: &str, value: &str) -> Result<Vec<Item>> {
@@ -395,6 +403,8 @@ impl DynamoAuditLog {
                 format!("{}#{}#{}#{}", e.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), e.run_id, e.event.as_str(), &unique[..8])
             })
             .collect();
+        let writer = self.writer(chain);
+        let _turn = writer.lock().await;
         let mut attempt = 0;
         loop {
             let head = self.head(chain).await?;

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/cloud-janitor/target
 VENV := .venv
 LOCAL_SFN := statemachine/local
-HANDLERS := discovery metric-check lock notify snooze recheck remediate
+HANDLERS := discovery metric-check lock notify snooze recheck remediate onboard
 
 .PHONY: demo test venv build-venv node_modules build deploy validate lint bench invoke-% clean-venv
 

@@ -17,14 +17,15 @@ pub use domain::{audit, chain, cost, error, model, policy, ports, runstore, s3_p
 #[cfg(feature = "local")]
 pub use entry::local;
 pub use entry::{emf, handler, step, telemetry};
-pub use steps::{discovery, export, lock, metrics, notify, recheck, remediate, report_page, snooze};
+pub use steps::{discovery, export, lock, metrics, notify, onboard, recheck, remediate, report_page, snooze};
 
 use std::sync::Arc;
 
 pub use error::{JanitorError, Result};
 
 /// The Lambda handlers: crate, binary, SAM function and state names all follow these.
-pub const HANDLERS: [&str; 7] = ["discovery", "metric-check", "lock", "notify", "snooze", "recheck", "remediate"];
+pub const HANDLERS: [&str; 8] =
+    ["discovery", "metric-check", "lock", "notify", "snooze", "recheck", "remediate", "onboard"];
 
 /// Everything a step needs, built once per cold start.
 #[derive(Clone)]

@@ -42,6 +42,8 @@ pub fn emulator_policy_toml() -> String {
         ("older_than_days = 30", "older_than_days = 0"),
         ("min_age_days = 30", "min_age_days = 0"),
         ("min_age_days = 1\n", "min_age_days = 0\n"),
+        // The CloudTrail samples' creator (events/cloudtrail) is alice, whom Slack knows.
+        ("owners = {}", "owners = { \"arn:aws:iam::*:user/alice\" = \"alice@example.com\" }"),
     ] {
         assert!(text.contains(shipped), "the built-in policy no longer says {shipped}");
         text = text.replace(shipped, emulated);

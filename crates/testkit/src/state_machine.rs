@@ -272,6 +272,8 @@ pub async fn local_pipeline(
         ("JANITOR_SLACK_CHANNEL", "#cloud-janitor".to_owned()),
         ("JANITOR_RUN_BUCKET", run_bucket.clone()),
         ("JANITOR_REPORTS_BUCKET", reports_bucket.clone()),
+        // The stack's Mode, for onboard (the state machine's runs say theirs in their input).
+        ("JANITOR_MODE", "enforce".to_owned()),
     ]
     .into_iter()
     .collect();

@@ -190,6 +190,7 @@ pub const IMPLIED_ACTIONS: &[(&str, &str, &str)] = &[
     ("metric-check", "sts:AssumeRole", "member-account credentials come from the SDK's assume-role provider"),
     ("recheck", "sts:AssumeRole", "member-account credentials come from the SDK's assume-role provider"),
     ("remediate", "sts:AssumeRole", "member-account credentials come from the SDK's assume-role provider"),
+    ("onboard", "sts:AssumeRole", "member-account credentials come from the SDK's assume-role provider"),
     ("remediate", "rds:CreateDBSnapshot", "DeleteDBInstance with a final snapshot needs it"),
     ("remediate", "ec2:CreateTags", "CreateSnapshot with tags on create needs it"),
     ("notify", "s3:ListBucket", "without it S3 answers a missing run document (a scope that failed) with AccessDenied"),

@@ -31,6 +31,9 @@ fn expected(handler: &str) -> &'static [&'static str] {
         "lock" => &["dynamodb", "s3", "sns"],
         "notify" => &["dynamodb", "s3", "secretsmanager"],
         "snooze" => &["dynamodb", "secretsmanager"],
+        "onboard" => {
+            &["dynamodb", "ec2", "iam", "lambda", "rds", "s3", "s3control", "secretsmanager", "servicecatalog"]
+        }
         "remediate" => &["dynamodb", "ec2", "iam", "rds", "s3", "s3control", "secretsmanager", "sns"],
         other => panic!("no expectation for handler {other}"),
     }

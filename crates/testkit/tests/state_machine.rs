@@ -164,13 +164,45 @@ fn the_asl_names_its_steps_after_the_crates_and_catches_every_scope_task() {
 }
 
 #[test]
-fn the_template_ships_seven_arm64_rust_functions_and_the_guarded_entry_points() {
+fn the_template_ships_eight_arm64_rust_functions_and_the_guarded_entry_points() {
     let template = Template::load().unwrap();
     let t = &template.json;
     let functions = template.functions().unwrap();
     let names: BTreeSet<&str> = functions.iter().map(|f| f.name.as_str()).collect();
-    let expected = ["discovery", "lock", "metric-check", "notify", "recheck", "remediate", "snooze"];
+    let expected = ["discovery", "lock", "metric-check", "notify", "onboard", "recheck", "remediate", "snooze"];
     assert_eq!(names, expected.into_iter().collect());
+    assert_eq!(names, janitor_core::HANDLERS.into_iter().collect(), "one name per crate, binary and function");
+    // onboard hears exactly the calls it judges, only those that succeeded, and what it could
+    // not judge (undelivered, or failed three times) waits in a queue that raises an alarm.
+    let onboard = &t["Resources"]["OnboardFunction"]["Properties"];
+    let pattern = &onboard["Events"]["ResourceCreated"]["Properties"]["Pattern"];
+    assert_eq!(pattern["detail-type"], json!([janitor_core::onboard::DETAIL_TYPE]));
+    let names_heard: BTreeSet<(&str, &str)> = pattern["detail"]["eventName"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|name| {
+            let name = name.as_str().unwrap();
+            pattern["detail"]["eventSource"].as_array().unwrap().iter().filter_map(move |source| {
+                let source = source.as_str().unwrap();
+                janitor_core::onboard::EVENTS
+                    .iter()
+                    .any(|(s, n, _)| *s == source && *n == name)
+                    .then_some((source, name))
+            })
+        })
+        .collect();
+    let judged: BTreeSet<(&str, &str)> = janitor_core::onboard::EVENTS.iter().map(|(s, n, _)| (*s, *n)).collect();
+    assert_eq!(names_heard, judged, "the rule matches the calls onboard judges");
+    for source in pattern["source"].as_array().unwrap() {
+        let service = source.as_str().unwrap().trim_start_matches("aws.");
+        assert!(judged.iter().any(|(s, _)| s.starts_with(service)), "{source} is heard but never judged");
+    }
+    assert_eq!(pattern["detail"]["errorCode"], json!([{ "exists": false }]));
+    assert_eq!(onboard["Environment"]["Variables"]["JANITOR_MODE"], json!({ "Ref": "Mode" }));
+    let dead_letters = json!({ "Fn::GetAtt": ["OnboardDeadLetters", "Arn"] });
+    assert_eq!(onboard["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"], dead_letters);
+    assert_eq!(onboard["Events"]["ResourceCreated"]["Properties"]["DeadLetterConfig"]["Arn"], dead_letters);
     for f in &functions {
         assert!(repo_root().join("crates").join(&f.name).join("Cargo.toml").exists(), "{}", f.name);
         let resource = &t["Resources"][&f.logical_id];
@@ -281,7 +313,7 @@ fn the_dashboard_and_alarms_read_exactly_the_metrics_the_functions_publish() {
     }
     assert_eq!(shown, published, "the dashboard shows every published metric, and only those");
     let alarms: Vec<_> = template.resources_of_type("AWS::CloudWatch::Alarm").collect();
-    assert_eq!(alarms.len(), 2, "failed executions and failed scopes");
+    assert_eq!(alarms.len(), 3, "failed executions, failed scopes and events onboard never judged");
     for (id, alarm) in alarms {
         let p = &alarm["Properties"];
         assert_eq!(p["AlarmActions"], json!([{ "Ref": "AlertTopic" }]), "{id}");
@@ -690,25 +722,10 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     let rows_of = |run: &str| stored.get(run).map(Vec::as_slice).unwrap_or(&[]);
     assert_eq!(janitor_core::chain::verify_anchors(&anchors, rows_of), []);
 
-    // ---- least privilege: each function was granted exactly what its code called
+    // ---- least privilege: each function was granted exactly what its code called (onboard,
+    // which no run invokes, in its own test)
     let observed = observed_actions(&w.machine.calls_dir()).unwrap();
-    let template = Template::load().unwrap();
-    let mut problems = Vec::new();
-    for function in template.functions().unwrap() {
-        let called = observed.get(&function.name).cloned().unwrap_or_default();
-        let implied: BTreeSet<String> = IMPLIED_ACTIONS
-            .iter()
-            .chain(ACTIONS_OFF_THE_HAPPY_PATH)
-            .filter(|(f, _, _)| *f == function.name)
-            .map(|(_, a, _)| a.to_string())
-            .collect();
-        for action in called.difference(&function.actions) {
-            problems.push(format!("{} calls {action} but the template does not grant it", function.name));
-        }
-        for action in function.actions.iter().filter(|a| !called.contains(*a) && !implied.contains(*a)) {
-            problems.push(format!("{} is granted {action} but never called it", function.name));
-        }
-    }
+    let mut problems = least_privilege(&observed, |f| f != "onboard");
     assert!(observed.contains_key("snooze") && observed.contains_key("remediate"), "{observed:?}");
     // Run under IAM: nothing denied, and every call's table, index, topic, secret or role is
     // one its granting statement names.
@@ -758,6 +775,28 @@ async fn a_failing_step_is_caught_recorded_and_gives_back_every_lock() {
         let granted = &functions.iter().find(|f| f.name == *function).unwrap().actions;
         assert!(granted.contains(*action), "{function} needs {action} granted");
     }
+}
+
+/// Each of `functions` was granted exactly what its code called (less what it calls only off
+/// the happy path, or what IAM implies).
+fn least_privilege(observed: &BTreeMap<String, BTreeSet<String>>, functions: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for function in Template::load().unwrap().functions().unwrap().into_iter().filter(|f| functions(&f.name)) {
+        let called = observed.get(&function.name).cloned().unwrap_or_default();
+        let implied: BTreeSet<String> = IMPLIED_ACTIONS
+            .iter()
+            .chain(ACTIONS_OFF_THE_HAPPY_PATH)
+            .filter(|(f, _, _)| *f == function.name)
+            .map(|(_, a, _)| a.to_string())
+            .collect();
+        for action in called.difference(&function.actions) {
+            problems.push(format!("{} calls {action} but the template does not grant it", function.name));
+        }
+        for action in function.actions.iter().filter(|a| !called.contains(*a) && !implied.contains(*a)) {
+            problems.push(format!("{} is granted {action} but never called it", function.name));
+        }
+    }
+    problems
 }
 
 /// The schedule's own input (`{"mode": "${Mode}"}` with the Mode parameter as deployed).
@@ -1013,4 +1052,179 @@ async fn a_scope_of_5000_instances_and_3000_findings_stays_far_below_the_payload
     let heads: Vec<_> = audit.chain_heads(Some("big-scope")).await.unwrap().into_iter().map(|(h, _)| h).collect();
     assert!(unreadable.is_empty());
     assert_eq!(janitor_core::chain::verify(&stored_rows, &heads), []);
+}
+
+// ------------------------------------------------------------------ onboard: judged at creation
+
+/// A CloudTrail sample from `events/cloudtrail`, as EventBridge delivers it.
+fn cloudtrail(name: &str) -> Value {
+    let path = repo_root().join("events/cloudtrail").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The Slack messages posted so far to `channel`.
+fn messages_to(w: &World, channel: &str) -> Vec<Value> {
+    w.slack.calls("chat.postMessage").into_iter().filter(|c| c.body["channel"] == channel).map(|c| c.body).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_made_public_or_non_compliant_is_told_to_its_owner_from_its_cloudtrail_event() {
+    let w = world("onboard", PipelineOptions::default()).await;
+    let seed = testkit::estate::Seeder::new(w.clients.clone(), HOME_ACCOUNT);
+    let audit = DynamoAuditLog::new(w.clients.dynamodb(), &w.tables.audit);
+    let invoke = |event: Value| {
+        let w = &w;
+        async move {
+            let started = std::time::Instant::now();
+            let out = w.machine.invoke("onboard", &event).await.unwrap();
+            assert_eq!(out.status, "SUCCEEDED", "{}", explain(w, &out));
+            (out.output, started.elapsed())
+        }
+    };
+    let mut latencies = Vec::new();
+
+    // ---- a bucket made public (PutBucketPolicy): the owner's message, the audit rows, no run
+    let event = cloudtrail("s3-PutBucketPolicy-public");
+    let bucket = event["detail"]["requestParameters"]["bucketName"].as_str().unwrap().to_owned();
+    let s3 = w.clients.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let owner_tag = aws_sdk_s3::types::Tag::builder().key("Owner").value("alice@example.com").build().unwrap();
+    let tagging = aws_sdk_s3::types::Tagging::builder().tag_set(owner_tag).build().unwrap();
+    s3.put_bucket_tagging().bucket(&bucket).tagging(tagging).send().await.unwrap();
+    let policy = event["detail"]["requestParameters"]["bucketPolicy"].to_string();
+    s3.put_bucket_policy().bucket(&bucket).policy(policy).send().await.unwrap();
+    let before = w.slack.calls("chat.postMessage").len();
+    let (out, took) = invoke(event.clone()).await;
+    latencies.push(("PutBucketPolicy", took));
+    let run = format!("onboard-{}", event["detail"]["eventID"].as_str().unwrap());
+    assert_eq!(
+        (out["run"].as_str(), out["findings"].as_u64(), out["notified"].as_u64()),
+        (Some(run.as_str()), Some(1), Some(1)),
+        "{out}"
+    );
+    // Its owner (the Owner tag), alice, is told in Slack.
+    let to_alice = messages_to(&w, "UALICE");
+    let told =
+        to_alice.last().unwrap_or_else(|| panic!("nothing sent to alice: {:?}", w.slack.calls("chat.postMessage")));
+    let text = told["blocks"].to_string();
+    assert!(text.contains(&bucket) && text.contains("the next daily run's grace period"), "{text}");
+    assert!(text.contains("snooze_30d"), "the same Snooze button: {text}");
+    assert_eq!(w.slack.calls("chat.postMessage").len(), before + 1, "one message");
+    let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::S3Bucket, &bucket).to_string();
+    let rows = audit.events_for_run(&run).await.unwrap();
+    let about = |event: AuditEventType| rows.iter().filter(|r| r.resource == key && r.event == event).count();
+    assert_eq!((about(AuditEventType::Discovered), about(AuditEventType::Notified)), (1, 1), "{rows:#?}");
+    let discovered = rows.iter().find(|r| r.event == AuditEventType::Discovered).unwrap();
+    assert_eq!(discovered.policy, Some(RuleId::S3PublicBucket));
+    assert_eq!(discovered.detail["trigger"]["event"], "PutBucketPolicy");
+    assert_eq!(discovered.detail["trigger"]["by"], "arn:aws:iam::123456789012:user/alice");
+    let (stored, unreadable) = audit.stored_run(&run).await.unwrap();
+    let heads: Vec<_> = audit.chain_heads(Some(&run)).await.unwrap().into_iter().map(|(h, _)| h).collect();
+    assert!(unreadable.is_empty() && !heads.is_empty());
+    assert_eq!(janitor_core::chain::verify(&stored, &heads), [], "onboard's rows are on their chain");
+
+    // The same event delivered again tells nobody and writes no second notice.
+    let (again, _) = invoke(event.clone()).await;
+    assert_eq!(again["notified"], 0, "{again}");
+    assert_eq!(w.slack.calls("chat.postMessage").len(), before + 1);
+    // Another change to the bucket within renotify_after is on record, not a second message.
+    let mut acl = cloudtrail("s3-PutBucketAcl-public");
+    acl["detail"]["requestParameters"]["bucketName"] = json!(bucket);
+    let (acl_out, _) = invoke(acl.clone()).await;
+    assert_eq!((acl_out["notified"].as_u64(), acl_out["exempt"].as_u64()), (Some(0), Some(1)), "{acl_out}");
+    assert_eq!(w.slack.calls("chat.postMessage").len(), before + 1);
+    let acl_run = format!("onboard-{}", acl["detail"]["eventID"].as_str().unwrap());
+    let exempt = audit.events_for_run(&acl_run).await.unwrap();
+    assert!(
+        exempt.iter().any(|r| r.event == AuditEventType::Exempt && r.detail["reason"] == "recently notified"),
+        "{exempt:#?}"
+    );
+    // The owner can snooze it from that message, as from a run's.
+    assert_eq!(discovered.detail["owner"], "alice@example.com");
+    let reply = click(&w, "UALICE", &key).await;
+    assert_eq!(reply["statusCode"], 200, "{reply}");
+    let snoozes = DynamoSnoozeStore::new(w.clients.dynamodb(), &w.tables.snooze);
+    let live = snoozes.live_snoozes(&[ResourceKey::parse(&key).unwrap()], Utc::now()).await.unwrap();
+    assert_eq!(live.len(), 1, "alice's click snoozed the bucket");
+
+    // ---- each other resource event, on a resource made as the sample says
+    let mut launch = cloudtrail("ec2-RunInstances");
+    let instance = seed.instance(HOME_REGION, &[("Name", "alice-scratch")]).await.unwrap();
+    launch["detail"]["responseElements"]["instancesSet"]["items"] = json!([{ "instanceId": instance }]);
+    let mut volume_event = cloudtrail("ec2-CreateVolume");
+    let volume_region = volume_event["detail"]["awsRegion"].as_str().unwrap().to_owned();
+    let volume = seed.volume(&volume_region, false, None, &[("Name", "bob-data")]).await.unwrap();
+    volume_event["detail"]["responseElements"]["volumeId"] = json!(volume);
+    let mut ingress = cloudtrail("ec2-AuthorizeSecurityGroupIngress-open-ssh");
+    let group = seed.security_group(HOME_REGION, "alice-temp-ssh", &[(22, "0.0.0.0/0")], &[]).await.unwrap();
+    ingress["detail"]["requestParameters"]["groupId"] = json!(group);
+    for rule in ingress["detail"]["responseElements"]["securityGroupRuleSet"]["items"].as_array_mut().unwrap() {
+        rule["groupId"] = json!(group);
+    }
+    let database = cloudtrail("rds-CreateDBInstance");
+    let db = database["detail"]["requestParameters"]["dBInstanceIdentifier"].as_str().unwrap().to_owned();
+    seed.database_with(HOME_REGION, &db, false, &[]).await.unwrap();
+    for (event, name, id, kind, rule, owner) in [
+        (&launch, "RunInstances", instance.as_str(), ResourceKind::Ec2Instance, RuleId::Ec2MissingTags, "UALICE"),
+        (&volume_event, "CreateVolume", volume.as_str(), ResourceKind::EbsVolume, RuleId::EbsUnencrypted, "UBOB"),
+        (
+            &ingress,
+            "AuthorizeSecurityGroupIngress",
+            group.as_str(),
+            ResourceKind::SecurityGroup,
+            RuleId::SgOpenAdminPorts,
+            "UALICE",
+        ),
+        (&database, "CreateDBInstance", db.as_str(), ResourceKind::RdsInstance, RuleId::RdsUnencrypted, "UALICE"),
+    ] {
+        let sent = messages_to(&w, owner).len();
+        let (out, took) = invoke(event.clone()).await;
+        latencies.push((name, took));
+        assert!(out["notified"].as_u64().is_some_and(|n| n >= 1), "{name}: {out}");
+        let told = messages_to(&w, owner);
+        assert_eq!(told.len(), sent + 1, "{name}: one message to {owner}");
+        assert!(told[sent]["blocks"].to_string().contains(id), "{name}: {}", told[sent]["blocks"]);
+        let region = event["detail"]["awsRegion"].as_str().unwrap();
+        let key = ResourceKey::new(HOME_ACCOUNT, region, kind, id).to_string();
+        let run = format!("onboard-{}", event["detail"]["eventID"].as_str().unwrap());
+        let rows = audit.events_for_run(&run).await.unwrap();
+        assert!(
+            rows.iter().any(|r| r.resource == key && r.event == AuditEventType::Notified && r.policy == Some(rule)),
+            "{name}: {rows:#?}"
+        );
+        // Rules that need a metric or an age wait for the daily run.
+        assert!(rows.iter().all(|r| r.policy.is_none_or(|p| p.rule().at_creation())), "{name}: {rows:#?}");
+    }
+    // Who launched an instance owns it when no tag says otherwise, and may snooze it; who opened
+    // a port on a group is told, but owns nothing and may not.
+    let launched = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::Ec2Instance, &instance).to_string();
+    let opened = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::SecurityGroup, &group).to_string();
+    click(&w, "UALICE", &launched).await;
+    click(&w, "UALICE", &opened).await;
+    let keys = [ResourceKey::parse(&launched).unwrap(), ResourceKey::parse(&opened).unwrap()];
+    let live = snoozes.live_snoozes(&keys, Utc::now()).await.unwrap();
+    assert_eq!(live.keys().map(|k| k.to_string()).collect::<Vec<_>>(), std::slice::from_ref(&launched), "{live:?}");
+    let denied = audit.events_for_resource(&opened).await.unwrap();
+    assert!(denied.iter().any(|r| r.event == AuditEventType::SnoozeDenied), "{denied:#?}");
+
+    // ---- what onboard does not judge: a failed call, a call it does not handle
+    for (sample, why) in [("ec2-RunInstances-denied", "call-failed"), ("cloudtrail-StopLogging", "not-judged")] {
+        let sent = w.slack.calls("chat.postMessage").len();
+        let (out, _) = invoke(cloudtrail(sample)).await;
+        assert_eq!(out["ignored"], why, "{sample}: {out}");
+        assert_eq!(w.slack.calls("chat.postMessage").len(), sent, "{sample}");
+    }
+    // A malformed event fails (Lambda retries it, then the dead-letter queue keeps it).
+    let broken = w.machine.invoke("onboard", &json!({ "detail-type": "AWS API Call via CloudTrail" })).await.unwrap();
+    assert_eq!(broken.status, "FAILED", "{broken:?}");
+    assert_eq!(broken.error.as_deref(), Some("Janitor.InvalidInput"), "{broken:?}");
+
+    for (name, took) in &latencies {
+        println!("event -> owner's message ({name}, invoke of the real binary incl. start): {} ms", took.as_millis());
+    }
+    // ---- under its own role: nothing denied, every grant used, every call inside its statement
+    let observed = observed_actions(&w.machine.calls_dir()).unwrap();
+    let mut problems = least_privilege(&observed, |f| f == "onboard");
+    problems.extend(w.machine.grant_problems().unwrap());
+    assert!(problems.is_empty(), "IAM grants vs calls:\n{}", problems.join("\n"));
 }

@@ -285,13 +285,23 @@ pub fn cost_line(cost: &crate::cost::Cost) -> String {
     }
 }
 
+/// When a notice says its action comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// The end of this run's grace period.
+    At(DateTime<Utc>),
+    /// Told at creation (onboard): only a daily run's own notice, grace period and recheck
+    /// lead to the action.
+    NextRun,
+}
+
 /// One resource: what, where, and for each rule it breaks why, since when, and what happens
 /// at the end of the grace period; one pair of Snooze buttons for the resource.
-pub fn resource_blocks(findings: &[&Finding], mode: Mode, grace_ends: DateTime<Utc>) -> Vec<Value> {
+pub fn resource_blocks(findings: &[&Finding], mode: Mode, deadline: Deadline) -> Vec<Value> {
     let Some(first) = findings.first() else { return Vec::new() };
     let mut text = format!("*{}* `{}` in {} ({})", first.kind, first.id, first.key.region(), first.key.account());
     for f in findings {
-        text.push_str(&format!("\n{}", finding_text(f, mode, grace_ends, findings.len() > 1)));
+        text.push_str(&format!("\n{}", finding_text(f, mode, deadline, findings.len() > 1)));
     }
     let buttons: Vec<Value> = SNOOZE_ACTIONS
         .iter()
@@ -311,7 +321,7 @@ pub fn resource_blocks(findings: &[&Finding], mode: Mode, grace_ends: DateTime<U
 }
 
 /// One rule's part of a resource's line; `named` when the resource breaks several.
-fn finding_text(f: &Finding, mode: Mode, grace_ends: DateTime<Utc>, named: bool) -> String {
+fn finding_text(f: &Finding, mode: Mode, deadline: Deadline, named: bool) -> String {
     let mut text = if named { format!("• `{}`: {}", f.policy, f.reason) } else { f.reason.clone() };
     if let Some(evidence) = evidence_line(&f.evidence) {
         // Cut per rule, so a long series never pushes another rule's action out of the line.
@@ -329,7 +339,11 @@ fn finding_text(f: &Finding, mode: Mode, grace_ends: DateTime<Utc>, named: bool)
         Mode::DryRun => format!("nothing (dry-run; enforce would {})", f.action.describe()),
         Mode::Enforce => f.action.describe().to_owned(),
     };
-    text.push_str(&format!("\n_{seen}._ After {}: *{then}*", grace_ends.format("%Y-%m-%d %H:%M UTC")));
+    let after = match deadline {
+        Deadline::At(grace_ends) => grace_ends.format("%Y-%m-%d %H:%M UTC").to_string(),
+        Deadline::NextRun => "the next daily run's grace period".to_owned(),
+    };
+    text.push_str(&format!("\n_{seen}._ After {after}: *{then}*"));
     text
 }
 
@@ -339,7 +353,7 @@ pub fn notification_blocks(
     resources: &[Vec<&Finding>],
     run_id: &str,
     mode: Mode,
-    grace_ends: DateTime<Utc>,
+    deadline: Deadline,
     part: (usize, usize),
 ) -> (String, Value) {
     let title = format!(
@@ -357,7 +371,7 @@ pub fn notification_blocks(
         json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] }),
     ];
     for findings in resources {
-        blocks.extend(resource_blocks(findings, mode, grace_ends));
+        blocks.extend(resource_blocks(findings, mode, deadline));
     }
     (title, Value::Array(blocks))
 }
@@ -408,7 +422,10 @@ mod tests {
             }),
             ..Finding::new(key, RuleId::Ec2IdleCpu, "idle", Action::StopInstance)
         };
-        let text = finding_text(&finding, Mode::DryRun, at(1_800_000_000), false);
+        let text = finding_text(&finding, Mode::DryRun, Deadline::At(at(1_800_000_000)), false);
+        assert!(text.contains("After 2027-01-15 08:00 UTC: *nothing (dry-run"), "{text}");
+        let told = finding_text(&finding, Mode::Enforce, Deadline::NextRun, false);
+        assert!(told.contains("After the next daily run's grace period: *"), "{told}");
         assert!(text.contains("daily_average_cpu: ▁▂█ [0.5,1.0,4.5]"), "{text}");
         assert!(text.contains("threshold_percent: 5.0"), "{text}");
         assert!(
@@ -426,7 +443,8 @@ mod tests {
             ..finding
         };
         assert!(
-            finding_text(&unpriced, Mode::DryRun, at(1_800_000_000), false).contains("_Cost:_ not priced (stopped)")
+            finding_text(&unpriced, Mode::DryRun, Deadline::At(at(1_800_000_000)), false)
+                .contains("_Cost:_ not priced (stopped)")
         );
     }
 

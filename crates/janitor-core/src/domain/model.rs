@@ -555,6 +555,9 @@ pub enum Exemption {
     ProtectTag,
     #[serde(rename = "snoozed")]
     Snoozed,
+    /// Told about it within `[onboard].renotify_after` (onboard only).
+    #[serde(rename = "recently notified")]
+    RecentlyNotified,
 }
 
 /// Detection history kept per resource (seed 001's repeat-violation tracking).

@@ -45,6 +45,9 @@ pub struct Policy {
     pub excluded_catalog_products: Vec<String>,
     #[serde(default)]
     pub snooze: SnoozePolicy,
+    /// Resources judged as they are created (the `onboard` function).
+    #[serde(default)]
+    pub onboard: OnboardPolicy,
     /// Unit prices (USD) that replace AWS's on-demand ones, by price key
     /// (`"ec2/*/m5.large" = 0.08`; a region of `*` holds everywhere): a discount, a region
     /// the bundled table lacks.
@@ -52,6 +55,77 @@ pub struct Policy {
     pub prices: std::collections::BTreeMap<crate::cost::PriceKey, f64>,
     #[serde(default)]
     pub rules: Rules,
+}
+
+/// How the `onboard` function tells owners about resources it judges at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardPolicy {
+    /// A resource already told about for a rule is not told again for that long (a bucket
+    /// policy edited five times in an hour is one message).
+    #[serde(default = "default_renotify_after")]
+    pub renotify_after: PolicyDuration,
+    /// Whom to tell about a resource without an owner tag, by the ARN of the principal
+    /// that created it (`*` matches any run of characters; the longest matching pattern
+    /// wins): an email or a `#channel`. Unmatched, an IAM Identity Center user's session
+    /// names them; else the default channel.
+    #[serde(default)]
+    pub owners: std::collections::BTreeMap<String, String>,
+    /// Principals whose calls are not judged: the janitor's own roles, whose remediation
+    /// would otherwise come back as events.
+    #[serde(default = "default_ignore_principals")]
+    pub ignore_principals: Vec<String>,
+}
+
+impl Default for OnboardPolicy {
+    fn default() -> Self {
+        OnboardPolicy {
+            renotify_after: default_renotify_after(),
+            owners: Default::default(),
+            ignore_principals: default_ignore_principals(),
+        }
+    }
+}
+
+impl OnboardPolicy {
+    /// The owner the policy names for a creator's ARN, if any pattern matches it.
+    pub fn owner_for(&self, arn: &str) -> Option<&str> {
+        self.owners
+            .iter()
+            .filter(|(pattern, _)| crate::rules::sc_unauthorized_launcher::glob(pattern, arn))
+            .max_by_key(|(pattern, _)| pattern.len())
+            .map(|(_, owner)| owner.as_str())
+    }
+
+    pub fn ignores(&self, arn: &str) -> bool {
+        self.ignore_principals.iter().any(|p| crate::rules::sc_unauthorized_launcher::glob(p, arn))
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        for (pattern, owner) in &self.owners {
+            if !pattern.starts_with("arn:") {
+                return Err(format!("onboard.owners: `{pattern}` is not an ARN pattern"));
+            }
+            if owner.trim().is_empty() || owner.contains(char::is_whitespace) {
+                return Err(format!("onboard.owners.\"{pattern}\": `{owner}` is not an email or a #channel"));
+            }
+        }
+        if let Some(bad) = self.ignore_principals.iter().find(|p| !p.starts_with("arn:")) {
+            return Err(format!("onboard.ignore_principals: `{bad}` is not an ARN pattern"));
+        }
+        Ok(())
+    }
+}
+
+fn default_renotify_after() -> PolicyDuration {
+    PolicyDuration::hours(24)
+}
+
+fn default_ignore_principals() -> Vec<String> {
+    vec![
+        "arn:aws:sts::*:assumed-role/CloudJanitorMemberRole/*".into(),
+        "arn:aws:sts::*:assumed-role/cloud-janitor-*".into(),
+    ]
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +301,7 @@ impl Policy {
                 return Err(format!("prices.\"{key}\": must be a price of 0 or more, got {usd}"));
             }
         }
+        self.onboard.validate()?;
         self.rules.validate()?;
         Ok(())
     }

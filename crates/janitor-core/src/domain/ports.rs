@@ -29,6 +29,12 @@ pub trait Inventory: Send + Sync {
     async fn home_account(&self) -> Result<String>;
     async fn enabled_regions(&self, account: &str) -> Result<Vec<String>>;
     async fn ec2_instances(&self, scope: &Scope) -> Result<Vec<Ec2Instance>>;
+    /// The instances of `ids` in the scope (just launched); by default the listing, kept to them.
+    async fn ec2_instances_by_id(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Ec2Instance>> {
+        let mut all = self.ec2_instances(scope).await?;
+        all.retain(|i| ids.contains(&i.id));
+        Ok(all)
+    }
     async fn rds_instances(&self, scope: &Scope) -> Result<Vec<RdsInstance>>;
     async fn elastic_ips(&self, scope: &Scope) -> Result<Vec<ElasticIp>>;
     /// The volumes a rule can flag: attached to nothing, or not encrypted (the AWS adapter
@@ -51,6 +57,14 @@ pub trait Inventory: Send + Sync {
     /// Every bucket of the account; one that cannot be read (its policy denies the janitor,
     /// it was deleted mid-scan) is an `Err` with its name, so it never blinds the rest.
     async fn s3_buckets(&self, account: &str) -> Result<Vec<BucketRead>>;
+    /// One bucket of the account, read as [`Inventory::s3_buckets`] reads each (just made
+    /// or changed); by default the listing, kept to it.
+    async fn s3_bucket(&self, account: &str, name: &str) -> Result<Option<BucketRead>> {
+        Ok(self.s3_buckets(account).await?.into_iter().find(|read| match read {
+            Ok(bucket) => bucket.name == name,
+            Err((unread, _)) => unread == name,
+        }))
+    }
     async fn s3_bucket_tags(&self, account: &str, bucket: &S3Bucket) -> Result<Tags>;
     /// Whether the resource still exists (a terminated instance does not).
     async fn exists(&self, key: &ResourceKey) -> Result<bool>;

@@ -199,6 +199,22 @@ pub async fn notify(deps: &Deps, input: Value) -> StepResult {
 
 /// After the grace period: the scope's notified findings again, with fresh reads. A scope
 /// with nothing notified is passed on without a scan.
+/// The mode of a function no run starts (onboard): `JANITOR_MODE`, the stack's `Mode`;
+/// dry-run when unset.
+pub fn mode_from_env() -> Result<crate::model::Mode, JanitorError> {
+    match std::env::var("JANITOR_MODE") {
+        Ok(text) if !text.trim().is_empty() => serde_json::from_value(Value::String(text.trim().to_owned()))
+            .map_err(|_| JanitorError::Config(format!("JANITOR_MODE: `{text}` is neither dry-run nor enforce"))),
+        _ => Ok(crate::model::Mode::DryRun),
+    }
+}
+
+/// The onboard function: one CloudTrail event, judged and told (see [`crate::onboard`]).
+pub async fn onboard(deps: &Deps, mode: crate::model::Mode, input: Value) -> StepResult {
+    let event = crate::onboard::CloudTrailEvent::parse(input)?;
+    to_json(&crate::onboard::onboard(deps, mode, &event).await?)
+}
+
 pub async fn recheck(deps: &Deps, input: Value) -> StepResult {
     let slim: StepPayload = parse("recheck", input)?;
     let payload = load_after(deps, slim, Stage::Notify).await?;

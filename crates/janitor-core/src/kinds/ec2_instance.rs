@@ -73,6 +73,16 @@ impl Kind for Ec2Instances {
         Ok(Listing::of(deps.inventory.ec2_instances(scope).await?))
     }
 
+    /// Just launched: RunInstances answers while the instance is still `pending`, with the
+    /// tags it was launched with, so it is judged as the running instance it is becoming.
+    async fn read_ids(deps: &crate::Deps, scope: &Scope, ids: &[String]) -> Result<Listing<Ec2Instance>> {
+        let mut read = deps.inventory.ec2_instances_by_id(scope, ids).await?;
+        for instance in read.iter_mut().filter(|i| i.state == "pending") {
+            instance.state = "running".into();
+        }
+        Ok(Listing::of(read))
+    }
+
     fn seen<'a>(scope: &Scope, item: &'a Ec2Instance) -> Seen<'a> {
         Seen {
             key: ResourceKey::new(&scope.account, &scope.region, Self::KIND, &item.id),

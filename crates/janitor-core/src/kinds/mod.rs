@@ -47,6 +47,15 @@ pub trait Kind: Send + Sync + 'static {
     /// Lists the kind in `scope` through `deps.inventory`, with whatever else of the run its
     /// rules need to judge an item (the policy, a list kept in the run bucket).
     async fn list(deps: &crate::Deps, scope: &Scope) -> Result<Listing<Self::Item>>;
+    /// The items of `scope` with these ids: resources just created, named by their
+    /// CloudTrail event. By default the scope's listing kept to those ids (right for every
+    /// kind, if costly); a kind that can read one resource overrides it.
+    async fn read_ids(deps: &crate::Deps, scope: &Scope, ids: &[String]) -> Result<Listing<Self::Item>> {
+        let mut listing = Self::list(deps, scope).await?;
+        listing.items.retain(|item| ids.iter().any(|id| Self::seen(scope, item).key.id() == id.as_str()));
+        listing.unreadable.retain(|(id, _)| ids.contains(id));
+        Ok(listing)
+    }
     fn seen<'a>(scope: &Scope, item: &'a Self::Item) -> Seen<'a>;
     /// What the item is billed for, so each finding says what it costs and what its action
     /// saves (see [`crate::cost`]); a kind that cannot be priced says why.
@@ -98,6 +107,19 @@ macro_rules! kinds {
         ) -> Result<crate::discovery::PartialScan> {
             match kind {
                 $(ResourceKind::$variant => crate::discovery::scan_kind::<$module::$kind>(deps, scope).await,)+
+            }
+        }
+
+        /// Reads the resources `ids` of one kind in `scope` and judges them with the rules
+        /// that judge at creation (see `discovery::scan_ids`).
+        pub(crate) async fn scan_ids(
+            kind: ResourceKind,
+            deps: &crate::Deps,
+            scope: &Scope,
+            ids: &[String],
+        ) -> Result<crate::discovery::PartialScan> {
+            match kind {
+                $(ResourceKind::$variant => crate::discovery::scan_ids::<$module::$kind>(deps, scope, ids).await,)+
             }
         }
     };

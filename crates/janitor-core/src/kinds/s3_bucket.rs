@@ -77,6 +77,20 @@ impl Kind for S3Buckets {
         Ok(listing)
     }
 
+    async fn read_ids(deps: &crate::Deps, scope: &Scope, ids: &[String]) -> Result<Listing<BucketInAccount>> {
+        let account_block = deps.inventory.account_public_access_block(&scope.account).await?;
+        let mut listing = Listing::of(Vec::new());
+        for name in ids {
+            match deps.inventory.s3_bucket(&scope.account, name).await? {
+                Some(Ok(bucket)) => listing.items.push(BucketInAccount { bucket, account_block }),
+                Some(Err(unread)) => listing.unreadable.push(unread),
+                // Not there (yet, or any more): discovery::scan_ids records it as not found.
+                None => {}
+            }
+        }
+        Ok(listing)
+    }
+
     fn seen<'a>(scope: &Scope, item: &'a BucketInAccount) -> Seen<'a> {
         let bucket = &item.bucket;
         Seen {

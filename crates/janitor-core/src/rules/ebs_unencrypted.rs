@@ -13,6 +13,9 @@ pub struct EbsUnencrypted;
 pub const RULE: EbsUnencrypted = EbsUnencrypted;
 
 impl Rule for EbsUnencrypted {
+    fn at_creation(&self) -> bool {
+        true
+    }
     fn kind(&self) -> ResourceKind {
         ResourceKind::EbsVolume
     }

@@ -51,6 +51,9 @@ pub struct MissingTags;
 pub const RULE: MissingTags = MissingTags;
 
 impl Rule for MissingTags {
+    fn at_creation(&self) -> bool {
+        true
+    }
     fn kind(&self) -> ResourceKind {
         ResourceKind::Ec2Instance
     }

@@ -40,6 +40,9 @@ pub struct UnusedEnvironment;
 pub const RULE: UnusedEnvironment = UnusedEnvironment;
 
 impl Rule for UnusedEnvironment {
+    fn at_creation(&self) -> bool {
+        true
+    }
     fn kind(&self) -> ResourceKind {
         ResourceKind::Ec2Instance
     }

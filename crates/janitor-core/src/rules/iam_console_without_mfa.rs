@@ -12,6 +12,9 @@ pub struct ConsoleWithoutMfa;
 pub const RULE: ConsoleWithoutMfa = ConsoleWithoutMfa;
 
 impl Rule for ConsoleWithoutMfa {
+    fn at_creation(&self) -> bool {
+        true
+    }
     fn kind(&self) -> ResourceKind {
         ResourceKind::IamUser
     }

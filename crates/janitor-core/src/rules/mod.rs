@@ -95,6 +95,12 @@ pub trait Rule: Sync {
     /// rule is on.
     /// `now` is the run's clock, for rules that judge an age (stopped since, created on).
     fn judge(&self, policy: &Policy, now: chrono::DateTime<chrono::Utc>, resource: Resource<'_>) -> Judgement;
+    /// Whether the rule can judge a resource the moment it is created (the `onboard`
+    /// function, on its CloudTrail event): it needs no metric, no age and nothing else of
+    /// the scope. Opt-in, so a new rule is never judged early by accident.
+    fn at_creation(&self) -> bool {
+        false
+    }
     /// For a rule that answers [`Judgement::NeedsMetrics`]: the series to read.
     fn metric(&self, _policy: &Policy) -> Option<MetricSpec> {
         None
@@ -246,9 +252,28 @@ impl std::fmt::Display for RuleId {
     }
 }
 
+/// When rules judge: in a scheduled run (every rule) or as a resource is created (only
+/// those that say [`Rule::at_creation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    Run,
+    Creation,
+}
+
 /// The rules that are on for `kind`, in registry order.
 pub fn on_for(policy: &Policy, kind: ResourceKind) -> impl Iterator<Item = (RuleId, &'static dyn Rule)> + '_ {
-    REGISTRY.iter().copied().filter(move |(id, rule)| rule.kind() == kind && policy.rules.on(*id))
+    on_for_at(policy, kind, Timing::Run)
+}
+
+/// The rules that are on for `kind` and judge at `timing`, in registry order.
+pub fn on_for_at(
+    policy: &Policy,
+    kind: ResourceKind,
+    timing: Timing,
+) -> impl Iterator<Item = (RuleId, &'static dyn Rule)> + '_ {
+    REGISTRY.iter().copied().filter(move |(id, rule)| {
+        rule.kind() == kind && policy.rules.on(*id) && (timing == Timing::Run || rule.at_creation())
+    })
 }
 
 /// The README's rules table, generated from the registry (a test keeps the README equal to it).
@@ -335,5 +360,26 @@ mod tests {
             assert_eq!(id.table().replace('_', "-"), id.as_str(), "table and name are one spelling");
             assert!(!id.rule().iam_actions().is_empty(), "{id} declares its IAM actions");
         }
+    }
+
+    #[test]
+    fn a_rule_judged_at_creation_reads_no_metric_and_no_age() {
+        let policy = crate::policy::Policy::from_toml_str(crate::policy::BUILTIN_POLICY, "built-in").unwrap();
+        let early: Vec<RuleId> = REGISTRY.iter().filter(|(_, r)| r.at_creation()).map(|(id, _)| *id).collect();
+        for id in &early {
+            assert!(id.rule().metric(&policy).is_none(), "{id} reads a metric");
+        }
+        assert_eq!(
+            early,
+            [
+                RuleId::Ec2UnusedEnvironment,
+                RuleId::Ec2MissingTags,
+                RuleId::IamConsoleWithoutMfa,
+                RuleId::S3PublicBucket,
+                RuleId::RdsUnencrypted,
+                RuleId::EbsUnencrypted,
+                RuleId::SgOpenAdminPorts,
+            ]
+        );
     }
 }

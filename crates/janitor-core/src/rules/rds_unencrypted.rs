@@ -14,6 +14,9 @@ pub struct RdsUnencrypted;
 pub const RULE: RdsUnencrypted = RdsUnencrypted;
 
 impl Rule for RdsUnencrypted {
+    fn at_creation(&self) -> bool {
+        true
+    }
     fn kind(&self) -> ResourceKind {
         ResourceKind::RdsInstance
     }

@@ -13,6 +13,9 @@ pub struct PublicBucket;
 pub const RULE: PublicBucket = PublicBucket;
 
 impl Rule for PublicBucket {
+    fn at_creation(&self) -> bool {
+        true
+    }
     fn kind(&self) -> ResourceKind {
         ResourceKind::S3Bucket
     }

@@ -139,7 +139,7 @@ pub fn person(principal: &str) -> Option<&str> {
 }
 
 /// `*` matches any run of characters, everything else itself (case-sensitive, as IAM ARNs).
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {

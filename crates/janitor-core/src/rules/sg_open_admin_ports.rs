@@ -95,6 +95,9 @@ pub struct SgOpenAdminPorts;
 pub const RULE: SgOpenAdminPorts = SgOpenAdminPorts;
 
 impl Rule for SgOpenAdminPorts {
+    fn at_creation(&self) -> bool {
+        true
+    }
     fn kind(&self) -> ResourceKind {
         ResourceKind::SecurityGroup
     }

@@ -13,7 +13,7 @@ use crate::cost::{self, Billable};
 use crate::error::{JanitorError, Result};
 use crate::kinds::{Kind, Seen};
 use crate::model::*;
-use crate::rules;
+use crate::rules::{self, Timing};
 
 const ACTOR: &str = "discovery";
 /// Tag reads for violators (IAM users, public buckets) in flight at once.
@@ -45,8 +45,19 @@ pub fn judge(
     key: &ResourceKey,
     resource: rules::Resource<'_>,
 ) -> std::result::Result<Vec<Verdict>, String> {
+    judge_at(p, now, key, resource, Timing::Run)
+}
+
+/// [`judge`] with the rules that judge at `timing` only.
+pub fn judge_at(
+    p: &crate::policy::Policy,
+    now: DateTime<Utc>,
+    key: &ResourceKey,
+    resource: rules::Resource<'_>,
+    timing: Timing,
+) -> std::result::Result<Vec<Verdict>, String> {
     let mut verdicts = Vec::new();
-    for (id, rule) in rules::on_for(p, resource.kind()) {
+    for (id, rule) in rules::on_for_at(p, resource.kind(), timing) {
         match rule.judge(p, now, resource) {
             rules::Judgement::Violates { reason, evidence, action } => {
                 verdicts.push(Verdict::Finding(Finding { evidence, ..Finding::new(key.clone(), id, reason, action) }))
@@ -67,9 +78,9 @@ pub fn judge(
     Ok(verdicts)
 }
 
-/// Whether any rule on `kind` is on: a kind with none is not listed at all.
-fn kind_on(p: &crate::policy::Policy, kind: ResourceKind) -> bool {
-    rules::on_for(p, kind).next().is_some()
+/// Whether any rule on `kind` is on at `timing`: a kind with none is not listed at all.
+fn kind_on(p: &crate::policy::Policy, kind: ResourceKind, timing: Timing) -> bool {
+    rules::on_for_at(p, kind, timing).next().is_some()
 }
 
 /// A kind's verdicts in a scope, and what of it could not be read (by id).
@@ -80,11 +91,44 @@ pub(crate) type PartialScan = (Vec<Verdict>, Vec<(String, JanitorError)>);
 /// read for the items a rule flagged only; one whose tags cannot be read is not judged (it
 /// might be protected). A kind none of whose rules is on is not listed: no call, no grant.
 pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<PartialScan> {
-    let p = &deps.policy;
-    if !kind_on(p, K::KIND) {
+    if !kind_on(&deps.policy, K::KIND, Timing::Run) {
         return Ok((Vec::new(), Vec::new()));
     }
     let listing = K::list(deps, scope).await?;
+    judge_listing::<K>(deps, scope, listing, Timing::Run).await
+}
+
+/// Reads the resources `ids` of `K` in `scope` (just created) and judges them with the rules
+/// that judge at creation; as [`scan_kind`] otherwise.
+pub(crate) async fn scan_ids<K: Kind>(deps: &Deps, scope: &Scope, ids: &[String]) -> Result<PartialScan> {
+    if ids.is_empty() || !kind_on(&deps.policy, K::KIND, Timing::Creation) {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut listing = K::read_ids(deps, scope, ids).await?;
+    // Asked for and not read: not visible yet, or gone already. Never a silent pass: a
+    // failure on record, which the caller may retry.
+    let read: HashSet<String> = listing
+        .items
+        .iter()
+        .map(|item| K::seen(scope, item).key.id().to_owned())
+        .chain(listing.unreadable.iter().map(|(id, _)| id.clone()))
+        .collect();
+    for id in ids.iter().filter(|id| !read.contains(id.as_str())) {
+        let message = format!("{id} not found: not visible yet, or already gone");
+        listing
+            .unreadable
+            .push((id.clone(), JanitorError::Aws { service: K::KIND.as_str(), operation: "read", message }));
+    }
+    judge_listing::<K>(deps, scope, listing, Timing::Creation).await
+}
+
+async fn judge_listing<K: Kind>(
+    deps: &Deps,
+    scope: &Scope,
+    listing: crate::kinds::Listing<K::Item>,
+    timing: Timing,
+) -> Result<PartialScan> {
+    let p = &deps.policy;
     let now = deps.clock.now();
     let mut failures = listing.unreadable;
     let mut verdicts = Vec::new();
@@ -95,7 +139,7 @@ pub(crate) async fn scan_kind<K: Kind>(deps: &Deps, scope: &Scope) -> Result<Par
         if p.excludes_region(seen.key.region()) {
             continue;
         }
-        let judged = match judge(p, now, &seen.key, seen.resource) {
+        let judged = match judge_at(p, now, &seen.key, seen.resource, timing) {
             Ok(judged) if judged.is_empty() => continue,
             Ok(judged) => priced(deps, &seen.key, K::billable(item), judged).await,
             Err(message) => {
@@ -203,13 +247,26 @@ pub(crate) async fn scan(
     actor: &str,
 ) -> Result<(StepPayload, Vec<AuditEvent>)> {
     let scope = run.scope()?.clone();
-    let p = &deps.policy;
     let in_scope = &scope;
     let scans = futures::future::join_all(
         ResourceKind::in_scope(in_scope)
             .map(|kind| async move { (kind, crate::kinds::scan(kind, deps, in_scope).await) }),
     )
     .await;
+    settle(deps, run, scans, now, actor).await
+}
+
+/// What each kind's scan of the run's scope came to: findings, candidates and failures, with
+/// the FAILED rows, and the EXEMPT rows of protected and snoozed resources. Writes nothing.
+pub(crate) async fn settle(
+    deps: &Deps,
+    run: &RunContext,
+    scans: Vec<(ResourceKind, Result<PartialScan>)>,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<(StepPayload, Vec<AuditEvent>)> {
+    let scope = run.scope()?.clone();
+    let p = &deps.policy;
     let mut verdicts = Vec::new();
     let mut all_failures: Vec<(String, JanitorError)> = Vec::new();
     for (kind, result) in scans {

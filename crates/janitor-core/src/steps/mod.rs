@@ -7,6 +7,7 @@ pub mod export;
 pub mod lock;
 pub mod metrics;
 pub mod notify;
+pub mod onboard;
 pub mod recheck;
 pub mod remediate;
 pub mod report_page;

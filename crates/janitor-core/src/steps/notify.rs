@@ -11,9 +11,13 @@ use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
 use crate::error::{JanitorError, Result};
 use crate::model::{Finding, FlagHistory, Notice, StepPayload};
-use crate::slack::{RESOURCES_PER_MESSAGE, notification_blocks};
+use crate::slack::{Deadline, RESOURCES_PER_MESSAGE, notification_blocks};
 
 const ACTOR: &str = "notify";
+
+/// Set on a NOTIFIED row whose owner is only the caller of a change (onboard): it is not
+/// the owner the snooze button answers to.
+pub const OWNER_IS_CALLER: &str = "owner_is_caller";
 
 /// Where an owner's messages go: their Slack user for an email Slack knows, a channel
 /// named in the tag, else the configured channel.
@@ -68,11 +72,29 @@ pub async fn notify(deps: &Deps, payload: StepPayload) -> Result<StepPayload> {
 /// The run's notifications: one digest per owner across every scope (all regions and
 /// accounts), split only to stay inside Block Kit's limits. One grace end for all of them.
 /// Scopes that failed before notify pass through untouched.
-pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<Vec<StepPayload>> {
+pub async fn notify_run(deps: &Deps, payloads: Vec<StepPayload>) -> Result<Vec<StepPayload>> {
+    let grace_ends = grace_end(deps.clock.now(), deps.policy.grace_period.as_chrono());
+    deliver(deps, payloads, Deadline::At(grace_ends), &|_: &Finding| false).await
+}
+
+/// Tells each owner of their findings: one digest per recipient, NOTIFIED or NOTIFY_FAILED
+/// rows message by message. A run's notice (`Deadline::At`) holds the resources' locks and
+/// gives a failed message's back; a notice at creation holds none. `caller_only` says which
+/// findings' owner is only the caller of a change, recorded so that their notice gives no
+/// right to snooze.
+pub(crate) async fn deliver(
+    deps: &Deps,
+    mut payloads: Vec<StepPayload>,
+    deadline: Deadline,
+    caller_only: &(dyn Fn(&Finding) -> bool + Sync),
+) -> Result<Vec<StepPayload>> {
     let Some(run) = payloads.first().map(|p| p.run.clone()) else { return Ok(payloads) };
     let now = deps.clock.now();
     let run_id = run.id.clone();
-    let grace_ends = grace_end(now, deps.policy.grace_period.as_chrono());
+    let grace_ends = match deadline {
+        Deadline::At(at) => Some(at),
+        Deadline::NextRun => None,
+    };
 
     // Each finding remembers its scope's place, so rows and tallies go back to that scope.
     let mut lookups = HashMap::new();
@@ -98,7 +120,7 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
         for (part, message) in resources.chunks(RESOURCES_PER_MESSAGE).enumerate() {
             let lines: Vec<Vec<&Finding>> =
                 message.iter().map(|resource| resource.iter().map(|(_, f)| f).collect()).collect();
-            let (text, blocks) = notification_blocks(&lines, &run_id, run.mode, grace_ends, (part + 1, parts));
+            let (text, blocks) = notification_blocks(&lines, &run_id, run.mode, deadline, (part + 1, parts));
             let chunk = message.iter().flat_map(|resource| resource.iter());
             let mut events: Vec<(usize, AuditEvent)> = Vec::new();
             // Told at last: a finding the cap kept back loses its place at the front.
@@ -115,13 +137,16 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
                                 FlagHistory::after_run(&told, &run_id, now, deps.policy.history_retention()),
                             ));
                         }
-                        let detail = json!({
+                        let mut detail = json!({
                             "channel": posted.channel,
                             "ts": posted.ts,
                             "recipient": to,
                             "owner_user": owner_user,
                             "grace_ends": grace_ends,
                         });
+                        if caller_only(f) {
+                            detail[OWNER_IS_CALLER] = json!(true);
+                        }
                         events.push((
                             *index,
                             AuditEvent::for_finding(f, &run_id, AuditEventType::Notified, now, ACTOR, detail),
@@ -149,7 +174,7 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
             // Recorded message by message: a step cut short keeps the record of what it sent.
             let rows: Vec<AuditEvent> = events.iter().map(|(_, e)| e.clone()).collect();
             deps.audit.record(&rows).await?;
-            if !posted_ok {
+            if !posted_ok && grace_ends.is_some() {
                 // Never notified, never remediated: its resources leave the run, once that is
                 // on record (a retry after a failed write still holds their locks).
                 let keys = message.iter().flat_map(|resource| resource.iter().map(|(_, f)| &f.key));
@@ -168,7 +193,7 @@ pub async fn notify_run(deps: &Deps, mut payloads: Vec<StepPayload>) -> Result<V
         }
         findings.sort_by(|a, b| a.key.cmp(&b.key));
         payload.findings = findings;
-        payload.grace_ends = Some(wait_timestamp(grace_ends));
+        payload.grace_ends = grace_ends.map(wait_timestamp);
         payload.recount();
         total += payload.count;
     }

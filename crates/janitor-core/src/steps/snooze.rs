@@ -153,7 +153,11 @@ pub async fn handle_interaction(
         Ok(h) => h,
         Err(e) => return HttpReply::new(500, &e.to_string()),
     };
-    let last_notice = history.iter().filter(|e| e.event == AuditEventType::Notified).max_by_key(|e| e.at);
+    // A notice to whoever changed a resource (onboard) names no owner: the one before it does.
+    let last_notice = history
+        .iter()
+        .filter(|e| e.event == AuditEventType::Notified && e.detail[crate::notify::OWNER_IS_CALLER] != true)
+        .max_by_key(|e| e.at);
     let run_id = last_notice.map(|e| e.run_id.clone()).unwrap_or_else(|| "slack".into());
     let denied =
         |detail: Value| AuditEvent::new(key.as_str(), &run_id, AuditEventType::SnoozeDenied, now, ACTOR, detail);

@@ -65,49 +65,14 @@ impl Inventory for AwsInventory {
     }
 
     async fn ec2_instances(&self, scope: &Scope) -> Result<Vec<Ec2Instance>> {
-        let ec2 = self.clients.ec2(&scope.account, &scope.region).await?;
-        // Every instance that still exists, whatever its state: each rule decides which states
-        // it judges (most only running ones; tag compliance stopped ones too).
-        let alive = aws_sdk_ec2::types::Filter::builder()
-            .name("instance-state-name")
-            .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
-            .build();
-        let pages: Vec<_> = ec2
-            .describe_instances()
-            .filters(alive)
-            .max_results(1000)
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| JanitorError::from_sdk("ec2", "DescribeInstances", e))?;
-        Ok(pages
-            .iter()
-            .flat_map(|page| page.reservations())
-            .flat_map(|r| r.instances())
-            .filter_map(|i| {
-                Some(Ec2Instance {
-                    id: i.instance_id()?.to_owned(),
-                    state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
-                    instance_type: i.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
-                    price_exception: crate::kinds::ec2_instance::price_exception(
-                        &scope.region,
-                        i.instance_lifecycle().is_some_and(|l| l.as_str() == "spot"),
-                        i.placement().and_then(|p| p.tenancy()).map(|t| t.as_str()),
-                        i.platform_details(),
-                        i.placement().and_then(|p| p.availability_zone()),
-                    ),
-                    launched_at: i.launch_time().and_then(to_chrono),
-                    // A reason older than the launch is a stale one (a start that failed).
-                    stopped_at: i
-                        .state_transition_reason()
-                        .filter(|_| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "stopped"))
-                        .and_then(crate::kinds::ec2_instance::stopped_at_from_reason)
-                        .filter(|at| i.launch_time().and_then(to_chrono).is_none_or(|launched| *at >= launched)),
-                    tags: ec2_tags(i.tags()),
-                })
-            })
-            .collect())
+        self.describe_instances(scope, &[]).await
+    }
+
+    async fn ec2_instances_by_id(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Ec2Instance>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.describe_instances(scope, ids).await
     }
 
     async fn ebs_volumes(&self, scope: &Scope) -> Result<Vec<EbsVolume>> {
@@ -425,6 +390,17 @@ impl Inventory for AwsInventory {
         }
     }
 
+    async fn s3_bucket(&self, account: &str, name: &str) -> Result<Option<BucketRead>> {
+        // Its region from GetBucketLocation: ListBuckets is what a single read avoids.
+        let s3 = self.clients.s3(account, &self.clients.home_region()).await?;
+        let region = match s3.get_bucket_location().bucket(name).send().await {
+            Ok(out) => bucket_region(out.location_constraint()),
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(None),
+            Err(e) => return Ok(Some(Err((name.to_owned(), JanitorError::from_sdk("s3", "GetBucketLocation", e))))),
+        };
+        Ok(Some(self.read_bucket(account, name.to_owned(), Some(region)).await.map_err(|e| (name.to_owned(), e))))
+    }
+
     async fn s3_buckets(&self, account: &str) -> Result<Vec<BucketRead>> {
         let home_region = self.clients.home_region();
         let s3 = self.clients.s3(account, &home_region).await?;
@@ -567,7 +543,65 @@ impl Inventory for AwsInventory {
     }
 }
 
+/// A bucket's region from its location constraint (none for us-east-1, `EU` of old).
+fn bucket_region(constraint: Option<&aws_sdk_s3::types::BucketLocationConstraint>) -> String {
+    match constraint.map(|c| c.as_str()) {
+        None | Some("") => "us-east-1".to_owned(),
+        Some("EU") => "eu-west-1".to_owned(),
+        Some(other) => other.to_owned(),
+    }
+}
+
 impl AwsInventory {
+    /// Every instance of the scope that still exists (whatever its state: each rule decides
+    /// which states it judges), or those of `ids`.
+    async fn describe_instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Ec2Instance>> {
+        let ec2 = self.clients.ec2(&scope.account, &scope.region).await?;
+        let alive = aws_sdk_ec2::types::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
+            .build();
+        // By id, EC2 takes no page size, and an id it does not know fails the whole call.
+        let request = if ids.is_empty() {
+            ec2.describe_instances().filters(alive).max_results(1000)
+        } else {
+            ec2.describe_instances().filters(alive).set_instance_ids(Some(ids.to_vec()))
+        };
+        let pages: Vec<_> = request
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("ec2", "DescribeInstances", e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.reservations())
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                Some(Ec2Instance {
+                    id: i.instance_id()?.to_owned(),
+                    state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
+                    instance_type: i.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                    price_exception: crate::kinds::ec2_instance::price_exception(
+                        &scope.region,
+                        i.instance_lifecycle().is_some_and(|l| l.as_str() == "spot"),
+                        i.placement().and_then(|p| p.tenancy()).map(|t| t.as_str()),
+                        i.platform_details(),
+                        i.placement().and_then(|p| p.availability_zone()),
+                    ),
+                    launched_at: i.launch_time().and_then(to_chrono),
+                    // A reason older than the launch is a stale one (a start that failed).
+                    stopped_at: i
+                        .state_transition_reason()
+                        .filter(|_| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "stopped"))
+                        .and_then(crate::kinds::ec2_instance::stopped_at_from_reason)
+                        .filter(|at| i.launch_time().and_then(to_chrono).is_none_or(|launched| *at >= launched)),
+                    tags: ec2_tags(i.tags()),
+                })
+            })
+            .collect())
+    }
+
     async fn read_bucket(&self, account: &str, name: String, region: Option<String>) -> Result<S3Bucket> {
         let region = match region.filter(|r| !r.is_empty()) {
             Some(r) => r,
@@ -579,11 +613,7 @@ impl AwsInventory {
                     .send()
                     .await
                     .map_err(|e| JanitorError::from_sdk("s3", "GetBucketLocation", e))?;
-                match out.location_constraint().map(|c| c.as_str()) {
-                    None | Some("") => "us-east-1".to_owned(),
-                    Some("EU") => "eu-west-1".to_owned(),
-                    Some(other) => other.to_owned(),
-                }
+                bucket_region(out.location_constraint())
             }
         };
         let s3 = self.clients.s3(account, &region).await?;

@@ -50,4 +50,6 @@ pub struct Deps {
     pub runs: Arc<dyn ports::RunStore>,
     /// Where the run's summary step puts the report page.
     pub reports: Arc<dyn ports::ReportStore>,
+    /// Where the summary step copies the run's audit anchor, if the stack keeps copies.
+    pub anchor_copies: Option<Arc<dyn ports::AnchorCopies>>,
 }

@@ -60,6 +60,7 @@ fn world(inventory: InMemoryInventory, policy: Policy) -> World {
         clock: Arc::new(FixedClock(Utc.with_ymd_and_hms(2026, 11, 23, 16, 0, 0).unwrap())),
         runs: Arc::new(InMemoryRunStore::default()),
         reports: reports.clone(),
+        anchor_copies: None,
     };
     World { deps, audit, snoozes, reports }
 }

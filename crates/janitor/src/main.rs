@@ -88,9 +88,13 @@ struct AuditTableArgs {
 
 impl AuditTableArgs {
     async fn open(&self) -> anyhow::Result<DynamoAuditLog> {
+        Ok(self.open_with_clients().await?.0)
+    }
+
+    async fn open_with_clients(&self) -> anyhow::Result<(DynamoAuditLog, AwsClients)> {
         let table = self.audit_table.as_deref().context("give --audit-table (or set JANITOR_AUDIT_TABLE)")?;
         let clients = AwsClients::load_checked(self.profile.as_deref(), self.region.as_deref()).await?;
-        Ok(DynamoAuditLog::new(clients.dynamodb(), table))
+        Ok((DynamoAuditLog::new(clients.dynamodb(), table), clients))
     }
 }
 
@@ -135,6 +139,10 @@ struct VerifyArgs {
     /// Every run the table holds chains of.
     #[arg(long)]
     all: bool,
+    /// The Object Lock bucket each run's anchor is copied to (the stack's AnchorBucketName
+    /// output): the table's anchors are checked against those copies too.
+    #[arg(long, env = "JANITOR_ANCHOR_BUCKET")]
+    anchor_bucket: Option<String>,
     #[command(flatten)]
     table: AuditTableArgs,
 }
@@ -352,6 +360,7 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         clock: Arc::new(SystemClock),
         runs: Arc::new(janitor_core::memory::ReadOnlyRunStore { bucket: run_bucket, written: Default::default() }),
         reports: Arc::new(janitor_core::memory::InMemoryReportStore::default()),
+        anchor_copies: None,
     };
     let request =
         RunRequest { mode: Mode::DryRun, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };
@@ -477,9 +486,9 @@ async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
 /// anchors that sealed those chains when each run ended.
 async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     use janitor_core::audit::{AuditEventType, RUNS_RESOURCE};
-    use janitor_core::chain::{AnchorProblem, verify, verify_anchors};
-    use janitor_core::ports::AuditLog;
-    let log = args.table.open().await?;
+    use janitor_core::chain::{AnchorProblem, compare_copies, verify, verify_anchors};
+    use janitor_core::ports::{AnchorCopies, AuditLog};
+    let (log, clients) = args.table.open_with_clients().await?;
     let heads = log.chain_heads(args.run.as_deref()).await?;
     let anchors = log.anchors().await?;
     // Runs are known by their heads, the rows their ends left and their anchors: a run
@@ -535,11 +544,23 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     // Every anchor links to an earlier one only when all are read; a run or a day checks
     // its own anchors against its rows.
     let chosen: Vec<_> = anchors.iter().filter(|a| args.all || runs.contains(&a.run_id)).cloned().collect();
-    let anchor_problems: Vec<AnchorProblem> =
+    let mut anchor_problems: Vec<AnchorProblem> =
         verify_anchors(&chosen, |run| stored.get(run).map(Vec::as_slice).unwrap_or(&[]))
             .into_iter()
             .filter(|p| args.all || !matches!(p, AnchorProblem::Unlinked { .. }))
             .collect();
+    if let Some(bucket) = &args.anchor_bucket {
+        let home = clients.home_account().await?;
+        let s3 = clients.s3(&home, janitor_core::model::GLOBAL_REGION).await?;
+        let copies: Vec<_> = janitor_core::aws::S3AnchorCopies::new(s3, bucket)
+            .kept()
+            .await?
+            .into_iter()
+            .filter(|c| args.all || runs.contains(&c.run_id))
+            .collect();
+        println!("{} anchor copies read from s3://{bucket}", copies.len());
+        anchor_problems.extend(compare_copies(&chosen, &copies));
+    }
     for problem in &anchor_problems {
         println!("{problem}");
     }

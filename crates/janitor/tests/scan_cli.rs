@@ -549,4 +549,32 @@ async fn audit_verify_catches_a_modified_a_deleted_and_an_inserted_row() {
     let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &["--day", &today]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("5 run(s)"), "{out}");
+
+    // The anchor's copy in an Object Lock bucket: with the table's anchor deleted (the chain
+    // checks cannot see that: r-cut no longer has an anchor to fail), the copy still says it.
+    use janitor_core::ports::AnchorCopies;
+    let s3 = clients.s3("123456789012", "us-east-1").await.unwrap();
+    testkit::object_lock_bucket(&s3, "chain-anchors", 1).await.unwrap();
+    janitor_core::aws::S3AnchorCopies::new(s3, "chain-anchors").keep(&anchor).await.unwrap();
+    let with_copies = ["--all", "--anchor-bucket", "chain-anchors"];
+    let (_, out) = janitor_verify(&moto.endpoint, &tables.audit, &with_copies).await;
+    assert!(out.contains("1 anchor copies read from s3://chain-anchors"), "{out}");
+    assert!(!out.contains("differs from its copy"), "{out}");
+    let anchors = dynamodb
+        .query()
+        .table_name(&tables.audit)
+        .key_condition_expression("#r = :r")
+        .expression_attribute_names("#r", "resource")
+        .expression_attribute_values(":r", AttributeValue::S(janitor_core::chain::ANCHORS_RESOURCE.into()))
+        .send()
+        .await
+        .unwrap();
+    for item in anchors.items() {
+        let key = [("resource", item["resource"].clone()), ("sk", item["sk"].clone())];
+        let key = key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        dynamodb.delete_item().table_name(&tables.audit).set_key(Some(key)).send().await.unwrap();
+    }
+    let (code, out) = janitor_verify(&moto.endpoint, &tables.audit, &with_copies).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ANCHOR of run r-cut differs from its copy outside the table, or is missing"), "{out}");
 }

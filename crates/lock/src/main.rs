@@ -8,6 +8,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
-    let deps = aws::Wiring::from_env().await?.alerts().run_store().await?.reports().await?.build();
+    let deps =
+        aws::Wiring::from_env().await?.alerts().run_store().await?.reports().await?.anchor_copies().await?.build();
     run(service_fn(|event: LambdaEvent<Value>| handler::lock(&deps, event.payload))).await
 }

@@ -36,6 +36,7 @@ fn deps(clock_at: i64, snoozes: Arc<InMemorySnoozeStore>) -> Deps {
         clock: Arc::new(FixedClock(Utc.timestamp_opt(clock_at, 0).unwrap())),
         runs: Arc::new(InMemoryRunStore::default()),
         reports: Arc::new(janitor_core::memory::InMemoryReportStore::default()),
+        anchor_copies: None,
     }
 }
 

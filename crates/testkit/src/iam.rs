@@ -220,6 +220,8 @@ pub struct LocalNames {
     pub tables: TableNames,
     pub run_bucket: String,
     pub reports_bucket: String,
+    /// The Object Lock bucket of anchor copies.
+    pub anchor_bucket: String,
     pub topic_arn: String,
     pub secret_arn: String,
     pub member_role: String,
@@ -239,6 +241,8 @@ impl LocalNames {
             "RunBucket" => self.run_bucket.clone(),
             "ReportsBucket.Arn" => format!("arn:aws:s3:::{}", self.reports_bucket),
             "ReportsBucket" => self.reports_bucket.clone(),
+            "AnchorBucket.Arn" => format!("arn:aws:s3:::{}", self.anchor_bucket),
+            "AnchorBucket" => self.anchor_bucket.clone(),
             "AlertTopic" => self.topic_arn.clone(),
             "SlackSecretArn" => self.secret_arn.clone(),
             "MemberRoleName" => self.member_role.clone(),

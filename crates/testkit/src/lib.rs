@@ -96,6 +96,22 @@ pub struct Moto {
 }
 
 /// The repository checkout this harness was built from.
+/// A bucket under S3 Object Lock with a default retention of `days` in compliance mode, as
+/// the template makes its AnchorBucket.
+pub async fn object_lock_bucket(s3: &aws_sdk_s3::Client, name: &str, days: i32) -> anyhow::Result<()> {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
+    };
+    s3.create_bucket().bucket(name).object_lock_enabled_for_bucket(true).send().await?;
+    let retention = DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(days).build();
+    let config = ObjectLockConfiguration::builder()
+        .object_lock_enabled(ObjectLockEnabled::Enabled)
+        .rule(ObjectLockRule::builder().default_retention(retention).build())
+        .build();
+    s3.put_object_lock_configuration().bucket(name).object_lock_configuration(config).send().await?;
+    Ok(())
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -128,6 +128,11 @@ impl LocalStateMachine {
         out
     }
 
+    /// What the local stack's resources are called (tables, buckets, topic), when run under IAM.
+    pub fn names(&self) -> Option<&LocalNames> {
+        self.names.as_ref()
+    }
+
     pub fn calls_dir(&self) -> PathBuf {
         self.runner.calls_dir()
     }
@@ -240,6 +245,9 @@ pub async fn local_pipeline(
     s3.create_bucket().bucket(&run_bucket).send().await?;
     let reports_bucket = format!("cloud-janitor-reports-{}", tables.audit.trim_end_matches("-audit"));
     s3.create_bucket().bucket(&reports_bucket).send().await?;
+    // As the template makes it with AnchorLockDays = 1: compliance mode, a default retention.
+    let anchor_bucket = format!("cloud-janitor-anchors-{}", tables.audit.trim_end_matches("-audit"));
+    crate::object_lock_bucket(&s3, &anchor_bucket, 1).await?;
     // What an operator uploads beside the stack: who may launch Service Catalog products.
     s3.put_object()
         .bucket(&run_bucket)
@@ -272,6 +280,7 @@ pub async fn local_pipeline(
         ("JANITOR_SLACK_CHANNEL", "#cloud-janitor".to_owned()),
         ("JANITOR_RUN_BUCKET", run_bucket.clone()),
         ("JANITOR_REPORTS_BUCKET", reports_bucket.clone()),
+        ("JANITOR_ANCHOR_BUCKET", anchor_bucket.clone()),
         // The stack's Mode, for onboard (the state machine's runs say theirs in their input).
         ("JANITOR_MODE", "enforce".to_owned()),
     ]
@@ -323,6 +332,7 @@ pub async fn local_pipeline(
         tables: tables.clone(),
         run_bucket,
         reports_bucket,
+        anchor_bucket,
         topic_arn,
         secret_arn,
         member_role: member_role.to_owned(),

@@ -83,6 +83,14 @@ impl Template {
             let mut statement_list = Vec::new();
             let mut opaque_policies = Vec::new();
             for policy in props["Policies"].as_array().into_iter().flatten() {
+                // A policy under a condition (`!If [Cond, {Statement}, !Ref AWS::NoValue]`) is
+                // read as granted: the local stack is deployed with every option on.
+                let policy = match &policy["Fn::If"] {
+                    Value::Array(branches) if branches.len() == 3 && branches[2]["Ref"] == "AWS::NoValue" => {
+                        &branches[1]
+                    }
+                    _ => policy,
+                };
                 let Some(statements) = policy["Statement"].as_array() else {
                     opaque_policies.push(policy.clone());
                     continue;

@@ -203,6 +203,17 @@ fn the_template_ships_eight_arm64_rust_functions_and_the_guarded_entry_points() 
     let dead_letters = json!({ "Fn::GetAtt": ["OnboardDeadLetters", "Arn"] });
     assert_eq!(onboard["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"], dead_letters);
     assert_eq!(onboard["Events"]["ResourceCreated"]["Properties"]["DeadLetterConfig"]["Arn"], dead_letters);
+    // Anchor copies are an option (off by default), and when on, kept in compliance mode.
+    assert_eq!(t["Parameters"]["AnchorLockDays"]["Default"], 0);
+    let anchors = &t["Resources"]["AnchorBucket"];
+    assert_eq!(anchors["Condition"], "LocksAnchors");
+    let lock = &anchors["Properties"]["ObjectLockConfiguration"];
+    assert_eq!(
+        (lock["ObjectLockEnabled"].as_str(), anchors["Properties"]["ObjectLockEnabled"].as_bool()),
+        (Some("Enabled"), Some(true))
+    );
+    assert_eq!(lock["Rule"]["DefaultRetention"]["Mode"], "COMPLIANCE");
+    assert_eq!(lock["Rule"]["DefaultRetention"]["Days"], json!({ "Ref": "AnchorLockDays" }));
     for f in &functions {
         assert!(repo_root().join("crates").join(&f.name).join("Cargo.toml").exists(), "{}", f.name);
         let resource = &t["Resources"][&f.logical_id];
@@ -721,6 +732,42 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     }
     let rows_of = |run: &str| stored.get(run).map(Vec::as_slice).unwrap_or(&[]);
     assert_eq!(janitor_core::chain::verify_anchors(&anchors, rows_of), []);
+    // ... and copied by the summary step (under the lock function's role) to the Object Lock
+    // bucket, where no one can delete them: so an anchor deleted from the table is caught.
+    use janitor_core::ports::AnchorCopies;
+    let anchor_bucket = w.machine.names().unwrap().anchor_bucket.clone();
+    let s3 = w.clients.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap();
+    let copies = janitor_core::aws::S3AnchorCopies::new(s3.clone(), &anchor_bucket).kept().await.unwrap();
+    assert_eq!(copies, anchors, "each run's anchor, copied as the table holds it");
+    assert_eq!(janitor_core::chain::compare_copies(&anchors, &copies), []);
+    let listed = s3.list_object_versions().bucket(&anchor_bucket).send().await.unwrap();
+    let version = &listed.versions()[0];
+    let locked = s3
+        .delete_object()
+        .bucket(&anchor_bucket)
+        .key(version.key().unwrap())
+        .version_id(version.version_id().unwrap())
+        .send()
+        .await;
+    assert!(locked.is_err(), "a copy under compliance retention cannot be deleted, even by an admin");
+    // (moto answers GetObjectRetention with the object; HeadObject says the same.)
+    let head = s3
+        .head_object()
+        .bucket(&anchor_bucket)
+        .key(version.key().unwrap())
+        .version_id(version.version_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.object_lock_mode().map(|m| m.as_str()), Some("COMPLIANCE"));
+    let until = head.object_lock_retain_until_date().map(|d| d.secs()).unwrap_or_default();
+    assert!(until > Utc::now().timestamp(), "kept until {until}");
+    let mut table_without_first = anchors.clone();
+    table_without_first.remove(0);
+    assert_eq!(
+        janitor_core::chain::compare_copies(&table_without_first, &copies),
+        [janitor_core::chain::AnchorProblem::CopyDiffers { run_id: "local-dry-run".into() }]
+    );
 
     // ---- least privilege: each function was granted exactly what its code called (onboard,
     // which no run invokes, in its own test)
@@ -962,6 +1009,7 @@ async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
         tables: w.tables.clone(),
         run_bucket: "runs".into(),
         reports_bucket: "reports".into(),
+        anchor_bucket: "anchors".into(),
         topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
         secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s".into(),
         member_role: "CloudJanitorMemberRole".into(),

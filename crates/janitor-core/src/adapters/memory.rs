@@ -442,6 +442,24 @@ impl ReportStore for InMemoryReportStore {
     }
 }
 
+/// Anchor copies kept in memory: the domain tests.
+#[derive(Default)]
+pub struct InMemoryAnchorCopies {
+    copies: Mutex<Vec<crate::chain::Anchor>>,
+}
+
+#[async_trait]
+impl crate::ports::AnchorCopies for InMemoryAnchorCopies {
+    async fn keep(&self, anchor: &crate::chain::Anchor) -> Result<()> {
+        lock(&self.copies).push(anchor.clone());
+        Ok(())
+    }
+
+    async fn kept(&self) -> Result<Vec<crate::chain::Anchor>> {
+        Ok(lock(&self.copies).clone())
+    }
+}
+
 /// Reads the operator's configuration (`config/…`, the launcher allow-list) from a real run
 /// bucket, and keeps the run's own documents in memory: `janitor scan` never writes to AWS.
 pub struct ReadOnlyRunStore<R> {

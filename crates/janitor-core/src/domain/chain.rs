@@ -436,6 +436,29 @@ pub fn verify_anchors<'a>(anchors: &[Anchor], rows_of: impl Fn(&str) -> &'a [Sto
     problems
 }
 
+/// The table's anchors against their copies outside it (an Object Lock bucket, which no one
+/// can change while it holds them): each copy must have its anchor, unchanged, in the table,
+/// and each anchor of the table its copy. `copies` holds those of the runs checked.
+pub fn compare_copies(anchors: &[Anchor], copies: &[Anchor]) -> Vec<AnchorProblem> {
+    let mut problems: Vec<AnchorProblem> = Vec::new();
+    let mut differs = |run_id: &str| {
+        if !problems.iter().any(|p| matches!(p, AnchorProblem::CopyDiffers { run_id: r } if r == run_id)) {
+            problems.push(AnchorProblem::CopyDiffers { run_id: run_id.to_owned() });
+        }
+    };
+    for copy in copies {
+        if !anchors.contains(copy) {
+            differs(&copy.run_id);
+        }
+    }
+    for anchor in anchors {
+        if !copies.contains(anchor) {
+            differs(&anchor.run_id);
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,7 +617,17 @@ mod anchor_tests {
         );
         let mut edited = first.clone();
         edited.heads[0].seq = 3;
-        let problems = verify_anchors(&[edited, second], rows_of);
+        let problems = verify_anchors(&[edited.clone(), second.clone()], rows_of);
         assert_eq!(problems[0], AnchorProblem::Modified { run_id: "a".into() });
+
+        // The copies outside the table hold the anchors to what they were.
+        let copies = vec![first.clone(), second.clone()];
+        assert_eq!(compare_copies(&anchors, &copies), []);
+        let differs = |run: &str| AnchorProblem::CopyDiffers { run_id: run.into() };
+        assert_eq!(compare_copies(&[edited, second.clone()], &copies), [differs("a")], "an anchor edited");
+        assert_eq!(compare_copies(std::slice::from_ref(&second), &copies), [differs("a")], "an anchor deleted");
+        let forged = Anchor::new("c", at, &heads_b, &second.digest);
+        let with_forged = [first, second, forged];
+        assert_eq!(compare_copies(&with_forged, &copies), [differs("c")], "an anchor added");
     }
 }

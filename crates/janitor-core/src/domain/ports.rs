@@ -271,12 +271,31 @@ pub trait ReportStore: Send + Sync {
     async fn publish(&self, run_id: &str, html: Vec<u8>) -> Result<PublishedReport>;
 }
 
-/// The run's page's key: run ids are execution names (letters, digits, `-` and `_`), and
-/// anything else is replaced so that a key never escapes `runs/`.
-pub fn report_key(run_id: &str) -> String {
+/// A run id as part of an S3 key: run ids are execution names (letters, digits, `-` and
+/// `_`), and anything else is replaced so that a key never escapes its prefix.
+fn key_safe(run_id: &str) -> String {
     let safe: String =
         run_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    format!("runs/{}.html", safe.trim_start_matches('.'))
+    safe.trim_start_matches('.').to_owned()
+}
+
+/// The run's page's key.
+pub fn report_key(run_id: &str) -> String {
+    format!("runs/{}.html", key_safe(run_id))
+}
+
+/// Copies of the audit table's anchors kept where no one can change them for a while (an S3
+/// bucket under Object Lock), so that the anchors themselves can be checked.
+#[async_trait]
+pub trait AnchorCopies: Send + Sync {
+    async fn keep(&self, anchor: &crate::chain::Anchor) -> Result<()>;
+    /// Every copy kept, oldest first.
+    async fn kept(&self) -> Result<Vec<crate::chain::Anchor>>;
+}
+
+/// Where a run's anchor is copied: in the order anchors were made.
+pub fn anchor_copy_key(anchor: &crate::chain::Anchor) -> String {
+    format!("anchors/{}-{}.json", anchor.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), key_safe(&anchor.run_id))
 }
 
 /// How long a report's link opens the page: SigV4's limit, seven days. A link signed with a

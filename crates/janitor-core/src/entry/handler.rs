@@ -313,7 +313,16 @@ pub async fn summarize(deps: &Deps, state: RunState) -> Result<RunSummary, Janit
     }
     // The run's chains sealed as they stand, after its own last row.
     match deps.audit.anchor_run(&summary.run.id, now).await {
-        Ok(Some(anchor)) => tracing::info!(digest = %anchor.digest, chains = anchor.heads.len(), "run anchored"),
+        Ok(Some(anchor)) => {
+            tracing::info!(digest = %anchor.digest, chains = anchor.heads.len(), "run anchored");
+            // Kept where the table's writers cannot reach; a copy missed is what `janitor
+            // audit verify --anchor-bucket` reports, so it cannot go unseen.
+            if let Some(copies) = &deps.anchor_copies
+                && let Err(e) = copies.keep(&anchor).await
+            {
+                tracing::warn!(error = e.error_name(), message = %e, "the run's anchor could not be copied");
+            }
+        }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = e.error_name(), message = %e, "the run's anchor could not be written"),
     }

@@ -31,7 +31,7 @@ pub use pricing::AwsPriceList;
 #[cfg(feature = "remediator")]
 pub use remediator::AwsRemediator;
 #[cfg(feature = "run-store")]
-pub use s3_run_store::{REPORT_LINK_LIFETIME, S3ReportStore, S3RunStore};
+pub use s3_run_store::{REPORT_LINK_LIFETIME, S3AnchorCopies, S3ReportStore, S3RunStore};
 #[cfg(feature = "alerts")]
 pub use sns::SnsAlerts;
 #[cfg(feature = "all-adapters")]

@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::chain::Anchor;
 use crate::error::{JanitorError, Result};
-use crate::ports::{PublishedReport, ReportStore, RunStore, report_key};
+use crate::ports::{AnchorCopies, PublishedReport, ReportStore, RunStore, anchor_copy_key, report_key};
 
 pub struct S3RunStore {
     client: aws_sdk_s3::Client,
@@ -97,5 +98,62 @@ impl ReportStore for S3ReportStore {
             .await
             .map_err(|e| JanitorError::from_sdk("s3", "GetObject", e))?;
         Ok(PublishedReport { location: format!("s3://{}/{key}", self.bucket), link: link.uri().to_owned() })
+    }
+}
+
+/// Anchor copies in an S3 bucket under Object Lock (compliance mode, a default retention):
+/// each written once under a key of its own, which S3 keeps unchanged until it expires.
+pub struct S3AnchorCopies {
+    store: S3RunStore,
+}
+
+impl S3AnchorCopies {
+    pub fn new(client: aws_sdk_s3::Client, bucket: &str) -> Self {
+        S3AnchorCopies { store: S3RunStore::new(client, bucket) }
+    }
+}
+
+#[async_trait]
+impl AnchorCopies for S3AnchorCopies {
+    async fn keep(&self, anchor: &Anchor) -> Result<()> {
+        let body = serde_json::to_vec(anchor)
+            .map_err(|e| JanitorError::InvalidInput(format!("anchor of run {}: {e}", anchor.run_id)))?;
+        self.store
+            .client
+            .put_object()
+            .bucket(&self.store.bucket)
+            .key(anchor_copy_key(anchor))
+            .content_type("application/json")
+            // A bucket under Object Lock takes no write without a checksum of its body.
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| JanitorError::from_sdk("s3", "PutObject", e))?;
+        Ok(())
+    }
+
+    async fn kept(&self) -> Result<Vec<Anchor>> {
+        let pages: Vec<_> = self
+            .store
+            .client
+            .list_objects_v2()
+            .bucket(&self.store.bucket)
+            .prefix("anchors/")
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| JanitorError::from_sdk("s3", "ListObjectsV2", e))?;
+        let mut copies = Vec::new();
+        for key in pages.iter().flat_map(|page| page.contents()).filter_map(|object| object.key()) {
+            let Some(body) = self.store.get(key).await? else { continue };
+            let anchor: Anchor = serde_json::from_slice(&body).map_err(|e| {
+                JanitorError::InvalidInput(format!("{key} in {} is not an anchor: {e}", self.store.bucket))
+            })?;
+            copies.push(anchor);
+        }
+        copies.sort_by(|a, b| (a.at, &a.run_id).cmp(&(b.at, &b.run_id)));
+        Ok(copies)
     }
 }

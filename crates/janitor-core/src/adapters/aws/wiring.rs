@@ -51,6 +51,7 @@ impl Wiring {
             clock: Arc::new(SystemClock),
             runs: Arc::new(Unwired::port("run store")),
             reports: Arc::new(Unwired::port("report store")),
+            anchor_copies: None,
         };
         Wiring { clients, deps }
     }
@@ -122,6 +123,16 @@ impl Wiring {
             Some(bucket) => Arc::new(super::S3ReportStore::new(self.home_s3().await?, &bucket)),
             None => Arc::new(Unwired { port: "report store", why: "JANITOR_REPORTS_BUCKET is not set" }),
         };
+        Ok(self)
+    }
+
+    /// Copies of the audit anchors in the Object Lock bucket `JANITOR_ANCHOR_BUCKET`, when
+    /// the stack has one (an empty value: none).
+    #[cfg(feature = "run-store")]
+    pub async fn anchor_copies(mut self) -> Result<Wiring> {
+        if let Some(bucket) = env_value("JANITOR_ANCHOR_BUCKET") {
+            self.deps.anchor_copies = Some(Arc::new(super::S3AnchorCopies::new(self.home_s3().await?, &bucket)));
+        }
         Ok(self)
     }
 

@@ -12,7 +12,7 @@ table's place, while its server's threads let other requests write meanwhile: a 
 by another process during the transaction was lost, or half of one (its chain head written
 to the replaced table, its rows to the restored one), which real DynamoDB never does. Here
 every write (transaction, Put, Update, Delete) holds one lock, so nothing interleaves with a
-transaction or its rollback.
+transaction or its rollback, and every read holds it too, so none sees half a transaction.
 """
 
 import copy
@@ -56,7 +56,8 @@ def _one_writer_at_a_time(method):
     return wrapper
 
 
-for _name in ("put_item", "update_item", "delete_item"):
+# Reads too: a read never sees half a transaction, nor a table's items mid-change.
+for _name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
     setattr(DynamoDBBackend, _name, _one_writer_at_a_time(getattr(DynamoDBBackend, _name)))
 
 _transact_write_items = DynamoDBBackend.transact_write_items
@@ -95,13 +96,16 @@ def transact_write_items(self, transact_items):
         except Exception:
             # moto put each table's backup back; what an in-place Update changed is undone here.
             for name, key, attrs in before:
-                if name not in self.tables:
-                    continue
-                if attrs is None:
-                    if self.get_item(name, key) is not None:
-                        self.delete_item(name, key)
-                else:
-                    self.put_item(name, attrs)
+                try:
+                    if name not in self.tables:
+                        continue
+                    if attrs is None:
+                        if self.get_item(name, key) is not None:
+                            self.delete_item(name, key)
+                    else:
+                        self.put_item(name, attrs)
+                except Exception as undo_failed:  # the transaction's own error says more
+                    print(f"moto_server: undo of {name} {key} failed: {undo_failed}", file=sys.stderr)
             raise
 
 

@@ -552,14 +552,15 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(bucket) = &args.anchor_bucket {
         let home = clients.home_account().await?;
         let s3 = clients.s3(&home, janitor_core::model::GLOBAL_REGION).await?;
-        let copies: Vec<_> = janitor_core::aws::S3AnchorCopies::new(s3, bucket)
-            .kept()
-            .await?
+        let kept = janitor_core::aws::S3AnchorCopies::new(s3, bucket).kept().await?;
+        let since = kept.iter().map(|c| c.at).min();
+        let copies: Vec<_> = kept
             .into_iter()
-            .filter(|c| args.all || runs.contains(&c.run_id))
+            // A day's copies too: a run removed from the table whole is still the day's.
+            .filter(|c| args.all || runs.contains(&c.run_id) || args.day.is_some_and(|d| c.at.date_naive() == d))
             .collect();
         println!("{} anchor copies read from s3://{bucket}", copies.len());
-        anchor_problems.extend(compare_copies(&chosen, &copies));
+        anchor_problems.extend(compare_copies(&chosen, &copies, since));
     }
     for problem in &anchor_problems {
         println!("{problem}");

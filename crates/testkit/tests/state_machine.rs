@@ -739,7 +739,8 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     let s3 = w.clients.s3(HOME_ACCOUNT, HOME_REGION).await.unwrap();
     let copies = janitor_core::aws::S3AnchorCopies::new(s3.clone(), &anchor_bucket).kept().await.unwrap();
     assert_eq!(copies, anchors, "each run's anchor, copied as the table holds it");
-    assert_eq!(janitor_core::chain::compare_copies(&anchors, &copies), []);
+    let since = copies.first().map(|c| c.at);
+    assert_eq!(janitor_core::chain::compare_copies(&anchors, &copies, since), []);
     let listed = s3.list_object_versions().bucket(&anchor_bucket).send().await.unwrap();
     let version = &listed.versions()[0];
     let locked = s3
@@ -750,6 +751,21 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
         .send()
         .await;
     assert!(locked.is_err(), "a copy under compliance retention cannot be deleted, even by an admin");
+    // A new version over a copy (PutObject may add one) or a delete marker changes what a
+    // plain read returns, not the first version, which is what verify reads.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let forged = serde_json::to_vec(&anchors[1]).unwrap();
+    s3.put_object()
+        .bucket(&anchor_bucket)
+        .key(version.key().unwrap())
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .body(forged.into())
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object().bucket(&anchor_bucket).key(listed.versions()[1].key().unwrap()).send().await.unwrap();
+    let still = janitor_core::aws::S3AnchorCopies::new(s3.clone(), &anchor_bucket).kept().await.unwrap();
+    assert_eq!(still, anchors, "the first versions, as written by the summary steps");
     // (moto answers GetObjectRetention with the object; HeadObject says the same.)
     let head = s3
         .head_object()
@@ -765,7 +781,7 @@ async fn dry_run_then_enforce_through_the_shipped_state_machine() {
     let mut table_without_first = anchors.clone();
     table_without_first.remove(0);
     assert_eq!(
-        janitor_core::chain::compare_copies(&table_without_first, &copies),
+        janitor_core::chain::compare_copies(&table_without_first, &copies, since),
         [janitor_core::chain::AnchorProblem::CopyDiffers { run_id: "local-dry-run".into() }]
     );
 

@@ -438,8 +438,13 @@ pub fn verify_anchors<'a>(anchors: &[Anchor], rows_of: impl Fn(&str) -> &'a [Sto
 
 /// The table's anchors against their copies outside it (an Object Lock bucket, which no one
 /// can change while it holds them): each copy must have its anchor, unchanged, in the table,
-/// and each anchor of the table its copy. `copies` holds those of the runs checked.
-pub fn compare_copies(anchors: &[Anchor], copies: &[Anchor]) -> Vec<AnchorProblem> {
+/// and each anchor of the table made since `since` (the first copy of all: those before were
+/// made before copies were kept) its copy. `copies` holds those of the runs checked.
+pub fn compare_copies(
+    anchors: &[Anchor],
+    copies: &[Anchor],
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<AnchorProblem> {
     let mut problems: Vec<AnchorProblem> = Vec::new();
     let mut differs = |run_id: &str| {
         if !problems.iter().any(|p| matches!(p, AnchorProblem::CopyDiffers { run_id: r } if r == run_id)) {
@@ -451,7 +456,7 @@ pub fn compare_copies(anchors: &[Anchor], copies: &[Anchor]) -> Vec<AnchorProble
             differs(&copy.run_id);
         }
     }
-    for anchor in anchors {
+    for anchor in anchors.iter().filter(|a| since.is_some_and(|first| a.at >= first)) {
         if !copies.contains(anchor) {
             differs(&anchor.run_id);
         }
@@ -622,12 +627,18 @@ mod anchor_tests {
 
         // The copies outside the table hold the anchors to what they were.
         let copies = vec![first.clone(), second.clone()];
-        assert_eq!(compare_copies(&anchors, &copies), []);
+        let since = Some(first.at);
+        assert_eq!(compare_copies(&anchors, &copies, since), []);
         let differs = |run: &str| AnchorProblem::CopyDiffers { run_id: run.into() };
-        assert_eq!(compare_copies(&[edited, second.clone()], &copies), [differs("a")], "an anchor edited");
-        assert_eq!(compare_copies(std::slice::from_ref(&second), &copies), [differs("a")], "an anchor deleted");
+        assert_eq!(compare_copies(&[edited, second.clone()], &copies, since), [differs("a")], "an anchor edited");
+        assert_eq!(compare_copies(std::slice::from_ref(&second), &copies, since), [differs("a")], "an anchor deleted");
         let forged = Anchor::new("c", at, &heads_b, &second.digest);
-        let with_forged = [first, second, forged];
-        assert_eq!(compare_copies(&with_forged, &copies), [differs("c")], "an anchor added");
+        let with_forged = [first.clone(), second.clone(), forged];
+        assert_eq!(compare_copies(&with_forged, &copies, since), [differs("c")], "an anchor added");
+        // Anchors made before copies were kept are not expected to have one.
+        let earlier = Anchor::new("z", at - chrono::Duration::days(1), &heads_b, GENESIS);
+        assert_eq!(compare_copies(&[earlier, first, second.clone()], &copies, since), []);
+        // A run checked alone whose copy was never written.
+        assert_eq!(compare_copies(std::slice::from_ref(&second), &[], since), [differs("b")]);
     }
 }

@@ -133,22 +133,60 @@ impl AnchorCopies for S3AnchorCopies {
         Ok(())
     }
 
+    /// The first version of each key: the one Object Lock keeps. A later version (a
+    /// PutObject over it) or a delete marker changes what a plain read returns, not this.
     async fn kept(&self) -> Result<Vec<Anchor>> {
-        let pages: Vec<_> = self
-            .store
-            .client
-            .list_objects_v2()
-            .bucket(&self.store.bucket)
-            .prefix("anchors/")
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| JanitorError::from_sdk("s3", "ListObjectsV2", e))?;
+        let mut first: std::collections::BTreeMap<String, (aws_smithy_types::DateTime, String)> = Default::default();
+        // ListObjectVersions has no paginator: its pages go by key and version markers.
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .store
+                .client
+                .list_object_versions()
+                .bucket(&self.store.bucket)
+                .prefix("anchors/")
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| JanitorError::from_sdk("s3", "ListObjectVersions", e))?;
+            for version in page.versions() {
+                let (Some(key), Some(id), Some(at)) = (version.key(), version.version_id(), version.last_modified())
+                else {
+                    continue;
+                };
+                let entry = first.entry(key.to_owned()).or_insert_with(|| (*at, id.to_owned()));
+                // S3 lists a key's versions newest first: of two in the same instant, the
+                // later listed is the older.
+                if (at.secs(), at.subsec_nanos()) <= (entry.0.secs(), entry.0.subsec_nanos()) {
+                    *entry = (*at, id.to_owned());
+                }
+            }
+            if page.is_truncated() != Some(true) || page.next_key_marker().is_none() {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
         let mut copies = Vec::new();
-        for key in pages.iter().flat_map(|page| page.contents()).filter_map(|object| object.key()) {
-            let Some(body) = self.store.get(key).await? else { continue };
-            let anchor: Anchor = serde_json::from_slice(&body).map_err(|e| {
+        for (key, (_, version)) in first {
+            let out = self
+                .store
+                .client
+                .get_object()
+                .bucket(&self.store.bucket)
+                .key(&key)
+                .version_id(&version)
+                .send()
+                .await
+                .map_err(|e| JanitorError::from_sdk("s3", "GetObject", e))?;
+            let body = out.body.collect().await.map_err(|e| JanitorError::Transient {
+                service: "s3",
+                operation: "GetObject",
+                message: format!("reading {key}: {e}"),
+            })?;
+            let anchor: Anchor = serde_json::from_slice(&body.into_bytes()).map_err(|e| {
                 JanitorError::InvalidInput(format!("{key} in {} is not an anchor: {e}", self.store.bucket))
             })?;
             copies.push(anchor);

@@ -17,7 +17,7 @@ pub use domain::{audit, chain, cost, error, model, policy, ports, runstore, s3_p
 #[cfg(feature = "local")]
 pub use entry::local;
 pub use entry::{emf, handler, step, telemetry};
-pub use steps::{discovery, export, lock, metrics, notify, onboard, recheck, remediate, report_page, snooze};
+pub use steps::{discovery, export, lock, metrics, notify, onboard, recheck, remediate, report_page, security, snooze};
 
 use std::sync::Arc;
 

@@ -54,6 +54,7 @@ fn deps(w: &World, policy: janitor_core::policy::Policy, alerts: Arc<dyn AlertSi
         api_url: w.slack.api_url(),
         default_channel: "#cloud-janitor".into(),
         response_url_prefix: w.slack.base_url.clone(),
+        security_channel: None,
     };
     deps.chat = Arc::new(SlackChat::new(settings.clone(), "xoxb-test".into()).unwrap());
     deps.slack = settings;

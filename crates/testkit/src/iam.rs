@@ -223,6 +223,7 @@ pub struct LocalNames {
     /// The Object Lock bucket of anchor copies.
     pub anchor_bucket: String,
     pub topic_arn: String,
+    pub security_topic_arn: String,
     pub secret_arn: String,
     pub member_role: String,
 }
@@ -244,6 +245,7 @@ impl LocalNames {
             "AnchorBucket.Arn" => format!("arn:aws:s3:::{}", self.anchor_bucket),
             "AnchorBucket" => self.anchor_bucket.clone(),
             "AlertTopic" => self.topic_arn.clone(),
+            "SecurityTopic" => self.security_topic_arn.clone(),
             "SlackSecretArn" => self.secret_arn.clone(),
             "MemberRoleName" => self.member_role.clone(),
             "AWS::Partition" => "aws".into(),

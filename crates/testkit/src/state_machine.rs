@@ -94,10 +94,23 @@ impl LocalStateMachine {
     /// Every message published to the alert topic so far, as `(subject, message)`, read from
     /// the SNS emulator's record of what each topic sent.
     pub async fn alerts_published(&self) -> Result<Vec<(String, Value)>> {
+        let topic = self.names.as_ref().map(|n| n.topic_arn.clone());
+        self.published_to(topic.as_deref()).await
+    }
+
+    /// Every message published to the security topic so far.
+    pub async fn security_alerts_published(&self) -> Result<Vec<(String, Value)>> {
+        let topic = self.names.as_ref().map(|n| n.security_topic_arn.clone()).context("not run under IAM")?;
+        self.published_to(Some(&topic)).await
+    }
+
+    /// What `topic` (or, with none, every topic) sent.
+    async fn published_to(&self, topic_arn: Option<&str>) -> Result<Vec<(String, Value)>> {
         let sns = self._sns.as_ref().context("no SNS emulator: not a local pipeline")?;
         let data: Value = reqwest::get(format!("{}/moto-api/data.json", sns.endpoint)).await?.json().await?;
         let mut out = Vec::new();
-        for topic in data["sns"]["Topic"].as_array().into_iter().flatten() {
+        let topics = data["sns"]["Topic"].as_array().into_iter().flatten();
+        for topic in topics.filter(|t| topic_arn.is_none_or(|arn| t["arn"] == arn)) {
             for sent in topic["sent_notifications"].as_array().into_iter().flatten() {
                 // (message id, message, subject, attributes, group id)
                 let message = sent[1].as_str().context("a sent notification without a message")?;
@@ -239,6 +252,8 @@ pub async fn local_pipeline(
     let sns = crate::Moto::start()?;
     let topic = sns.clients().await.sns().create_topic().name("cloud-janitor-alerts").send().await?;
     let topic_arn = topic.topic_arn().context("topic arn")?.to_owned();
+    let security = sns.clients().await.sns().create_topic().name("cloud-janitor-security").send().await?;
+    let security_topic_arn = security.topic_arn().context("topic arn")?.to_owned();
     let member_role = janitor_core::aws::clients::DEFAULT_MEMBER_ROLE;
     let run_bucket = format!("cloud-janitor-runs-{}", tables.audit.trim_end_matches("-audit"));
     let s3 = clients.s3(crate::HOME_ACCOUNT, crate::HOME_REGION).await?;
@@ -283,6 +298,8 @@ pub async fn local_pipeline(
         ("JANITOR_ANCHOR_BUCKET", anchor_bucket.clone()),
         // The stack's Mode, for onboard (the state machine's runs say theirs in their input).
         ("JANITOR_MODE", "enforce".to_owned()),
+        ("JANITOR_SECURITY_TOPIC_ARN", security_topic_arn.clone()),
+        ("JANITOR_SECURITY_CHANNEL", "#security".to_owned()),
     ]
     .into_iter()
     .collect();
@@ -334,6 +351,7 @@ pub async fn local_pipeline(
         reports_bucket,
         anchor_bucket,
         topic_arn,
+        security_topic_arn,
         secret_arn,
         member_role: member_role.to_owned(),
     };

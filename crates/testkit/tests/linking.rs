@@ -32,7 +32,7 @@ fn expected(handler: &str) -> &'static [&'static str] {
         "notify" => &["dynamodb", "s3", "secretsmanager"],
         "snooze" => &["dynamodb", "secretsmanager"],
         "onboard" => {
-            &["dynamodb", "ec2", "iam", "lambda", "rds", "s3", "s3control", "secretsmanager", "servicecatalog"]
+            &["dynamodb", "ec2", "iam", "lambda", "rds", "s3", "s3control", "secretsmanager", "servicecatalog", "sns"]
         }
         "remediate" => &["dynamodb", "ec2", "iam", "rds", "s3", "s3control", "secretsmanager", "sns"],
         other => panic!("no expectation for handler {other}"),

@@ -203,6 +203,40 @@ fn the_template_ships_eight_arm64_rust_functions_and_the_guarded_entry_points() 
     let dead_letters = json!({ "Fn::GetAtt": ["OnboardDeadLetters", "Arn"] });
     assert_eq!(onboard["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"], dead_letters);
     assert_eq!(onboard["Events"]["ResourceCreated"]["Properties"]["DeadLetterConfig"]["Arn"], dead_letters);
+    // The security rule hears exactly the calls security::assess alerts on, denied calls and
+    // the root user's, and none that ResourceCreated delivers already.
+    let security = &onboard["Events"]["SecuritySignals"]["Properties"]["Pattern"];
+    let detail_types: BTreeSet<&str> =
+        security["detail-type"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(detail_types, [janitor_core::onboard::DETAIL_TYPE, janitor_core::security::SIGN_IN_DETAIL_TYPE].into());
+    let mut heard = BTreeSet::new();
+    let mut denied = BTreeSet::new();
+    for branch in security["$or"].as_array().unwrap() {
+        let detail = &branch["detail"];
+        for source in detail["eventSource"].as_array().into_iter().flatten() {
+            for name in detail["eventName"].as_array().into_iter().flatten() {
+                heard.insert((source.as_str().unwrap(), name.as_str().unwrap()));
+            }
+        }
+        denied.extend(detail["errorCode"].as_array().into_iter().flatten().filter_map(|c| c.as_str()));
+        if detail["userIdentity"]["type"] == json!(["Root"]) {
+            let excluded: BTreeSet<&str> =
+                detail["eventName"][0]["anything-but"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+            let resource_events: BTreeSet<&str> = janitor_core::onboard::EVENTS.iter().map(|(_, n, _)| *n).collect();
+            assert_eq!(excluded, resource_events, "a root call ResourceCreated hears is not delivered twice");
+        }
+    }
+    assert_eq!(heard, janitor_core::security::EVENTS.iter().copied().collect());
+    assert_eq!(denied, janitor_core::security::DENIED_CODES.iter().copied().collect());
+    assert_eq!(
+        security["$or"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["detail"]["userIdentity"]["type"] == json!(["Root"]))
+            .count(),
+        1
+    );
     // Anchor copies are an option (off by default), and when on, kept in compliance mode.
     assert_eq!(t["Parameters"]["AnchorLockDays"]["Default"], 0);
     let anchors = &t["Resources"]["AnchorBucket"];
@@ -1027,6 +1061,7 @@ async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
         reports_bucket: "reports".into(),
         anchor_bucket: "anchors".into(),
         topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
+        security_topic_arn: "arn:aws:sns:us-east-1:123456789012:s".into(),
         secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s".into(),
         member_role: "CloudJanitorMemberRole".into(),
     };
@@ -1271,13 +1306,58 @@ async fn a_resource_made_public_or_non_compliant_is_told_to_its_owner_from_its_c
     let denied = audit.events_for_resource(&opened).await.unwrap();
     assert!(denied.iter().any(|r| r.event == AuditEventType::SnoozeDenied), "{denied:#?}");
 
-    // ---- what onboard does not judge: a failed call, a call it does not handle
-    for (sample, why) in [("ec2-RunInstances-denied", "call-failed"), ("cloudtrail-StopLogging", "not-judged")] {
-        let sent = w.slack.calls("chat.postMessage").len();
-        let (out, _) = invoke(cloudtrail(sample)).await;
-        assert_eq!(out["ignored"], why, "{sample}: {out}");
-        assert_eq!(w.slack.calls("chat.postMessage").len(), sent, "{sample}");
+    // ---- what onboard does not judge: a failed call (one denied call is no burst)
+    let sent = w.slack.calls("chat.postMessage").len();
+    let (out, _) = invoke(cloudtrail("ec2-RunInstances-denied")).await;
+    assert_eq!((out["ignored"].as_str(), out.get("alerts")), (Some("call-failed"), None), "{out}");
+    assert_eq!(w.slack.calls("chat.postMessage").len(), sent);
+
+    // ---- security events: alerted at once to the security topic and channel, each on record
+    let before = w.machine.security_alerts_published().await.unwrap().len();
+    for (sample, signal) in [
+        ("cloudtrail-StopLogging", "cloudtrail-tampering"),
+        ("iam-AttachUserPolicy-admin", "admin-policy-granted"),
+        ("signin-ConsoleLogin-root", "root-activity"),
+    ] {
+        let event = cloudtrail(sample);
+        let (out, took) = invoke(event.clone()).await;
+        latencies.push((sample, took));
+        assert_eq!(out["alerts"], json!([signal]), "{sample}: {out}");
+        let run = format!("onboard-{}", event["detail"]["eventID"].as_str().unwrap());
+        let rows = audit.events_for_run(&run).await.unwrap();
+        let row = rows.iter().find(|r| r.event == AuditEventType::SecurityAlert).unwrap_or_else(|| panic!("{rows:#?}"));
+        assert_eq!((row.detail["signal"].as_str(), row.detail["topic"].as_str()), (Some(signal), Some("delivered")));
+        assert_eq!(row.detail["slack"], "delivered");
+        assert!(row.resource.ends_with(&format!("/security/{signal}")), "{}", row.resource);
+        // Delivered again, the event raises nothing new.
+        let (again, _) = invoke(event).await;
+        assert!(again.get("alerts").is_none(), "{sample}: {again}");
     }
+    let alerts = w.machine.security_alerts_published().await.unwrap();
+    assert_eq!(alerts.len(), before + 3, "{alerts:#?}");
+    assert!(
+        alerts
+            .iter()
+            .any(|(subject, m)| subject.contains("org-management-events") && m["metadata"]["eventType"] == "security")
+    );
+    assert!(w.machine.alerts_published().await.unwrap().iter().all(|(_, m)| m["metadata"]["eventType"] != "security"));
+    let posted = messages_to(&w, "#security");
+    assert!(
+        posted.len() >= 3 && posted.iter().any(|m| m["text"].as_str().unwrap_or("").contains("AdministratorAccess")),
+        "{posted:#?}"
+    );
+
+    // Failed sign-ins are counted: the fifth within the hour alerts, once; the sixth does not.
+    let before = w.machine.security_alerts_published().await.unwrap().len();
+    let mut raised = Vec::new();
+    for attempt in 0..6 {
+        let mut failure = cloudtrail("signin-ConsoleLogin-failure");
+        failure["detail"]["eventID"] = json!(format!("5f0a7c3e-0000-4000-8000-00000000000{attempt}"));
+        let (out, _) = invoke(failure).await;
+        raised.push(out.get("alerts").is_some());
+    }
+    assert_eq!(raised, [false, false, false, false, true, false]);
+    assert_eq!(w.machine.security_alerts_published().await.unwrap().len(), before + 1);
     // A malformed event fails (Lambda retries it, then the dead-letter queue keeps it).
     let broken = w.machine.invoke("onboard", &json!({ "detail-type": "AWS API Call via CloudTrail" })).await.unwrap();
     assert_eq!(broken.status, "FAILED", "{broken:?}");

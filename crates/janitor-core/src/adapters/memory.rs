@@ -278,6 +278,7 @@ pub struct InMemoryLockStore {
     locks: Mutex<HashMap<ResourceKey, (String, DateTime<Utc>)>>,
     /// Per run: scopes that reserved actions, and the total reserved.
     reservations: Mutex<HashMap<String, (HashSet<String>, usize)>>,
+    counters: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl InMemoryLockStore {
@@ -288,6 +289,16 @@ impl InMemoryLockStore {
 
 #[async_trait]
 impl LockStore for InMemoryLockStore {
+    async fn count_once(&self, key: &str, member: &str, cap: u64, _until: DateTime<Utc>) -> Result<u64> {
+        let mut counters = lock(&self.counters);
+        let members = counters.entry(key.to_owned()).or_default();
+        if !members.contains(member) && members.len() as u64 >= cap {
+            return Ok(cap + 1);
+        }
+        members.insert(member.to_owned());
+        Ok(members.len() as u64)
+    }
+
     async fn acquire(
         &self,
         key: &ResourceKey,

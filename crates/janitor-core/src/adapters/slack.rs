@@ -69,6 +69,8 @@ pub struct SlackSettings {
     pub default_channel: String,
     /// `response_url`s must start with this, so a forged one cannot make us call elsewhere.
     pub response_url_prefix: String,
+    /// Where security alerts go (`JANITOR_SECURITY_CHANNEL`), else the default channel.
+    pub security_channel: Option<String>,
 }
 
 impl SlackSettings {
@@ -80,6 +82,7 @@ impl SlackSettings {
             api_url: var("JANITOR_SLACK_API_URL", "https://slack.com/api"),
             default_channel: var("JANITOR_SLACK_CHANNEL", "#cloud-janitor"),
             response_url_prefix: var("JANITOR_SLACK_RESPONSE_URL_PREFIX", "https://hooks.slack.com/"),
+            security_channel: std::env::var("JANITOR_SECURITY_CHANNEL").ok().filter(|v| !v.is_empty()),
         }
     }
 }

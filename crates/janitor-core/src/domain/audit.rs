@@ -44,6 +44,8 @@ pub enum AuditEventType {
     Halted,
     /// A run's end, with its totals, under [`RUNS_RESOURCE`]: the report's trend reads them.
     RunEnded,
+    /// A security signal in a CloudTrail event, alerted (onboard).
+    SecurityAlert,
 }
 
 /// The audit rows about runs rather than resources.

@@ -485,7 +485,9 @@ impl Tally {
             Skipped => &mut self.skipped,
             Halted => &mut self.halted,
             Failed | NotifyFailed => &mut self.failed,
-            Discovered | Idle | NotIdle | Deferred | Locked | SnoozeDenied | Rechecked | RunEnded => return,
+            Discovered | Idle | NotIdle | Deferred | Locked | SnoozeDenied | Rechecked | RunEnded | SecurityAlert => {
+                return;
+            }
         };
         *field += 1;
     }

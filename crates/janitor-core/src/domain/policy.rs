@@ -48,6 +48,9 @@ pub struct Policy {
     /// Resources judged as they are created (the `onboard` function).
     #[serde(default)]
     pub onboard: OnboardPolicy,
+    /// Security events alerted from CloudTrail (the `onboard` function).
+    #[serde(default)]
+    pub security: SecurityPolicy,
     /// Unit prices (USD) that replace AWS's on-demand ones, by price key
     /// (`"ec2/*/m5.large" = 0.08`; a region of `*` holds everywhere): a discount, a region
     /// the bundled table lacks.
@@ -115,6 +118,92 @@ impl OnboardPolicy {
         }
         Ok(())
     }
+}
+
+/// Which security signals the `onboard` function alerts on (see `steps::security`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityPolicy {
+    /// Failed console sign-ins of one user in one clock hour that raise an alert; 0: off.
+    #[serde(default = "default_console_login_failures")]
+    pub console_login_failures_per_hour: u32,
+    /// Denied calls of one principal within `minutes` that raise an alert; a count of 0: off.
+    #[serde(default = "default_access_denied_burst")]
+    pub access_denied_burst: Burst,
+    /// Any call by an account's root user.
+    #[serde(default = "crate::rules::yes")]
+    pub root_activity: bool,
+    /// A trail stopped, deleted or weakened.
+    #[serde(default = "crate::rules::yes")]
+    pub cloudtrail_tampering: bool,
+    #[serde(default)]
+    pub iam_policy_changes: IamPolicyChanges,
+    /// Managed policies that grant full access (alerted on under `admin-only`).
+    #[serde(default = "default_admin_policies")]
+    pub admin_policies: Vec<String>,
+    /// A security group rule open to 0.0.0.0/0 or ::/0.
+    #[serde(default = "crate::rules::yes")]
+    pub open_ingress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Burst {
+    pub count: u32,
+    pub minutes: u32,
+}
+
+/// Which IAM policy attachments and inline policies are alerted on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IamPolicyChanges {
+    All,
+    /// `admin_policies`, and inline or new versions allowing every action on every resource.
+    #[default]
+    AdminOnly,
+    Off,
+}
+
+impl Default for SecurityPolicy {
+    fn default() -> Self {
+        SecurityPolicy {
+            console_login_failures_per_hour: default_console_login_failures(),
+            access_denied_burst: default_access_denied_burst(),
+            root_activity: true,
+            cloudtrail_tampering: true,
+            iam_policy_changes: IamPolicyChanges::default(),
+            admin_policies: default_admin_policies(),
+            open_ingress: true,
+        }
+    }
+}
+
+impl SecurityPolicy {
+    fn validate(&self) -> std::result::Result<(), String> {
+        let burst = self.access_denied_burst;
+        if burst.count > 0 && !(1..=1440).contains(&burst.minutes) {
+            return Err(format!("security.access_denied_burst.minutes: between 1 and 1440, got {}", burst.minutes));
+        }
+        if let Some(bad) = self.admin_policies.iter().find(|p| !p.starts_with("arn:")) {
+            return Err(format!("security.admin_policies: `{bad}` is not a policy ARN"));
+        }
+        Ok(())
+    }
+}
+
+fn default_console_login_failures() -> u32 {
+    5
+}
+
+fn default_access_denied_burst() -> Burst {
+    Burst { count: 20, minutes: 10 }
+}
+
+fn default_admin_policies() -> Vec<String> {
+    ["AdministratorAccess", "IAMFullAccess", "PowerUserAccess"]
+        .iter()
+        .map(|name| format!("arn:aws:iam::aws:policy/{name}"))
+        .collect()
 }
 
 fn default_renotify_after() -> PolicyDuration {
@@ -302,6 +391,7 @@ impl Policy {
             }
         }
         self.onboard.validate()?;
+        self.security.validate()?;
         self.rules.validate()?;
         Ok(())
     }

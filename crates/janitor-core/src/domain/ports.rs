@@ -236,6 +236,10 @@ pub trait LockStore: Send + Sync {
         cap: usize,
         until: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Counts `member` (an event id) once in the counter `key` (forgotten after `until`) and
+    /// returns how many distinct members it holds: a retried or redelivered event is not
+    /// counted twice. A counter holds at most `cap`; a new member of a full one gets `cap + 1`.
+    async fn count_once(&self, key: &str, member: &str, cap: u64, until: DateTime<Utc>) -> Result<u64>;
 }
 
 #[async_trait]

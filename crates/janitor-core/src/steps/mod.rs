@@ -11,4 +11,5 @@ pub mod onboard;
 pub mod recheck;
 pub mod remediate;
 pub mod report_page;
+pub mod security;
 pub mod snooze;

@@ -73,6 +73,8 @@ pub struct ApiCall {
     #[serde(default)]
     pub error_code: Option<String>,
     #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
     pub request_parameters: Option<Value>,
     #[serde(default)]
     pub response_elements: Option<Value>,
@@ -100,6 +102,9 @@ pub struct UserIdentity {
     pub kind: Option<String>,
     #[serde(default)]
     pub arn: Option<String>,
+    /// An IAM user's name (the one a console sign-in names).
+    #[serde(default)]
+    pub user_name: Option<String>,
 }
 
 impl CloudTrailEvent {
@@ -240,6 +245,9 @@ pub struct Onboarded {
     pub findings: usize,
     pub notified: usize,
     pub exempt: usize,
+    /// Security alerts raised (see [`crate::security`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::security::SignalKind>,
 }
 
 /// Whether the owner was already told about this finding: by an earlier delivery of this
@@ -272,6 +280,9 @@ pub async fn onboard(deps: &Deps, mode: Mode, event: &CloudTrailEvent) -> Result
     let call = &event.detail;
     let run_id = format!("onboard-{}", call.event_id);
     let mut out = Onboarded { run: run_id.clone(), event: call.event_name.clone(), ..Default::default() };
+    if !call.user_identity.arn.as_deref().is_some_and(|arn| deps.policy.onboard.ignores(arn)) {
+        out.alerts = alert(deps, mode, &run_id, event).await?;
+    }
     let target = match triage(&deps.policy, event) {
         Ok(target) => target,
         Err(why) => {
@@ -363,6 +374,136 @@ pub async fn onboard(deps: &Deps, mode: Mode, event: &CloudTrailEvent) -> Result
     Ok(out)
 }
 
+/// The audit key of a security alert: its account, region and signal.
+fn alert_key(event: &CloudTrailEvent, kind: crate::security::SignalKind) -> String {
+    let call = &event.detail;
+    let account = call.recipient_account_id.as_deref().unwrap_or(&event.account);
+    let region = call.aws_region.as_deref().unwrap_or(&event.region);
+    format!("{account}/{region}/security/{}", kind.as_str())
+}
+
+/// Evidence in a message: Slack takes 3,000 characters a section, and a policy document
+/// alone may be 10 KB; the audit row keeps all of it.
+const EVIDENCE_CHARS: usize = 1_500;
+
+/// Raises the event's security signals: each counted one when its count reaches its
+/// threshold in its window (an event counted once, however often it is delivered), the
+/// others at once. An alert is published to the security topic and posted to the security
+/// channel, and recorded with how each went; a redelivered event repeats only what failed.
+async fn alert(
+    deps: &Deps,
+    mode: Mode,
+    run_id: &str,
+    event: &CloudTrailEvent,
+) -> Result<Vec<crate::security::SignalKind>> {
+    use crate::security::assess;
+    let signals = assess(&deps.policy.security, event);
+    if signals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = deps.clock.now();
+    let earlier = deps.audit.events_for_run(run_id).await?;
+    let run = RunContext { id: run_id.to_owned(), mode, scope: None, started_at: Some(now) };
+    let mut raised = Vec::new();
+    let mut undelivered = Vec::new();
+    for signal in signals {
+        let key = alert_key(event, signal.kind);
+        let done_before = |channel: &str| {
+            earlier.iter().any(|e| {
+                e.event == AuditEventType::SecurityAlert && e.resource == key && e.detail[channel] == "delivered"
+            })
+        };
+        let (topic_done, slack_done) = (done_before("topic"), done_before("slack"));
+        if topic_done && slack_done {
+            continue;
+        }
+        let mut count = None;
+        if let Some(counted) = &signal.counted {
+            // Windows by when the calls were made, not when their events arrived.
+            let at = event.detail.event_time.unwrap_or(now).timestamp();
+            let window = i64::from(counted.window_minutes.max(1)) * 60;
+            let start = at - at.rem_euclid(window);
+            let until =
+                chrono::DateTime::from_timestamp((start + 2 * window).max(now.timestamp() + window), 0).unwrap_or(now);
+            let counter = format!("{}/{start}", counted.counter);
+            let n = deps.locks.count_once(&counter, &event.detail.event_id, counted.threshold, until).await?;
+            // Exactly one event is the threshold's in a window: one alert per window.
+            if n != counted.threshold {
+                continue;
+            }
+            count = Some(n);
+        }
+        let mut evidence = serde_json::to_string_pretty(&signal.evidence).unwrap_or_default();
+        if let Some((cut, _)) = evidence.char_indices().nth(EVIDENCE_CHARS) {
+            evidence.truncate(cut);
+            evidence.push_str("\n… (the audit row has it all)");
+        }
+        let description =
+            format!("*{}* ({}), from CloudTrail.\n```{evidence}```", signal.title, <&str>::from(signal.severity));
+        let topic = if topic_done {
+            Ok(())
+        } else {
+            let message = crate::ports::alert_message(
+                &run,
+                format!("{run_id}/{}", signal.kind.as_str()),
+                signal.title.clone(),
+                description.clone(),
+                "security",
+                std::slice::from_ref(&signal.subject),
+            );
+            deps.alerts.publish(&format!("Cloud Janitor security: {}", signal.title), &message).await
+        };
+        let slack = if slack_done {
+            Ok(())
+        } else {
+            let channel = deps.slack.security_channel.clone().unwrap_or_else(|| deps.slack.default_channel.clone());
+            let blocks = serde_json::json!([
+                { "type": "header", "text": { "type": "plain_text", "text": format!("Security: {}", signal.kind.as_str()) } },
+                { "type": "section", "text": { "type": "mrkdwn", "text": description } },
+            ]);
+            deps.chat.post_message(&channel, &signal.title, &blocks).await.map(|_| ())
+        };
+        let outcome = |done: bool, result: &Result<()>| match result {
+            _ if done => json!("delivered"),
+            Ok(()) => json!("delivered"),
+            Err(e) => json!({ "failed": e.error_name(), "message": e.to_string() }),
+        };
+        let row = AuditEvent::new(
+            key,
+            run_id,
+            AuditEventType::SecurityAlert,
+            now,
+            ACTOR,
+            json!({
+                "signal": signal.kind,
+                "severity": signal.severity,
+                "subject": signal.subject,
+                "title": signal.title,
+                "evidence": signal.evidence,
+                "count": count,
+                "threshold": signal.counted.as_ref().map(|c| c.threshold),
+                "window_minutes": signal.counted.as_ref().map(|c| c.window_minutes),
+                "topic": outcome(topic_done, &topic),
+                "slack": outcome(slack_done, &slack),
+            }),
+        );
+        deps.audit.record(&[row]).await?;
+        if topic.is_err() || slack.is_err() {
+            undelivered.push(signal.kind);
+        }
+        raised.push(signal.kind);
+    }
+    if let Some(kind) = undelivered.first() {
+        // On record; Lambda tries again, and only what failed is sent again.
+        return Err(JanitorError::Transient {
+            service: "onboard",
+            operation: "alert",
+            message: format!("security alert {} not delivered", kind.as_str()),
+        });
+    }
+    Ok(raised)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,7 +574,7 @@ mod tests {
     #[test]
     fn the_creator_is_told_by_the_policy_or_by_their_identity_center_email() {
         let mut p = OnboardPolicy::default();
-        let who = |arn: &str| UserIdentity { kind: None, arn: Some(arn.into()) };
+        let who = |arn: &str| UserIdentity { kind: None, arn: Some(arn.into()), user_name: None };
         assert_eq!(creator(&p, &who("arn:aws:iam::123456789012:user/alice")), None);
         p.owners.insert("arn:aws:iam::*:user/*".into(), "#platform".into());
         p.owners.insert("arn:aws:iam::*:user/alice".into(), "alice@example.com".into());

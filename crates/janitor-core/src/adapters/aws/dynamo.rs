@@ -681,6 +681,37 @@ impl LockStore for DynamoLockStore {
         })
     }
 
+    async fn count_once(&self, key: &str, member: &str, cap: u64, until: DateTime<Utc>) -> Result<u64> {
+        // A string set: adding a member it holds changes nothing, so a retry counts once.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("resource", AttributeValue::S(format!("counter/{key}")))
+            .update_expression("ADD #ids :id SET expires_at = :ttl")
+            .condition_expression("attribute_not_exists(#ids) OR size(#ids) < :cap OR contains(#ids, :member)")
+            .expression_attribute_names("#ids", "ids")
+            .expression_attribute_values(":id", AttributeValue::Ss(vec![member.to_owned()]))
+            .expression_attribute_values(":member", AttributeValue::S(member.to_owned()))
+            .expression_attribute_values(":cap", AttributeValue::N(cap.to_string()))
+            .expression_attribute_values(":ttl", AttributeValue::N(until.timestamp().to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let ids = out.attributes().and_then(|a| a.get("ids")).and_then(|v| v.as_ss().ok());
+                ids.map(|ids| ids.len() as u64).ok_or_else(|| JanitorError::Aws {
+                    service: "dynamodb",
+                    operation: "UpdateItem",
+                    message: format!("counter {key} came back without its members"),
+                })
+            }
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(cap + 1),
+            Err(e) => Err(JanitorError::from_sdk("dynamodb", "UpdateItem", e)),
+        }
+    }
+
     async fn reserve_actions(
         &self,
         run_id: &str,

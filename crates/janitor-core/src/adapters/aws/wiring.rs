@@ -99,6 +99,13 @@ impl Wiring {
         self
     }
 
+    /// SNS, to the security topic in `JANITOR_SECURITY_TOPIC_ARN` (onboard's alerts).
+    #[cfg(feature = "alerts")]
+    pub fn security_alerts(mut self) -> Wiring {
+        self.deps.alerts = Arc::new(super::SnsAlerts::new(&self.clients, env_value("JANITOR_SECURITY_TOPIC_ARN")));
+        self
+    }
+
     /// The run's documents in the S3 bucket `JANITOR_RUN_BUCKET`; without it every use says so.
     #[cfg(feature = "run-store")]
     pub async fn run_store(mut self) -> Result<Wiring> {

@@ -197,8 +197,6 @@ pub async fn notify(deps: &Deps, input: Value) -> StepResult {
     to_json(&state)
 }
 
-/// After the grace period: the scope's notified findings again, with fresh reads. A scope
-/// with nothing notified is passed on without a scan.
 /// The mode of a function no run starts (onboard): `JANITOR_MODE`, the stack's `Mode`;
 /// dry-run when unset.
 pub fn mode_from_env() -> Result<crate::model::Mode, JanitorError> {
@@ -215,6 +213,8 @@ pub async fn onboard(deps: &Deps, mode: crate::model::Mode, input: Value) -> Ste
     to_json(&crate::onboard::onboard(deps, mode, &event).await?)
 }
 
+/// After the grace period: the scope's notified findings again, with fresh reads. A scope
+/// with nothing notified is passed on without a scan.
 pub async fn recheck(deps: &Deps, input: Value) -> StepResult {
     let slim: StepPayload = parse("recheck", input)?;
     let payload = load_after(deps, slim, Stage::Notify).await?;

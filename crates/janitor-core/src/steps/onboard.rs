@@ -112,6 +112,14 @@ impl CloudTrailEvent {
         serde_json::from_value(input)
             .map_err(|e| JanitorError::InvalidInput(format!("onboard: not a CloudTrail event from EventBridge: {e}")))
     }
+
+    /// A sample from `events/cloudtrail/` (the unit tests).
+    #[cfg(test)]
+    pub(crate) fn sample(name: &str) -> CloudTrailEvent {
+        let path = format!("{}/../../events/cloudtrail/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        CloudTrailEvent::parse(serde_json::from_str(&text).unwrap()).unwrap()
+    }
 }
 
 /// Resources of one kind in one scope, named by an event.
@@ -508,12 +516,6 @@ async fn alert(
 mod tests {
     use super::*;
 
-    fn sample(name: &str) -> CloudTrailEvent {
-        let path = format!("{}/../../events/cloudtrail/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        CloudTrailEvent::parse(serde_json::from_str(&text).unwrap()).unwrap()
-    }
-
     fn policy() -> crate::policy::Policy {
         crate::policy::Policy::from_toml_str(crate::policy::BUILTIN_POLICY, "built-in").unwrap()
     }
@@ -521,7 +523,7 @@ mod tests {
     #[test]
     fn each_sample_names_its_resources_in_their_scope() {
         let p = policy();
-        let target = |name: &str| triage(&p, &sample(name));
+        let target = |name: &str| triage(&p, &CloudTrailEvent::sample(name));
         let run = target("ec2-RunInstances").unwrap();
         assert_eq!((run.kind, run.scope.region.as_str()), (ResourceKind::Ec2Instance, "us-east-1"));
         assert!(!run.ids.is_empty() && run.ids.iter().all(|id| id.starts_with("i-")), "{run:?}");
@@ -540,18 +542,18 @@ mod tests {
     #[test]
     fn a_group_named_by_its_name_or_in_a_nested_request_and_a_deferred_rename_are_read_right() {
         let p = policy();
-        let mut by_name = sample("ec2-AuthorizeSecurityGroupIngress-open-ssh");
+        let mut by_name = CloudTrailEvent::sample("ec2-AuthorizeSecurityGroupIngress-open-ssh");
         let id = by_name.detail.request_parameters.as_ref().unwrap()["groupId"].clone();
         let request = by_name.detail.request_parameters.as_mut().unwrap();
         request.as_object_mut().unwrap().remove("groupId");
         request["groupName"] = json!("default");
         assert_eq!(triage(&p, &by_name).unwrap().ids, [id.as_str().unwrap()], "from the rules it got");
-        let mut modify = sample("ec2-AuthorizeSecurityGroupIngress-open-ssh");
+        let mut modify = CloudTrailEvent::sample("ec2-AuthorizeSecurityGroupIngress-open-ssh");
         modify.detail.event_name = "ModifySecurityGroupRules".into();
         modify.detail.request_parameters =
             Some(json!({ "ModifySecurityGroupRulesRequest": { "GroupId": "sg-0feed" } }));
         assert_eq!(triage(&p, &modify).unwrap().ids, ["sg-0feed"]);
-        let mut rename = sample("rds-CreateDBInstance");
+        let mut rename = CloudTrailEvent::sample("rds-CreateDBInstance");
         rename.detail.event_name = "ModifyDBInstance".into();
         rename.detail.request_parameters =
             Some(json!({ "dBInstanceIdentifier": "old", "newDBInstanceIdentifier": "new", "applyImmediately": false }));
@@ -562,13 +564,13 @@ mod tests {
 
     #[test]
     fn the_janitors_own_calls_and_excluded_accounts_are_passed_over() {
-        let mut event = sample("s3-PutBucketAcl-public");
+        let mut event = CloudTrailEvent::sample("s3-PutBucketAcl-public");
         event.detail.user_identity.arn =
             Some("arn:aws:sts::123456789012:assumed-role/CloudJanitorMemberRole/remediate".into());
         assert_eq!(triage(&policy(), &event), Err(Ignored::ByTheJanitor));
         let mut p = policy();
         p.excluded_accounts = vec!["123456789012".into()];
-        assert_eq!(triage(&p, &sample("s3-PutBucketAcl-public")), Err(Ignored::Excluded));
+        assert_eq!(triage(&p, &CloudTrailEvent::sample("s3-PutBucketAcl-public")), Err(Ignored::Excluded));
     }
 
     #[test]

@@ -265,14 +265,8 @@ pub fn assess(policy: &SecurityPolicy, event: &CloudTrailEvent) -> Vec<Signal> {
 mod tests {
     use super::*;
 
-    fn sample(name: &str) -> CloudTrailEvent {
-        let path = format!("{}/../../events/cloudtrail/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        CloudTrailEvent::parse(serde_json::from_str(&text).unwrap()).unwrap()
-    }
-
     fn kinds(policy: &SecurityPolicy, name: &str) -> Vec<SignalKind> {
-        assess(policy, &sample(name)).into_iter().map(|s| s.kind).collect()
+        assess(policy, &CloudTrailEvent::sample(name)).into_iter().map(|s| s.kind).collect()
     }
 
     #[test]
@@ -300,7 +294,7 @@ mod tests {
     #[test]
     fn counted_signals_say_what_they_count_per_whom() {
         let p = SecurityPolicy::default();
-        let failure = assess(&p, &sample("signin-ConsoleLogin-failure")).remove(0);
+        let failure = assess(&p, &CloudTrailEvent::sample("signin-ConsoleLogin-failure")).remove(0);
         let counted = failure.counted.unwrap();
         assert_eq!(counted.counter, "console-login-failures/123456789012/alice");
         assert_eq!((counted.threshold, counted.window_minutes), (5, 60));

@@ -36,7 +36,16 @@ impl RunStore for S3RunStore {
     }
 
     async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let out = match self.client.get_object().bucket(&self.bucket).key(path).send().await {
+        self.get_version(path, None).await
+    }
+}
+
+impl S3RunStore {
+    /// The object at `path` (a given version of it, or the current one); `None` if there is none.
+    async fn get_version(&self, path: &str, version: Option<&str>) -> Result<Option<Vec<u8>>> {
+        let request =
+            self.client.get_object().bucket(&self.bucket).key(path).set_version_id(version.map(str::to_owned));
+        let out = match request.send().await {
             Ok(out) => out,
             Err(e) if e.code() == Some("NoSuchKey") => return Ok(None),
             Err(e) => return Err(JanitorError::from_sdk("s3", "GetObject", e)),
@@ -171,22 +180,12 @@ impl AnchorCopies for S3AnchorCopies {
         }
         let mut copies = Vec::new();
         for (key, (_, version)) in first {
-            let out = self
-                .store
-                .client
-                .get_object()
-                .bucket(&self.store.bucket)
-                .key(&key)
-                .version_id(&version)
-                .send()
-                .await
-                .map_err(|e| JanitorError::from_sdk("s3", "GetObject", e))?;
-            let body = out.body.collect().await.map_err(|e| JanitorError::Transient {
+            let body = self.store.get_version(&key, Some(&version)).await?.ok_or_else(|| JanitorError::Aws {
                 service: "s3",
                 operation: "GetObject",
-                message: format!("reading {key}: {e}"),
+                message: format!("{key} version {version} is listed but cannot be read"),
             })?;
-            let anchor: Anchor = serde_json::from_slice(&body.into_bytes()).map_err(|e| {
+            let anchor: Anchor = serde_json::from_slice(&body).map_err(|e| {
                 JanitorError::InvalidInput(format!("{key} in {} is not an anchor: {e}", self.store.bucket))
             })?;
             copies.push(anchor);

@@ -12,8 +12,8 @@ pub mod steps;
 // Short paths for every module, whatever its layer (`crate::model`, `janitor_core::aws`).
 #[cfg(feature = "memory")]
 pub use adapters::memory;
-pub use adapters::{aws, prices, slack};
-pub use domain::{audit, chain, cost, error, model, policy, ports, runstore, s3_public};
+pub use adapters::{aws, prices, slack, teams};
+pub use domain::{audit, chain, cost, delivery, error, model, policy, ports, runstore, s3_public};
 #[cfg(feature = "local")]
 pub use entry::local;
 pub use entry::{emf, handler, step, telemetry};
@@ -52,4 +52,6 @@ pub struct Deps {
     pub reports: Arc<dyn ports::ReportStore>,
     /// Where the summary step copies the run's audit anchor, if the stack keeps copies.
     pub anchor_copies: Option<Arc<dyn ports::AnchorCopies>>,
+    /// Teams, email and the snooze links (Slack is `chat`).
+    pub delivery: delivery::Deliveries,
 }

@@ -61,6 +61,7 @@ fn world(inventory: InMemoryInventory, policy: Policy) -> World {
         runs: Arc::new(InMemoryRunStore::default()),
         reports: reports.clone(),
         anchor_copies: None,
+        delivery: Default::default(),
     };
     World { deps, audit, snoozes, reports }
 }
@@ -550,6 +551,7 @@ async fn remediation_refuses_findings_not_notified_not_past_grace_or_not_recheck
     let mut payload: StepPayload = serde_json::from_value(step::discovery(&w.deps, item).await.unwrap()).unwrap();
     let key = |id: &str| ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, id).to_string();
     let notice = |hours_ago: i64| Notice {
+        via: Default::default(),
         channel: "D1".into(),
         ts: "1.0".into(),
         at: now - Duration::hours(hours_ago),
@@ -649,7 +651,13 @@ async fn ready_to_act(w: &World, run: &str) -> StepPayload {
     let mut rows = Vec::new();
     for f in &mut payload.findings {
         let told = now - Duration::hours(80);
-        f.notified = Some(Notice { channel: "D1".into(), ts: "1.0".into(), at: told, owner_user: None });
+        f.notified = Some(Notice {
+            via: Default::default(),
+            channel: "D1".into(),
+            ts: "1.0".into(),
+            at: told,
+            owner_user: None,
+        });
         let detail = json!({ "grace_ends": now - Duration::hours(8) });
         // A finding's rows name its rule, as notify and recheck write them.
         rows.push(AuditEvent::for_finding(f, run, AuditEventType::Notified, told, "test", detail));
@@ -1080,4 +1088,189 @@ async fn the_summary_writes_the_report_page_and_its_alert_links_to_it() {
     let before = alerts.published().len();
     assert!(summarize(&w.deps, state).await.is_ok(), "a failed alert does not fail the run's summary");
     assert_eq!(alerts.published().len(), before);
+}
+
+/// Four owners, four routes: Teams by domain, email by domain, Teams by channel, Slack for
+/// the rest. Returns the world, the Teams and email fakes, and the run's notified payload.
+async fn routed_world() -> (World, Arc<InMemoryDelivery>, Arc<InMemoryDelivery>, Arc<InMemoryChat>, StepPayload) {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let owned = |id: &str, owner: &str| {
+        let mut i = testing_instance(id);
+        i.tags.insert("Owner".into(), owner.into());
+        i
+    };
+    let inventory = InMemoryInventory {
+        ec2: [(
+            scope.clone(),
+            vec![
+                owned("i-alice", "alice@teams.example"),
+                owned("i-bob", "Bob@mail.example"),
+                owned("i-fin", "#finops"),
+                owned("i-dana", "dana@example.com"),
+            ],
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let policy = Policy::from_toml_str(
+        "[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n\
+         [delivery]\ndomains = { \"teams.example\" = { via = \"teams\", webhook = \"platform\" }, \"mail.example\" = { via = \"email\" } }\n\
+         channels = { \"#finops\" = { via = \"teams\", webhook = \"finops\" } }\n",
+        "p",
+    )
+    .unwrap();
+    let mut w = world(inventory, policy);
+    let (teams, email, chat) = (
+        Arc::new(InMemoryDelivery::default()),
+        Arc::new(InMemoryDelivery::default()),
+        Arc::new(InMemoryChat::default()),
+    );
+    w.deps.chat = chat.clone();
+    w.deps.delivery.teams = teams.clone();
+    w.deps.delivery.email = email.clone();
+    w.deps.delivery.links = Some(janitor_core::delivery::SnoozeLinks {
+        url: "https://api.example/snooze".into(),
+        key: Arc::new(InMemoryLinkKey(b"link-key".to_vec())),
+    });
+    let found = step::discovery(&w.deps, scope_item("r-routes")).await.unwrap();
+    let checked = step::metric_check(&w.deps, found).await.unwrap();
+    let locked = step::lock(&w.deps, checked).await.unwrap();
+    let notified = serde_json::from_value(step::notify(&w.deps, locked).await.unwrap()).unwrap();
+    (w, teams, email, chat, notified)
+}
+
+fn token_of(link: &str) -> String {
+    link.split_once("?t=").unwrap().1.to_owned()
+}
+
+#[tokio::test]
+async fn owners_are_told_by_teams_email_or_slack_as_the_policy_routes_them_with_a_link_only_for_owners() {
+    let (w, teams, email, chat, notified) = routed_world().await;
+    assert_eq!(notified.findings.len(), 4, "every finding notified");
+    let sent = teams.sent();
+    let to: Vec<&str> = sent.iter().map(|(to, _, _)| to.as_str()).collect();
+    assert_eq!(to, ["finops", "platform"]);
+    let alice = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-alice");
+    assert!(sent[1].1.contains("i-alice") && sent[1].2.contains_key(&alice), "{sent:?}");
+    assert!(sent[1].2[&alice].starts_with("https://api.example/snooze?t="));
+    let mails = email.sent();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].0, "bob@mail.example", "addresses are lowercased, as subscriptions filter them");
+    assert!(
+        mails[0].1.contains("i-bob") && mails[0].1.contains("To keep it as it is, snooze it: https://"),
+        "{}",
+        mails[0].1
+    );
+    assert_eq!(chat.posted().len(), 1, "dana stays on Slack");
+    assert!(chat.blocks()[0].to_string().contains("i-dana"));
+
+    let rows = w.audit.events();
+    let notice = |id: &str| {
+        rows.iter().find(|e| e.event == AuditEventType::Notified && e.resource.ends_with(id)).unwrap().detail.clone()
+    };
+    assert_eq!(notice("i-alice")["via"], "teams");
+    assert_eq!(notice("i-alice")["link_holder"], "alice@teams.example");
+    assert_eq!(notice("i-fin")["link_holder"], "#finops");
+    assert_eq!(notice("i-bob")["via"], "email");
+    assert_eq!(notice("i-bob")["recipient"], "bob@mail.example");
+    assert_eq!(notice("i-dana")["via"], "slack");
+    assert!(notice("i-dana").get("link_holder").is_none());
+    let alice_notice = notified.findings.iter().find(|f| f.key == alice).unwrap().notified.clone().unwrap();
+    assert_eq!((alice_notice.via, alice_notice.channel.as_str()), (janitor_core::delivery::Via::Teams, "platform"));
+}
+
+#[tokio::test]
+async fn a_snooze_link_shows_a_page_then_snoozes_once_for_its_holder_and_refuses_forgeries_and_old_links() {
+    use janitor_core::snooze::handle_link;
+    let (mut w, teams, _, _, _) = routed_world().await;
+    let alice = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-alice");
+    let token = token_of(&teams.sent()[1].2[&alice]);
+    let query = format!("t={token}");
+
+    // Opening it (a person, a mail scanner, a link preview) snoozes nothing.
+    let page = handle_link(&w.deps, "GET", Some(&query), b"").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.content_type.starts_with("text/html"));
+    assert!(page.body.contains("i-alice") && page.body.contains("<form method=post>"), "{}", page.body);
+    assert!(w.snoozes.live_snoozes(std::slice::from_ref(&alice), w.deps.clock.now()).await.unwrap().is_empty());
+
+    let form = |days: u32| format!("t={token}&days={days}");
+    let done = handle_link(&w.deps, "POST", None, form(7).as_bytes()).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("snoozed until 2026-11-30"), "{}", done.body);
+    let live = w.snoozes.live_snoozes(std::slice::from_ref(&alice), w.deps.clock.now()).await.unwrap();
+    assert_eq!(live[&alice].by, "alice@teams.example");
+    let snoozed = w.audit.events().into_iter().filter(|e| e.event == AuditEventType::Snoozed).collect::<Vec<_>>();
+    assert_eq!(snoozed.len(), 1);
+    assert_eq!((snoozed[0].detail["via"].as_str(), snoozed[0].run_id.as_str()), (Some("link"), "r-routes"));
+
+    // Once only; and only the lengths offered.
+    assert_eq!(handle_link(&w.deps, "POST", None, form(30).as_bytes()).await.status, 409);
+    let fin = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-fin");
+    let fin_token = token_of(&teams.sent()[0].2[&fin]);
+    assert_eq!(handle_link(&w.deps, "POST", None, format!("t={fin_token}&days=9999").as_bytes()).await.status, 400);
+
+    // A claim edited to another resource or holder is not the key's.
+    let (claim, mac) = fin_token.split_once('.').unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let edited = String::from_utf8(b64.decode(claim).unwrap()).unwrap().replace("i-fin", "i-dana");
+    let forged = format!("{}.{mac}", b64.encode(edited));
+    assert_eq!(handle_link(&w.deps, "POST", None, format!("t={forged}&days=7").as_bytes()).await.status, 403);
+    assert_eq!(handle_link(&w.deps, "GET", Some("t=garbage"), b"").await.status, 403);
+    assert_eq!(handle_link(&w.deps, "GET", None, b"").await.status, 400);
+
+    // Past snooze.max_days (90 by default) the link is dead.
+    let later = w.deps.clock.now() + Duration::days(91);
+    let mut old = w.deps.clone();
+    old.clock = Arc::new(FixedClock(later));
+    assert_eq!(handle_link(&old, "POST", None, format!("t={fin_token}&days=7").as_bytes()).await.status, 410);
+
+    // Told to someone else since: the old holder's link no longer snoozes.
+    w.deps
+        .audit
+        .record(&[janitor_core::audit::AuditEvent::new(
+            fin.as_str(),
+            "r-later",
+            AuditEventType::Notified,
+            w.deps.clock.now() + Duration::hours(1),
+            "notify",
+            json!({ "via": "teams", "link_holder": "#platform" }),
+        )])
+        .await
+        .unwrap();
+    w.deps.clock = Arc::new(FixedClock(w.deps.clock.now() + Duration::hours(2)));
+    let refused = handle_link(&w.deps, "POST", None, format!("t={fin_token}&days=7").as_bytes()).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let denied = w.audit.events().into_iter().filter(|e| e.event == AuditEventType::SnoozeDenied).count();
+    assert_eq!(denied, 1);
+}
+
+#[tokio::test]
+async fn a_teams_message_that_fails_is_notify_failed_and_its_resource_leaves_the_run() {
+    let scope = Scope::new(ACCOUNT, REGION);
+    let mut owned = testing_instance("i-t");
+    owned.tags.insert("Owner".into(), "carol@teams.example".into());
+    let inventory = InMemoryInventory { ec2: [(scope, vec![owned])].into(), ..Default::default() };
+    let policy = Policy::from_toml_str(
+        "[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n\
+         [delivery]\ndomains = { \"teams.example\" = { via = \"teams\", webhook = \"gone\" } }\n",
+        "p",
+    )
+    .unwrap();
+    let mut w = world(inventory, policy);
+    let locks = Arc::new(InMemoryLockStore::default());
+    w.deps.locks = locks.clone();
+    // No Teams configured at all: the route fails, named, and is recorded.
+    let found = step::discovery(&w.deps, scope_item("r-fail")).await.unwrap();
+    let checked = step::metric_check(&w.deps, found).await.unwrap();
+    let locked = step::lock(&w.deps, checked).await.unwrap();
+    let notified: StepPayload = serde_json::from_value(step::notify(&w.deps, locked).await.unwrap()).unwrap();
+    assert!(notified.findings.is_empty());
+    let failed = w.audit.events().into_iter().find(|e| e.event == AuditEventType::NotifyFailed).unwrap();
+    assert_eq!(failed.detail["via"], "teams");
+    assert_eq!(failed.detail["error"], "Janitor.DeliveryError");
+    assert!(failed.detail["message"].as_str().unwrap().contains("JANITOR_TEAMS_SECRET_ID"), "{}", failed.detail);
+    let key = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-t");
+    assert_eq!(locks.holder(&key), None, "released: never notified, never remediated");
 }

@@ -361,6 +361,7 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         runs: Arc::new(janitor_core::memory::ReadOnlyRunStore { bucket: run_bucket, written: Default::default() }),
         reports: Arc::new(janitor_core::memory::InMemoryReportStore::default()),
         anchor_copies: None,
+        delivery: Default::default(),
     };
     let request =
         RunRequest { mode: Mode::DryRun, regions: some(&c.regions), accounts: some(&c.accounts), run_id: None };

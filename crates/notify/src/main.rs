@@ -8,6 +8,6 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
-    let deps = aws::Wiring::from_env().await?.run_store().await?.slack().await?.build();
+    let deps = aws::Wiring::from_env().await?.run_store().await?.slack().await?.teams().await?.email().links().build();
     run(service_fn(|event: LambdaEvent<Value>| handler::notify(&deps, event.payload))).await
 }

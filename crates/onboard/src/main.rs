@@ -9,6 +9,16 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
     let mode = handler::mode_from_env()?;
-    let deps = aws::Wiring::from_env().await?.inventory().security_alerts().slack().await?.build();
+    let deps = aws::Wiring::from_env()
+        .await?
+        .inventory()
+        .security_alerts()
+        .slack()
+        .await?
+        .teams()
+        .await?
+        .email()
+        .links()
+        .build();
     run(service_fn(|event: LambdaEvent<Value>| handler::onboard(&deps, mode, event.payload))).await
 }

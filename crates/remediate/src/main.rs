@@ -8,6 +8,17 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
-    let deps = aws::Wiring::from_env().await?.remediator().alerts().run_store().await?.slack().await?.build();
+    let deps = aws::Wiring::from_env()
+        .await?
+        .remediator()
+        .alerts()
+        .run_store()
+        .await?
+        .slack()
+        .await?
+        .teams()
+        .await?
+        .email()
+        .build();
     run(service_fn(|event: LambdaEvent<Value>| handler::remediate(&deps, event.payload))).await
 }

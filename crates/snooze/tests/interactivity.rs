@@ -37,6 +37,7 @@ fn deps(clock_at: i64, snoozes: Arc<InMemorySnoozeStore>) -> Deps {
         runs: Arc::new(InMemoryRunStore::default()),
         reports: Arc::new(janitor_core::memory::InMemoryReportStore::default()),
         anchor_copies: None,
+        delivery: Default::default(),
     }
 }
 

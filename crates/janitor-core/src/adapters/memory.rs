@@ -545,3 +545,68 @@ impl crate::slack::Chat for InMemoryChat {
         Ok(())
     }
 }
+
+/// Teams or email that keeps what it was given: each digest as the email text a person would
+/// read, with its links, and each follow-up.
+#[derive(Default)]
+pub struct InMemoryDelivery {
+    sent: Mutex<Vec<(String, String, std::collections::HashMap<crate::model::ResourceKey, String>)>>,
+    follow_ups: Mutex<Vec<(String, String)>>,
+    failing: Mutex<std::collections::HashSet<String>>,
+}
+
+impl InMemoryDelivery {
+    /// `(to, text, links)` of every digest sent, in order.
+    pub fn sent(&self) -> Vec<(String, String, std::collections::HashMap<crate::model::ResourceKey, String>)> {
+        lock(&self.sent).clone()
+    }
+
+    pub fn follow_ups(&self) -> Vec<(String, String)> {
+        lock(&self.follow_ups).clone()
+    }
+
+    /// Messages to `to` fail from now on.
+    pub fn fail(&self, to: &str) {
+        lock(&self.failing).insert(to.to_owned());
+    }
+}
+
+#[async_trait]
+impl crate::delivery::Delivery for InMemoryDelivery {
+    async fn send(&self, to: &str, digest: &crate::delivery::Digest<'_>) -> Result<crate::slack::PostedMessage> {
+        if lock(&self.failing).contains(to) {
+            return Err(crate::error::JanitorError::Delivery {
+                via: crate::delivery::Via::Teams,
+                message: format!("{to} is failing"),
+            });
+        }
+        let mut sent = lock(&self.sent);
+        sent.push((to.to_owned(), crate::delivery::email_text(digest), digest.links.clone()));
+        Ok(crate::slack::PostedMessage { channel: to.to_owned(), ts: format!("m-{}", sent.len()) })
+    }
+    async fn follow_up(&self, to: &str, text: &str) -> Result<()> {
+        lock(&self.follow_ups).push((to.to_owned(), text.to_owned()));
+        Ok(())
+    }
+}
+
+/// A link key that is an HMAC-SHA-256 key held in memory.
+pub struct InMemoryLinkKey(pub Vec<u8>);
+
+#[async_trait]
+impl crate::delivery::LinkKey for InMemoryLinkKey {
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .map_err(|e| crate::error::JanitorError::Config(e.to_string()))?;
+        mac.update(message);
+        Ok(mac.finalize().into_bytes().to_vec())
+    }
+    async fn verify(&self, message: &[u8], mac: &[u8]) -> Result<bool> {
+        use hmac::{KeyInit, Mac};
+        let mut check = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .map_err(|e| crate::error::JanitorError::Config(e.to_string()))?;
+        check.update(message);
+        Ok(check.verify_slice(mac).is_ok())
+    }
+}

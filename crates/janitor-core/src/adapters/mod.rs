@@ -6,3 +6,4 @@ pub mod aws;
 pub mod memory;
 pub mod prices;
 pub mod slack;
+pub mod teams;

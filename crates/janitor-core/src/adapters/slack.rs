@@ -250,16 +250,10 @@ pub fn sign(signing_secret: &str, timestamp: i64, body: &[u8]) -> String {
 pub const SNOOZE_ACTIONS: [(&str, u32, &str); 2] =
     [("snooze_7d", 7, "Snooze 7 days"), ("snooze_30d", 30, "Snooze 30 days")];
 
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(max).collect::<String>())
-    }
-}
+use crate::delivery::truncate;
 
 /// The rule's evidence; a daily series (CPU, connections) also as a sparkline.
-fn evidence_line(evidence: &Value) -> Option<String> {
+pub(crate) fn evidence_line(evidence: &Value) -> Option<String> {
     let field = |(k, v): (&String, &Value)| match v
         .as_array()
         .map(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
@@ -325,56 +319,30 @@ pub fn resource_blocks(findings: &[&Finding], mode: Mode, deadline: Deadline) ->
 
 /// One rule's part of a resource's line; `named` when the resource breaks several.
 fn finding_text(f: &Finding, mode: Mode, deadline: Deadline, named: bool) -> String {
-    let mut text = if named { format!("• `{}`: {}", f.policy, f.reason) } else { f.reason.clone() };
-    if let Some(evidence) = evidence_line(&f.evidence) {
+    let facts = crate::delivery::Facts::of(f, mode, deadline, EVIDENCE_TEXT_MAX);
+    let mut text = if named { format!("• `{}`: {}", facts.rule, facts.reason) } else { facts.reason };
+    if let Some(evidence) = facts.evidence {
         // Cut per rule, so a long series never pushes another rule's action out of the line.
-        text.push_str(&format!("\n_Evidence:_ {}", truncate(&evidence, EVIDENCE_TEXT_MAX)));
+        text.push_str(&format!("\n_Evidence:_ {evidence}"));
     }
     if let Some(cost) = &f.cost {
         text.push_str(&format!("\n_Cost:_ {}", cost_line(cost)));
     }
-    let seen = match (f.first_flagged, f.times_flagged) {
-        (Some(first), 0) => format!("first flagged {}", first.format("%Y-%m-%d")),
-        (Some(first), n) => format!("first flagged {}, by {n} earlier runs", first.format("%Y-%m-%d")),
-        (None, _) => "first flagged now".to_owned(),
-    };
-    let then = match mode {
-        Mode::DryRun => format!("nothing (dry-run; enforce would {})", f.action.describe()),
-        Mode::Enforce => f.action.describe().to_owned(),
-    };
-    let after = match deadline {
-        Deadline::At(grace_ends) => grace_ends.format("%Y-%m-%d %H:%M UTC").to_string(),
-        Deadline::NextRun => "the next daily run's grace period".to_owned(),
-    };
-    text.push_str(&format!("\n_{seen}._ After {after}: *{then}*"));
+    text.push_str(&format!("\n_{}._ After {}: *{}*", facts.seen, facts.after, facts.then));
     text
 }
 
 /// One message (of possibly several) for one recipient: a line per resource, each with the
 /// findings of its rules.
-pub fn notification_blocks(
-    resources: &[Vec<&Finding>],
-    run_id: &str,
-    mode: Mode,
-    deadline: Deadline,
-    part: (usize, usize),
-) -> (String, Value) {
-    let title = format!(
-        "Cloud Janitor: {} resource{} need{} your attention",
-        resources.len(),
-        if resources.len() == 1 { "" } else { "s" },
-        if resources.len() == 1 { "s" } else { "" }
-    );
-    let mut context = format!("Run `{run_id}` ({mode}). Snooze a resource to keep it as it is.");
-    if part.1 > 1 {
-        context.push_str(&format!(" Part {} of {}.", part.0, part.1));
-    }
+pub fn notification_blocks(digest: &crate::delivery::Digest<'_>) -> (String, Value) {
+    let title = digest.title();
+    let context = digest.context(|id| format!("`{id}`"));
     let mut blocks = vec![
         json!({ "type": "header", "text": { "type": "plain_text", "text": truncate(&title, 140) } }),
         json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] }),
     ];
-    for findings in resources {
-        blocks.extend(resource_blocks(findings, mode, deadline));
+    for findings in digest.resources {
+        blocks.extend(resource_blocks(findings, digest.mode, digest.deadline));
     }
     (title, Value::Array(blocks))
 }

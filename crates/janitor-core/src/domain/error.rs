@@ -31,6 +31,9 @@ pub enum JanitorError {
     /// Slack refused or failed a call (after waiting out rate limits).
     #[error("slack {method} failed: {message}")]
     Slack { method: &'static str, message: String },
+    /// Teams or email refused or failed a message.
+    #[error("{via} delivery failed: {message}")]
+    Delivery { via: crate::delivery::Via, message: String },
     /// The organization lists the account, but not as active (suspended, closing).
     #[error("account {account} is {state} in the organization; not scanned")]
     AccountNotActive { account: String, state: String },
@@ -50,13 +53,14 @@ impl JanitorError {
             JanitorError::Transient { .. } => TRANSIENT,
             JanitorError::Aws { .. } => "Janitor.AwsError",
             JanitorError::Slack { .. } => "Janitor.SlackError",
+            JanitorError::Delivery { .. } => "Janitor.DeliveryError",
             JanitorError::AuditWrite(_) => "Janitor.AuditWriteFailed",
             JanitorError::AccountNotActive { .. } => "Janitor.AccountNotActive",
         }
     }
 
     /// Every name the core can emit, so template/ASL checks can compare against it.
-    pub const ALL_ERROR_NAMES: [&'static str; 9] = [
+    pub const ALL_ERROR_NAMES: [&'static str; 10] = [
         "Janitor.InvalidInput",
         "Janitor.InvalidPolicy",
         "Janitor.Config",
@@ -64,6 +68,7 @@ impl JanitorError {
         "Janitor.Transient",
         "Janitor.AwsError",
         "Janitor.SlackError",
+        "Janitor.DeliveryError",
         "Janitor.AuditWriteFailed",
         "Janitor.AccountNotActive",
     ];

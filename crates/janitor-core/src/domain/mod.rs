@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod chain;
 pub mod cost;
+pub mod delivery;
 pub mod error;
 pub mod model;
 pub mod policy;

@@ -301,16 +301,24 @@ impl fmt::Display for FindingKey {
     }
 }
 
-/// A Slack message that told the owner about a finding.
+/// The message that told the owner about a finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Notice {
+    #[serde(default, skip_serializing_if = "is_slack")]
+    pub via: crate::delivery::Via,
+    /// Slack: the channel; Teams: the webhook's name; email: the address.
     pub channel: String,
+    /// Slack: the message's ts; email: the SNS message id; Teams: empty.
     pub ts: String,
     pub at: DateTime<Utc>,
     /// The Slack user the owner tag resolved to, if any; that user may snooze.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_user: Option<String>,
+}
+
+fn is_slack(via: &crate::delivery::Via) -> bool {
+    *via == crate::delivery::Via::Slack
 }
 
 /// A running resource that only the metric check can judge; kept compact because a scope

@@ -51,6 +51,9 @@ pub struct Policy {
     /// Security events alerted from CloudTrail (the `onboard` function).
     #[serde(default)]
     pub security: SecurityPolicy,
+    /// How owners are told: Slack, Microsoft Teams or email, by owner domain or channel.
+    #[serde(default)]
+    pub delivery: crate::delivery::DeliveryPolicy,
     /// Unit prices (USD) that replace AWS's on-demand ones, by price key
     /// (`"ec2/*/m5.large" = 0.08`; a region of `*` holds everywhere): a discount, a region
     /// the bundled table lacks.
@@ -392,6 +395,7 @@ impl Policy {
         }
         self.onboard.validate()?;
         self.security.validate()?;
+        self.delivery.validate()?;
         self.rules.validate()?;
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! Notify: one Slack message per owner (split to stay inside Block Kit limits), not one per
+//! Notify: one message per owner (Slack, Teams or email, by the policy's routes) (split to stay inside Block Kit limits), not one per
 //! resource, and one line per resource however many rules it breaks. A resource whose notification failed leaves the run and can never be
 //! remediated.
 
@@ -9,9 +9,10 @@ use serde_json::json;
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
+use crate::delivery::{Digest, LinkClaim, Route, Via};
 use crate::error::{JanitorError, Result};
-use crate::model::{Finding, FlagHistory, Notice, StepPayload};
-use crate::slack::{Deadline, RESOURCES_PER_MESSAGE, notification_blocks};
+use crate::model::{Finding, FlagHistory, Notice, ResourceKey, StepPayload};
+use crate::slack::{Deadline, PostedMessage, RESOURCES_PER_MESSAGE, notification_blocks};
 
 const ACTOR: &str = "notify";
 
@@ -19,16 +20,92 @@ const ACTOR: &str = "notify";
 /// the owner the snooze button answers to.
 pub const OWNER_IS_CALLER: &str = "owner_is_caller";
 
-/// Where an owner's messages go: their Slack user for an email Slack knows, a channel
-/// named in the tag, else the configured channel.
-async fn recipient(
-    deps: &Deps,
-    owner: Option<&str>,
-    cache: &mut HashMap<String, Option<String>>,
-) -> (String, Option<String>) {
-    let fallback = (deps.slack.default_channel.clone(), None);
+/// Set on a NOTIFIED row whose message carried a signed snooze link: to whom (the owner's
+/// email or #channel). The link snoozes only while this is the resource's latest notice.
+pub const LINK_HOLDER: &str = "link_holder";
+
+/// Whom a digest goes to, and by what.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Recipient {
+    /// A Slack user or channel; `owner_user` is the owner's Slack user, who may snooze.
+    Slack {
+        to: String,
+        owner_user: Option<String>,
+    },
+    /// A Teams webhook; `owner` is the owner tag's email or #channel when the tag named the
+    /// owner (they may snooze through the card's links), none for the default webhook.
+    Teams {
+        webhook: String,
+        owner: Option<String>,
+    },
+    Email {
+        address: String,
+    },
+}
+
+impl Recipient {
+    fn via(&self) -> Via {
+        match self {
+            Recipient::Slack { .. } => Via::Slack,
+            Recipient::Teams { .. } => Via::Teams,
+            Recipient::Email { .. } => Via::Email,
+        }
+    }
+
+    fn address(&self) -> &str {
+        match self {
+            Recipient::Slack { to, .. } => to,
+            Recipient::Teams { webhook, .. } => webhook,
+            Recipient::Email { address } => address,
+        }
+    }
+
+    fn owner_user(&self) -> Option<&str> {
+        match self {
+            Recipient::Slack { owner_user, .. } => owner_user.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Who may snooze through this message's links: the owner it was sent to.
+    fn link_holder(&self) -> Option<&str> {
+        match self {
+            Recipient::Slack { .. } => None,
+            Recipient::Teams { owner, .. } => owner.as_deref(),
+            Recipient::Email { address } => Some(address),
+        }
+    }
+
+    /// Resources per message: inside Block Kit's 50 blocks, a Teams card's 28 KB, a
+    /// readable email.
+    fn per_message(&self) -> usize {
+        match self {
+            Recipient::Slack { .. } => RESOURCES_PER_MESSAGE,
+            Recipient::Teams { .. } => crate::teams::RESOURCES_PER_CARD,
+            Recipient::Email { .. } => RESOURCES_PER_MESSAGE,
+        }
+    }
+}
+
+/// Where an owner's messages go, by the policy's `[delivery]` routes: in Slack their user
+/// for an email Slack knows, a channel named in the tag, else the configured channel; a
+/// Teams webhook; their address.
+async fn recipient(deps: &Deps, owner: Option<&str>, cache: &mut HashMap<String, Option<String>>) -> Recipient {
+    let named = owner.filter(|o| o.starts_with('#') || o.contains('@'));
+    match deps.policy.delivery.route(owner) {
+        Route::Teams { webhook } => Recipient::Teams { webhook: webhook.clone(), owner: named.map(str::to_owned) },
+        Route::Email => match named.filter(|o| o.contains('@')) {
+            Some(address) => Recipient::Email { address: address.to_ascii_lowercase() },
+            None => slack_recipient(deps, owner, cache).await,
+        },
+        Route::Slack => slack_recipient(deps, owner, cache).await,
+    }
+}
+
+async fn slack_recipient(deps: &Deps, owner: Option<&str>, cache: &mut HashMap<String, Option<String>>) -> Recipient {
+    let fallback = Recipient::Slack { to: deps.slack.default_channel.clone(), owner_user: None };
     match owner {
-        Some(channel) if channel.starts_with('#') => (channel.to_owned(), None),
+        Some(channel) if channel.starts_with('#') => Recipient::Slack { to: channel.to_owned(), owner_user: None },
         Some(email) if email.contains('@') => {
             if !cache.contains_key(email) {
                 let user = deps.chat.lookup_user_by_email(email).await.unwrap_or_else(|e| {
@@ -38,11 +115,46 @@ async fn recipient(
                 cache.insert(email.to_owned(), user);
             }
             match cache.get(email).cloned().flatten() {
-                Some(user) => (user.clone(), Some(user)),
+                Some(user) => Recipient::Slack { to: user.clone(), owner_user: Some(user) },
                 None => fallback,
             }
         }
         _ => fallback,
+    }
+}
+
+/// Signed snooze links for the resources of one message the holder may snooze. A link
+/// lives as long as a Slack button may be clicked (`snooze.max_days`).
+async fn snooze_links(
+    deps: &Deps,
+    holder: Option<&str>,
+    run_id: &str,
+    findings: impl Iterator<Item = &Finding>,
+    caller_only: &(dyn Fn(&Finding) -> bool + Sync),
+) -> Result<HashMap<ResourceKey, String>> {
+    let mut links = HashMap::new();
+    let (Some(holder), Some(signer)) = (holder, &deps.delivery.links) else { return Ok(links) };
+    let expires = (deps.clock.now() + Duration::days(i64::from(deps.policy.snooze.max_days))).timestamp();
+    for f in findings {
+        // Whoever only changed a resource gains no right to snooze it.
+        if caller_only(f) || links.contains_key(&f.key) {
+            continue;
+        }
+        let claim = LinkClaim { key: f.key.to_string(), holder: holder.to_owned(), run_id: run_id.to_owned(), expires };
+        links.insert(f.key.clone(), signer.link(&claim).await?);
+    }
+    Ok(links)
+}
+
+/// Sends one digest by whatever carries it.
+async fn send(deps: &Deps, to: &Recipient, digest: &Digest<'_>) -> Result<PostedMessage> {
+    match to {
+        Recipient::Slack { to, .. } => {
+            let (text, blocks) = notification_blocks(digest);
+            deps.chat.post_message(to, &text, &blocks).await
+        }
+        Recipient::Teams { webhook, .. } => deps.delivery.teams.send(webhook, digest).await,
+        Recipient::Email { address } => deps.delivery.email.send(address, digest).await,
     }
 }
 
@@ -98,9 +210,7 @@ pub(crate) async fn deliver(
 
     // Each finding remembers its scope's place, so rows and tallies go back to that scope.
     let mut lookups = HashMap::new();
-    // Recipient (channel or user, and the owner's Slack user) -> (scope index, finding).
-    type Digests = BTreeMap<(String, Option<String>), Vec<(usize, Finding)>>;
-    let mut by_recipient = Digests::new();
+    let mut by_recipient = BTreeMap::<Recipient, Vec<(usize, Finding)>>::new();
     for (index, payload) in payloads.iter_mut().enumerate() {
         if payload.error.is_some() {
             continue;
@@ -112,23 +222,36 @@ pub(crate) async fn deliver(
     }
 
     let mut notified: Vec<Vec<Finding>> = vec![Vec::new(); payloads.len()];
-    for ((to, owner_user), mut findings) in by_recipient {
+    for (to, mut findings) in by_recipient {
         findings.sort_by(|(_, a), (_, b)| (&a.key, a.policy).cmp(&(&b.key, b.policy)));
         // A resource's findings share its line, and so its message.
         let resources: Vec<&[(usize, Finding)]> = findings.chunk_by(|(_, a), (_, b)| a.key == b.key).collect();
-        let parts = resources.len().div_ceil(RESOURCES_PER_MESSAGE);
-        for (part, message) in resources.chunks(RESOURCES_PER_MESSAGE).enumerate() {
+        let parts = resources.len().div_ceil(to.per_message());
+        for (part, message) in resources.chunks(to.per_message()).enumerate() {
             let lines: Vec<Vec<&Finding>> =
                 message.iter().map(|resource| resource.iter().map(|(_, f)| f).collect()).collect();
-            let (text, blocks) = notification_blocks(&lines, &run_id, run.mode, deadline, (part + 1, parts));
             let chunk = message.iter().flat_map(|resource| resource.iter());
             let mut events: Vec<(usize, AuditEvent)> = Vec::new();
             // Told at last: a finding the cap kept back loses its place at the front.
             let mut no_longer_deferred = Vec::new();
-            let posted = deps.chat.post_message(&to, &text, &blocks).await;
+            let posted =
+                match snooze_links(deps, to.link_holder(), &run_id, chunk.clone().map(|(_, f)| f), caller_only).await {
+                    Ok(links) => {
+                        let digest = Digest {
+                            resources: &lines,
+                            run_id: &run_id,
+                            mode: run.mode,
+                            deadline,
+                            part: (part + 1, parts),
+                            links: &links,
+                        };
+                        send(deps, &to, &digest).await.map(|posted| (posted, links))
+                    }
+                    Err(e) => Err(e),
+                };
             let posted_ok = posted.is_ok();
             match posted {
-                Ok(posted) => {
+                Ok((posted, links)) => {
                     for (index, f) in chunk {
                         if f.deferred_since.is_some() {
                             let told = Finding { deferred_since: None, ..f.clone() };
@@ -138,12 +261,16 @@ pub(crate) async fn deliver(
                             ));
                         }
                         let mut detail = json!({
+                            "via": to.via(),
                             "channel": posted.channel,
                             "ts": posted.ts,
-                            "recipient": to,
-                            "owner_user": owner_user,
+                            "recipient": to.address(),
+                            "owner_user": to.owner_user(),
                             "grace_ends": grace_ends,
                         });
+                        if links.contains_key(&f.key) {
+                            detail[LINK_HOLDER] = json!(to.link_holder());
+                        }
                         if caller_only(f) {
                             detail[OWNER_IS_CALLER] = json!(true);
                         }
@@ -152,18 +279,19 @@ pub(crate) async fn deliver(
                             AuditEvent::for_finding(f, &run_id, AuditEventType::Notified, now, ACTOR, detail),
                         ));
                         let notice = Notice {
+                            via: to.via(),
                             channel: posted.channel.clone(),
                             ts: posted.ts.clone(),
                             at: now,
-                            owner_user: owner_user.clone(),
+                            owner_user: to.owner_user().map(str::to_owned),
                         };
                         notified[*index].push(Finding { notified: Some(notice), deferred_since: None, ..f.clone() });
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(recipient = %to, error = %e, "notification failed");
+                    tracing::warn!(via = %to.via(), recipient = to.address(), error = %e, "notification failed");
                     for (index, f) in chunk {
-                        let detail = json!({ "recipient": to, "error": e.error_name(), "message": e.to_string() });
+                        let detail = json!({ "via": to.via(), "recipient": to.address(), "error": e.error_name(), "message": e.to_string() });
                         events.push((
                             *index,
                             AuditEvent::for_finding(f, &run_id, AuditEventType::NotifyFailed, now, ACTOR, detail),

@@ -240,10 +240,12 @@ fn snoozed_after_recheck(snooze: &Snooze) -> serde_json::Value {
     json!({ "reason": Exemption::Snoozed, "until": snooze.until, "by": snooze.by, "when": "after the recheck, before the action" })
 }
 
-/// Tells each notification's thread what became of its resources. Best effort: the
-/// outcome is already in the audit log and the summary.
+/// Tells each notification what became of its resources: a reply in the Slack message's
+/// thread, a card to the Teams webhook, an email to the owner. Best effort: the outcome is
+/// already in the audit log and the summary.
 async fn report_in_threads(deps: &Deps, payload: &StepPayload) {
-    let mut threads: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    use crate::delivery::Via;
+    let mut threads: std::collections::BTreeMap<(Via, String, String), Vec<String>> = Default::default();
     for f in &payload.findings {
         let outcome = payload.outcomes.iter().find(|o| o.key == f.key && o.policy == f.policy);
         let (Some(notice), Some(outcome)) = (&f.notified, outcome) else {
@@ -258,15 +260,22 @@ async fn report_in_threads(deps: &Deps, payload: &StepPayload) {
                 outcome.detail["reason"].as_str().unwrap_or("-")
             ),
         };
-        threads
-            .entry((notice.channel.clone(), notice.ts.clone()))
-            .or_default()
-            .push(format!("• `{}` {} ({}): {what}", f.id, f.kind, f.policy));
+        // Only Slack has threads: elsewhere one follow-up per recipient.
+        let thread = if notice.via == Via::Slack { notice.ts.clone() } else { String::new() };
+        let line = match notice.via {
+            Via::Slack => format!("• `{}` {} ({}): {what}", f.id, f.kind, f.policy),
+            _ => format!("- {} {} in {} ({}): {what}", f.kind, f.id, f.key.region(), f.policy),
+        };
+        threads.entry((notice.via, notice.channel.clone(), thread)).or_default().push(line);
     }
-    for ((channel, ts), lines) in threads {
+    for ((via, channel, ts), lines) in threads {
         let text = format!("Grace period over, rechecked. Outcome:\n{}", lines.join("\n"));
-        if let Err(e) = deps.chat.reply_in_thread(&channel, &ts, &text).await {
-            tracing::warn!(%channel, %ts, error = %e, "could not post the outcome to Slack");
+        let sent = match deps.delivery.of(via) {
+            None => deps.chat.reply_in_thread(&channel, &ts, &text).await,
+            Some(delivery) => delivery.follow_up(&channel, &format!("Run {}. {text}", payload.run.id)).await,
+        };
+        if let Err(e) = sent {
+            tracing::warn!(%via, %channel, error = %e, "could not tell the outcome");
         }
     }
 }

@@ -110,7 +110,7 @@ pub fn figures(rows: &[FindingRow]) -> Figures {
     }
 }
 
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

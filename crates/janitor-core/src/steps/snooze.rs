@@ -1,4 +1,4 @@
-//! The Slack Snooze button: verify the request, authorise the clicker, store the snooze
+//! The Slack Snooze button and the signed snooze link of Teams and email: verify the request, authorise the clicker, store the snooze
 //! with its TTL, audit it, and show it in the message — well within Slack's 3 seconds.
 
 use std::collections::HashMap;
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::Deps;
 use crate::audit::{AuditEvent, AuditEventType};
+use crate::delivery::{LinkClaim, LinkError};
 use crate::model::{ResourceKey, Snooze};
 use crate::slack::{SIGNATURE_WINDOW_SECONDS, SNOOZE_ACTIONS, SignatureError, mark_snoozed, verify_signature};
 
@@ -18,6 +19,8 @@ const ACTOR: &str = "snooze";
 pub struct HttpReply {
     pub status: u16,
     pub body: String,
+    /// `application/json` for Slack, `text/html` for a snooze link's pages.
+    pub content_type: &'static str,
 }
 
 impl HttpReply {
@@ -25,6 +28,22 @@ impl HttpReply {
         HttpReply {
             status,
             body: if message.is_empty() { String::new() } else { json!({ "error": message }).to_string() },
+            content_type: "application/json",
+        }
+    }
+
+    /// A small page for whoever opened a snooze link.
+    fn page(status: u16, title: &str, body: &str) -> HttpReply {
+        let title = crate::report_page::esc(title);
+        HttpReply {
+            status,
+            body: format!(
+                "<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
+                 <meta name=robots content=noindex><title>{title}</title>\
+                 <body style=\"font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em\">\
+                 <h1 style=\"font-size:1.4em\">{title}</h1>{body}</body></html>"
+            ),
+            content_type: "text/html; charset=utf-8",
         }
     }
 }
@@ -223,4 +242,152 @@ pub async fn handle_interaction(
         follow_up(deps, url, &update, deadline, "snooze stored").await;
     }
     HttpReply::new(200, "")
+}
+
+// ------------------------------------------------------------------ signed links
+
+/// A snooze link (Teams, email). Opening it (GET) only shows what it would snooze and asks
+/// for how long: mail scanners and link previews open links, and must not snooze anything.
+/// The choice comes back as a form POST, which snoozes once per link, for its holder only,
+/// while the holder is still the resource's latest notified owner.
+pub async fn handle_link(deps: &Deps, method: &str, query: Option<&str>, body: &[u8]) -> HttpReply {
+    let now = deps.clock.now();
+    let fields = |raw: &[u8]| serde_urlencoded::from_bytes::<HashMap<String, String>>(raw).unwrap_or_default();
+    let (from_query, from_body) = (fields(query.unwrap_or_default().as_bytes()), fields(body));
+    let Some(token) = from_body.get("t").or(from_query.get("t")) else {
+        return HttpReply::page(
+            400,
+            "Not a snooze link",
+            "<p>This address needs the link from a Cloud Janitor message.</p>",
+        );
+    };
+    let Some(links) = &deps.delivery.links else {
+        return HttpReply::page(503, "Snooze links are off", "<p>Ask a janitor admin to snooze the resource.</p>");
+    };
+    let claim = match links.open(token, now).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(LinkError::Expired)) => {
+            return HttpReply::page(
+                410,
+                "This link has expired",
+                "<p>It can no longer snooze anything; the next janitor message has a new one.</p>",
+            );
+        }
+        Ok(Err(_)) => {
+            tracing::warn!("a snooze link that the key did not sign");
+            return HttpReply::page(
+                403,
+                "Not a valid snooze link",
+                "<p>Use the link exactly as the message gave it.</p>",
+            );
+        }
+        Err(e) => return HttpReply::new(500, &e.to_string()),
+    };
+    let (claim, mac) = claim;
+    let Ok(key) = ResourceKey::parse(&claim.key) else {
+        return HttpReply::page(400, "Not a valid snooze link", "<p>It names no resource.</p>");
+    };
+    let esc = crate::report_page::esc;
+    let what =
+        format!("{} <code>{}</code> in {} ({})", key.kind(), esc(key.id()), esc(key.region()), esc(key.account()));
+    let max_days = deps.policy.snooze.max_days;
+    let choices: Vec<u32> = SNOOZE_ACTIONS.iter().map(|(_, days, _)| (*days).min(max_days)).collect();
+    match method {
+        "GET" | "HEAD" => {
+            let buttons: String = choices
+                .iter()
+                .map(|days| format!("<button name=days value={days} style=\"font-size:1em;margin-right:.5em\">Snooze {days} days</button>"))
+                .collect();
+            let body = format!(
+                "<p>Snooze {what}, so that Cloud Janitor leaves it as it is?</p>\
+                 <form method=post><input type=hidden name=t value=\"{}\">{buttons}</form>\
+                 <p style=\"color:#555\">Sent to {} by run {}. The link works once.</p>",
+                esc(token),
+                esc(&claim.holder),
+                esc(&claim.run_id)
+            );
+            HttpReply::page(200, "Snooze a resource", &body)
+        }
+        "POST" => {
+            let days = match from_body.get("days").and_then(|d| d.parse::<u32>().ok()) {
+                Some(days) if choices.contains(&days) => days,
+                _ => return HttpReply::page(400, "Choose how long", "<p>The form names no snooze length.</p>"),
+            };
+            snooze_by_link(deps, &claim, &mac, key, days, &what).await
+        }
+        other => HttpReply::new(405, &format!("method {other} is not allowed here")),
+    }
+}
+
+async fn snooze_by_link(
+    deps: &Deps,
+    claim: &LinkClaim,
+    mac: &str,
+    key: ResourceKey,
+    days: u32,
+    what: &str,
+) -> HttpReply {
+    let now = deps.clock.now();
+    let holder = claim.holder.as_str();
+    let remember_until = DateTime::from_timestamp(claim.expires, 0).unwrap_or(now) + Duration::seconds(60);
+    match deps.snoozes.first_sight(&format!("link:{mac}"), remember_until).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return HttpReply::page(409, "This link was already used", "<p>Each snooze link works once.</p>");
+        }
+        Err(e) => return HttpReply::new(500, &e.to_string()),
+    }
+    let history = match deps.audit.events_for_resource(key.as_str()).await {
+        Ok(h) => h,
+        Err(e) => return HttpReply::new(500, &e.to_string()),
+    };
+    let last_notice = history
+        .iter()
+        .filter(|e| e.event == AuditEventType::Notified && e.detail[crate::notify::OWNER_IS_CALLER] != true)
+        .max_by_key(|e| e.at);
+    let run_id = last_notice.map(|e| e.run_id.clone()).unwrap_or_else(|| claim.run_id.clone());
+    let record =
+        |event: AuditEventType, detail: Value| AuditEvent::new(key.as_str(), &run_id, event, now, ACTOR, detail);
+    // A newer notice to someone else (the owner tag changed) ends the old holder's right.
+    if last_notice.is_none_or(|e| e.detail[crate::notify::LINK_HOLDER] != holder) {
+        let event = record(
+            AuditEventType::SnoozeDenied,
+            json!({ "by": holder, "via": "link", "reason": "the link's holder is no longer the notified owner" }),
+        );
+        if let Err(e) = deps.audit.record(&[event]).await {
+            return HttpReply::new(500, &e.to_string());
+        }
+        return HttpReply::page(
+            403,
+            "This link can no longer snooze",
+            "<p>The resource was since told to someone else; their message can snooze it, or a janitor admin.</p>",
+        );
+    }
+    let until = now + Duration::days(i64::from(days));
+    let snooze = Snooze { key: key.clone(), until, by: holder.to_owned(), at: now };
+    match deps.snoozes.put_snooze(&snooze).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let event = record(
+                AuditEventType::SnoozeDenied,
+                json!({ "by": holder, "via": "link", "reason": "a longer snooze is live", "asked_until": until }),
+            );
+            if let Err(e) = deps.audit.record(&[event]).await {
+                return HttpReply::new(500, &e.to_string());
+            }
+            return HttpReply::page(
+                200,
+                "Already snoozed longer",
+                &format!("<p>{what} is already snoozed beyond {days} days; that snooze stays.</p>"),
+            );
+        }
+        Err(e) => return HttpReply::new(500, &e.to_string()),
+    }
+    let event = record(AuditEventType::Snoozed, json!({ "by": holder, "via": "link", "until": until, "days": days }));
+    if let Err(e) = deps.audit.record(&[event]).await {
+        return HttpReply::new(500, &e.to_string());
+    }
+    tracing::info!(resource = %key, by = holder, %until, "snoozed by link");
+    crate::emf::count(&run_id, now, crate::emf::Metric::Snoozed, 1).emit();
+    HttpReply::page(200, "Snoozed", &format!("<p>{what} is snoozed until {}.</p>", until.format("%Y-%m-%d %H:%M UTC")))
 }

@@ -122,6 +122,10 @@ pub fn call_targets(service: &str, uri: &str, body: &[u8]) -> Vec<String> {
             json["SecretId"].as_str().map(str::to_owned).into_iter().collect()
         }
         "SNS" => form("TopicArn").into_iter().collect(),
+        "KMS" => {
+            let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            json["KeyId"].as_str().map(str::to_owned).into_iter().collect()
+        }
         "STS" => form("RoleArn").into_iter().collect(),
         // Path-style (the emulator): `/bucket/key`; a bucket-level call names the bucket.
         "S3" => {
@@ -532,6 +536,13 @@ impl AwsClients {
     pub fn sns(&self) -> aws_sdk_sns::Client {
         aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(&self.inner.base).interceptor(CountCalls(self.stats())).build(),
+        )
+    }
+
+    #[cfg(feature = "links")]
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&self.inner.base).interceptor(CountCalls(self.stats())).build(),
         )
     }
 

@@ -3,6 +3,8 @@
 pub mod clients;
 #[cfg(feature = "metrics")]
 pub mod cloudwatch;
+#[cfg(any(feature = "email", feature = "links"))]
+pub mod delivery;
 pub mod dynamo;
 #[cfg(feature = "inventory")]
 pub mod inventory;
@@ -21,6 +23,10 @@ mod wiring;
 pub use clients::{ApiStats, AwsClients, SetupError};
 #[cfg(feature = "metrics")]
 pub use cloudwatch::CloudWatchMetrics;
+#[cfg(feature = "links")]
+pub use delivery::KmsLinkKey;
+#[cfg(feature = "email")]
+pub use delivery::SnsEmail;
 pub use dynamo::{DynamoAuditLog, DynamoLockStore, DynamoSnoozeStore, TableNames};
 #[cfg(feature = "inventory")]
 pub use inventory::AwsInventory;

@@ -52,6 +52,7 @@ impl Wiring {
             runs: Arc::new(Unwired::port("run store")),
             reports: Arc::new(Unwired::port("report store")),
             anchor_copies: None,
+            delivery: Default::default(),
         };
         Wiring { clients, deps }
     }
@@ -156,6 +157,40 @@ impl Wiring {
         Ok(self)
     }
 
+    /// Microsoft Teams, with the webhooks of the Secrets Manager secret
+    /// `JANITOR_TEAMS_SECRET_ID` (read once per cold start); without it, routes to Teams fail
+    /// as NOTIFY_FAILED, naming the missing setting.
+    #[cfg(feature = "teams")]
+    pub async fn teams(mut self) -> Result<Wiring> {
+        if let Some(secret_id) = env_value("JANITOR_TEAMS_SECRET_ID") {
+            let text = secret_string(&self.clients, &secret_id).await?;
+            let webhooks = crate::teams::TeamsWebhooks::new(crate::teams::TeamsSecret::parse(&text)?)?;
+            self.deps.delivery.teams = Arc::new(webhooks);
+        }
+        Ok(self)
+    }
+
+    /// Email through the SNS topic `JANITOR_EMAIL_TOPIC_ARN`, each owner's subscription
+    /// filtered on the `owner` attribute.
+    #[cfg(feature = "email")]
+    pub fn email(mut self) -> Wiring {
+        if let Some(topic) = env_value("JANITOR_EMAIL_TOPIC_ARN") {
+            self.deps.delivery.email = Arc::new(super::SnsEmail::new(&self.clients, topic));
+        }
+        self
+    }
+
+    /// Signed snooze links to `JANITOR_SNOOZE_LINK_URL`, made and checked with the KMS HMAC
+    /// key `JANITOR_LINK_KEY_ID`; without both, Teams and email messages carry no link.
+    #[cfg(feature = "links")]
+    pub fn links(mut self) -> Wiring {
+        if let (Some(url), Some(key)) = (env_value("JANITOR_SNOOZE_LINK_URL"), env_value("JANITOR_LINK_KEY_ID")) {
+            let key = Arc::new(super::KmsLinkKey::new(&self.clients, key));
+            self.deps.delivery.links = Some(crate::delivery::SnoozeLinks { url, key });
+        }
+        self
+    }
+
     pub fn build(self) -> Deps {
         self.deps
     }
@@ -164,12 +199,26 @@ impl Wiring {
 /// Every adapter but chat and the run store: the command line and the tests.
 #[cfg(feature = "all-adapters")]
 pub fn deps_with(policy: Policy, clients: AwsClients, tables: &TableNames) -> Deps {
-    Wiring::new(policy, clients, tables).inventory().directory().remediator().metrics().alerts().pricing().build()
+    Wiring::new(policy, clients, tables)
+        .inventory()
+        .directory()
+        .remediator()
+        .metrics()
+        .alerts()
+        .pricing()
+        .email()
+        .links()
+        .build()
 }
 
 /// Reads the Slack secret (JSON with `bot_token` and `signing_secret`).
 #[cfg(feature = "slack-secret")]
 pub async fn slack_secret(clients: &AwsClients, secret_id: &str) -> Result<crate::slack::SlackSecret> {
+    crate::slack::SlackSecret::parse(&secret_string(clients, secret_id).await?)
+}
+
+#[cfg(feature = "secretsmanager")]
+async fn secret_string(clients: &AwsClients, secret_id: &str) -> Result<String> {
     let out = clients
         .secrets_manager()
         .get_secret_value()
@@ -177,7 +226,7 @@ pub async fn slack_secret(clients: &AwsClients, secret_id: &str) -> Result<crate
         .send()
         .await
         .map_err(|e| JanitorError::from_sdk("secretsmanager", "GetSecretValue", e))?;
-    crate::slack::SlackSecret::parse(out.secret_string().unwrap_or_default())
+    Ok(out.secret_string().unwrap_or_default().to_owned())
 }
 
 /// An environment variable that is set and not empty.

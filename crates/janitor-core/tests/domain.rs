@@ -1151,8 +1151,11 @@ async fn owners_are_told_by_teams_email_or_slack_as_the_policy_routes_them_with_
     let to: Vec<&str> = sent.iter().map(|(to, _, _)| to.as_str()).collect();
     assert_eq!(to, ["finops", "platform"]);
     let alice = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-alice");
-    assert!(sent[1].1.contains("i-alice") && sent[1].2.contains_key(&alice), "{sent:?}");
-    assert!(sent[1].2[&alice].starts_with("https://api.example/snooze?t="));
+    let fin = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-fin");
+    // A webhook's channel is not alice: her card carries no link; #finops's channel is #finops.
+    assert!(sent[1].1.contains("i-alice") && sent[1].2.is_empty(), "{sent:?}");
+    assert!(sent[1].1.contains("ask a janitor admin to snooze it"), "{}", sent[1].1);
+    assert!(sent[0].2[&fin].starts_with("https://api.example/snooze?t="), "{sent:?}");
     let mails = email.sent();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].0, "bob@mail.example", "addresses are lowercased, as subscriptions filter them");
@@ -1169,7 +1172,7 @@ async fn owners_are_told_by_teams_email_or_slack_as_the_policy_routes_them_with_
         rows.iter().find(|e| e.event == AuditEventType::Notified && e.resource.ends_with(id)).unwrap().detail.clone()
     };
     assert_eq!(notice("i-alice")["via"], "teams");
-    assert_eq!(notice("i-alice")["link_holder"], "alice@teams.example");
+    assert!(notice("i-alice").get("link_holder").is_none());
     assert_eq!(notice("i-fin")["link_holder"], "#finops");
     assert_eq!(notice("i-bob")["via"], "email");
     assert_eq!(notice("i-bob")["recipient"], "bob@mail.example");
@@ -1182,68 +1185,68 @@ async fn owners_are_told_by_teams_email_or_slack_as_the_policy_routes_them_with_
 #[tokio::test]
 async fn a_snooze_link_shows_a_page_then_snoozes_once_for_its_holder_and_refuses_forgeries_and_old_links() {
     use janitor_core::snooze::handle_link;
-    let (mut w, teams, _, _, _) = routed_world().await;
-    let alice = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-alice");
-    let token = token_of(&teams.sent()[1].2[&alice]);
+    let (mut w, teams, email, _, _) = routed_world().await;
+    let fin = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-fin");
+    let token = token_of(&teams.sent()[0].2[&fin]);
     let query = format!("t={token}");
 
     // Opening it (a person, a mail scanner, a link preview) snoozes nothing.
     let page = handle_link(&w.deps, "GET", Some(&query), b"").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.content_type.starts_with("text/html"));
-    assert!(page.body.contains("i-alice") && page.body.contains("<form method=post>"), "{}", page.body);
-    assert!(w.snoozes.live_snoozes(std::slice::from_ref(&alice), w.deps.clock.now()).await.unwrap().is_empty());
+    assert!(page.body.contains("i-fin") && page.body.contains("<form method=post>"), "{}", page.body);
+    assert!(w.snoozes.live_snoozes(std::slice::from_ref(&fin), w.deps.clock.now()).await.unwrap().is_empty());
 
     let form = |days: u32| format!("t={token}&days={days}");
+    assert_eq!(handle_link(&w.deps, "POST", None, form(9999).as_bytes()).await.status, 400, "only the lengths offered");
     let done = handle_link(&w.deps, "POST", None, form(7).as_bytes()).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("snoozed until 2026-11-30"), "{}", done.body);
-    let live = w.snoozes.live_snoozes(std::slice::from_ref(&alice), w.deps.clock.now()).await.unwrap();
-    assert_eq!(live[&alice].by, "alice@teams.example");
+    let live = w.snoozes.live_snoozes(std::slice::from_ref(&fin), w.deps.clock.now()).await.unwrap();
+    assert_eq!(live[&fin].by, "#finops");
     let snoozed = w.audit.events().into_iter().filter(|e| e.event == AuditEventType::Snoozed).collect::<Vec<_>>();
     assert_eq!(snoozed.len(), 1);
     assert_eq!((snoozed[0].detail["via"].as_str(), snoozed[0].run_id.as_str()), (Some("link"), "r-routes"));
 
-    // Once only; and only the lengths offered.
+    // Once only.
     assert_eq!(handle_link(&w.deps, "POST", None, form(30).as_bytes()).await.status, 409);
-    let fin = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-fin");
-    let fin_token = token_of(&teams.sent()[0].2[&fin]);
-    assert_eq!(handle_link(&w.deps, "POST", None, format!("t={fin_token}&days=9999").as_bytes()).await.status, 400);
+    let bob = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-bob");
+    let bob_token = token_of(&email.sent()[0].2[&bob]);
 
     // A claim edited to another resource or holder is not the key's.
-    let (claim, mac) = fin_token.split_once('.').unwrap();
+    let (claim, mac) = bob_token.split_once('.').unwrap();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let edited = String::from_utf8(b64.decode(claim).unwrap()).unwrap().replace("i-fin", "i-dana");
+    let edited = String::from_utf8(b64.decode(claim).unwrap()).unwrap().replace("i-bob", "i-dana");
     let forged = format!("{}.{mac}", b64.encode(edited));
     assert_eq!(handle_link(&w.deps, "POST", None, format!("t={forged}&days=7").as_bytes()).await.status, 403);
-    assert_eq!(handle_link(&w.deps, "GET", Some("t=garbage"), b"").await.status, 403);
+    assert_eq!(handle_link(&w.deps, "GET", Some("t=garbage"), b"").await.status, 400);
     assert_eq!(handle_link(&w.deps, "GET", None, b"").await.status, 400);
 
     // Past snooze.max_days (90 by default) the link is dead.
-    let later = w.deps.clock.now() + Duration::days(91);
     let mut old = w.deps.clone();
-    old.clock = Arc::new(FixedClock(later));
-    assert_eq!(handle_link(&old, "POST", None, format!("t={fin_token}&days=7").as_bytes()).await.status, 410);
+    old.clock = Arc::new(FixedClock(w.deps.clock.now() + Duration::days(91)));
+    assert_eq!(handle_link(&old, "POST", None, format!("t={bob_token}&days=7").as_bytes()).await.status, 410);
 
-    // Told to someone else since: the old holder's link no longer snoozes.
+    // Told to someone else since: the old holder's link no longer snoozes, and is not used up.
     w.deps
         .audit
         .record(&[janitor_core::audit::AuditEvent::new(
-            fin.as_str(),
+            bob.as_str(),
             "r-later",
             AuditEventType::Notified,
             w.deps.clock.now() + Duration::hours(1),
             "notify",
-            json!({ "via": "teams", "link_holder": "#platform" }),
+            json!({ "via": "email", "link_holder": "robert@mail.example" }),
         )])
         .await
         .unwrap();
     w.deps.clock = Arc::new(FixedClock(w.deps.clock.now() + Duration::hours(2)));
-    let refused = handle_link(&w.deps, "POST", None, format!("t={fin_token}&days=7").as_bytes()).await;
+    let refused = handle_link(&w.deps, "POST", None, format!("t={bob_token}&days=7").as_bytes()).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     let denied = w.audit.events().into_iter().filter(|e| e.event == AuditEventType::SnoozeDenied).count();
     assert_eq!(denied, 1);
+    assert!(w.snoozes.live_snoozes(std::slice::from_ref(&bob), w.deps.clock.now()).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -226,6 +226,11 @@ pub struct LocalNames {
     pub security_topic_arn: String,
     pub secret_arn: String,
     pub member_role: String,
+    /// Owners told by email.
+    pub email_topic_arn: String,
+    pub teams_secret_arn: String,
+    /// The KMS HMAC key of snooze links.
+    pub link_key_arn: String,
 }
 
 impl LocalNames {
@@ -247,6 +252,9 @@ impl LocalNames {
             "AlertTopic" => self.topic_arn.clone(),
             "SecurityTopic" => self.security_topic_arn.clone(),
             "SlackSecretArn" => self.secret_arn.clone(),
+            "OwnerEmailTopic" => self.email_topic_arn.clone(),
+            "TeamsSecretArn" => self.teams_secret_arn.clone(),
+            "SnoozeLinkKey.Arn" => self.link_key_arn.clone(),
             "MemberRoleName" => self.member_role.clone(),
             "AWS::Partition" => "aws".into(),
             "AWS::Region" => HOME_REGION.into(),

@@ -13,6 +13,7 @@ pub mod service_catalog;
 pub mod slack;
 pub mod state_machine;
 pub mod tables;
+pub mod teams;
 pub mod template;
 
 use std::io::{Read, Write};

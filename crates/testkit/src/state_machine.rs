@@ -104,6 +104,25 @@ impl LocalStateMachine {
         self.published_to(Some(&topic)).await
     }
 
+    /// Every email published to the owner email topic so far: `(subject, body, owner attribute)`.
+    pub async fn emails_published(&self) -> Result<Vec<(String, String, String)>> {
+        let topic = self.names.as_ref().map(|n| n.email_topic_arn.clone()).context("not run under IAM")?;
+        let sns = self._sns.as_ref().context("no SNS emulator: not a local pipeline")?;
+        let data: Value = reqwest::get(format!("{}/moto-api/data.json", sns.endpoint)).await?.json().await?;
+        let mut out = Vec::new();
+        for t in data["sns"]["Topic"].as_array().into_iter().flatten().filter(|t| t["arn"] == topic) {
+            for sent in t["sent_notifications"].as_array().into_iter().flatten() {
+                let owner = sent[3]["owner"]["Value"].as_str().or(sent[3]["owner"]["StringValue"].as_str());
+                out.push((
+                    sent[2].as_str().unwrap_or_default().to_owned(),
+                    sent[1].as_str().unwrap_or_default().to_owned(),
+                    owner.unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// What `topic` (or, with none, every topic) sent.
     async fn published_to(&self, topic_arn: Option<&str>) -> Result<Vec<(String, Value)>> {
         let sns = self._sns.as_ref().context("no SNS emulator: not a local pipeline")?;
@@ -202,6 +221,38 @@ pub fn slack_interactivity_event(body: &str, timestamp: i64, signature: &str) ->
 
 pub const SIGNING_SECRET: &str = "local-signing-secret";
 
+/// The email owner subscribed to the local stack's owner email topic.
+pub const LOCAL_EMAIL_OWNER: &str = "dave@mail.example";
+
+/// Where the local stack's snooze links point (the HTTP API's `/snooze` route).
+pub const SNOOZE_LINK_URL: &str = "https://local.execute-api.us-east-1.amazonaws.com/snooze";
+
+/// An API Gateway HTTP API (payload v2) request for a snooze link: `GET /snooze?<query>` as
+/// a browser opens it, or `POST /snooze` with the page's form.
+pub fn snooze_link_event(method: &str, query: &str, form: &str) -> Value {
+    json!({
+        "version": "2.0",
+        "routeKey": format!("{method} /snooze"),
+        "rawPath": "/snooze",
+        "rawQueryString": query,
+        "headers": { "content-type": "application/x-www-form-urlencoded" },
+        "requestContext": {
+            "accountId": crate::HOME_ACCOUNT,
+            "apiId": "local",
+            "domainName": "local.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "local",
+            "http": { "method": method, "path": "/snooze", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "Mozilla/5.0" },
+            "requestId": "local-link",
+            "routeKey": format!("{method} /snooze"),
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 0,
+        },
+        "body": form,
+        "isBase64Encoded": false,
+    })
+}
+
 /// How a local pipeline differs from the shipped defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineOptions<'a> {
@@ -215,6 +266,9 @@ pub struct PipelineOptions<'a> {
     pub service_catalog: Option<&'a crate::service_catalog::ServiceCatalogStub>,
     /// Rules switched off in the run's policy (by table: `ec2_missing_monitoring`).
     pub rules_off: &'a [&'a str],
+    /// The Teams webhooks (`platform`, `finops`), for owners the policy routes to Teams
+    /// (`@teams.example`); without it the stack has no Teams, as when TeamsSecretArn is empty.
+    pub teams: Option<&'a crate::teams::TeamsStub>,
 }
 
 impl Default for PipelineOptions<'_> {
@@ -225,6 +279,7 @@ impl Default for PipelineOptions<'_> {
             grace: "0s",
             service_catalog: None,
             rules_off: &[],
+            teams: None,
         }
     }
 }
@@ -254,6 +309,44 @@ pub async fn local_pipeline(
     let topic_arn = topic.topic_arn().context("topic arn")?.to_owned();
     let security = sns.clients().await.sns().create_topic().name("cloud-janitor-security").send().await?;
     let security_topic_arn = security.topic_arn().context("topic arn")?.to_owned();
+    // Owners told by email: the topic each owner's subscription would filter.
+    let email = sns.clients().await.sns().create_topic().name("cloud-janitor-owner-email").send().await?;
+    let email_topic_arn = email.topic_arn().context("topic arn")?.to_owned();
+    // What `janitor email subscribe` does for an owner (the emulator confirms at once).
+    let filter = json!({ "owner": [LOCAL_EMAIL_OWNER] }).to_string();
+    sns.clients()
+        .await
+        .sns()
+        .subscribe()
+        .topic_arn(&email_topic_arn)
+        .protocol("email")
+        .endpoint(LOCAL_EMAIL_OWNER)
+        .attributes("FilterPolicy", filter)
+        .send()
+        .await?;
+    let teams_secret_arn = match options.teams {
+        Some(stub) => clients
+            .secrets_manager()
+            .create_secret()
+            .name("cloud-janitor/teams")
+            .secret_string(stub.secret(&["platform", "finops"]))
+            .send()
+            .await?
+            .arn()
+            .context("secret arn")?
+            .to_owned(),
+        None => String::new(),
+    };
+    // As the template makes SnoozeLinkKey: an HMAC key only KMS holds.
+    let link_key = clients
+        .kms()
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::Hmac256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac)
+        .description("snooze links")
+        .send()
+        .await?;
+    let link_key_arn = link_key.key_metadata().and_then(|m| m.arn()).context("key arn")?.to_owned();
     let member_role = janitor_core::aws::clients::DEFAULT_MEMBER_ROLE;
     let run_bucket = format!("cloud-janitor-runs-{}", tables.audit.trim_end_matches("-audit"));
     let s3 = clients.s3(crate::HOME_ACCOUNT, crate::HOME_REGION).await?;
@@ -282,6 +375,11 @@ pub async fn local_pipeline(
         anyhow::ensure!(text.contains(&header), "the policy has no table {header}");
         text = text.replace(&header, &format!("{header}enabled = false\n"));
     }
+    // Owners at these domains, and #platform, are told in Teams (the `platform` webhook) and by email.
+    text.push_str(
+        "\n[delivery]\ndomains = { \"teams.example\" = { via = \"teams\", webhook = \"platform\" }, \"mail.example\" = { via = \"email\" } }\n\
+         channels = { \"#platform\" = { via = \"teams\", webhook = \"platform\" } }\n",
+    );
     std::fs::write(&policy, text)?;
     let values: BTreeMap<&str, String> = [
         ("RUST_LOG", "info".to_owned()),
@@ -300,6 +398,10 @@ pub async fn local_pipeline(
         ("JANITOR_MODE", "enforce".to_owned()),
         ("JANITOR_SECURITY_TOPIC_ARN", security_topic_arn.clone()),
         ("JANITOR_SECURITY_CHANNEL", "#security".to_owned()),
+        ("JANITOR_TEAMS_SECRET_ID", teams_secret_arn.clone()),
+        ("JANITOR_EMAIL_TOPIC_ARN", email_topic_arn.clone()),
+        ("JANITOR_LINK_KEY_ID", link_key_arn.clone()),
+        ("JANITOR_SNOOZE_LINK_URL", SNOOZE_LINK_URL.to_owned()),
     ]
     .into_iter()
     .collect();
@@ -354,6 +456,14 @@ pub async fn local_pipeline(
         security_topic_arn,
         secret_arn,
         member_role: member_role.to_owned(),
+        email_topic_arn,
+        // Granted only with a Teams secret; a name that matches nothing otherwise.
+        teams_secret_arn: if teams_secret_arn.is_empty() {
+            format!("arn:aws:secretsmanager:{}:{}:secret:no-teams", crate::HOME_REGION, crate::HOME_ACCOUNT)
+        } else {
+            teams_secret_arn
+        },
+        link_key_arn,
     };
     machine.run_under_iam(endpoint, &roles, names);
     machine._sns = Some(sns);

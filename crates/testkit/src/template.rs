@@ -214,6 +214,29 @@ pub const IMPLIED_ACTIONS: &[(&str, &str, &str)] = &[
 /// exercised instead.
 pub const ACTIONS_OFF_THE_HAPPY_PATH: &[(&str, &str, &str)] = &[
     (
+        "notify",
+        "sns:Publish",
+        "tells owners the policy routes to email (onboard's test sends one through the same adapter)",
+    ),
+    ("notify", "sns:ListSubscriptionsByTopic", "checks an email owner's subscription (as onboard's test does)"),
+    ("notify", "sns:GetSubscriptionAttributes", "checks an email owner's subscription (as onboard's test does)"),
+    (
+        "remediate",
+        "sns:ListSubscriptionsByTopic",
+        "tells email owners the outcome (the same adapter as onboard's test)",
+    ),
+    (
+        "remediate",
+        "sns:GetSubscriptionAttributes",
+        "tells email owners the outcome (the same adapter as onboard's test)",
+    ),
+    (
+        "notify",
+        "kms:GenerateMac",
+        "signs the snooze links of Teams and email messages (onboard's test signs them through the same adapter)",
+    ),
+    ("snooze", "kms:VerifyMac", "checks a snooze link (onboard's test opens and uses one)"),
+    (
         "recheck",
         "lambda:GetFunctionConfiguration",
         "asks whether a flagged function that is no longer listed still exists (the emulator test a_deleted_lambda_function_reads_as_gone calls it)",

@@ -29,11 +29,22 @@ fn expected(handler: &str) -> &'static [&'static str] {
         }
         "metric-check" => &["cloudwatch", "dynamodb", "pricing", "s3"],
         "lock" => &["dynamodb", "s3", "sns"],
-        "notify" => &["dynamodb", "s3", "secretsmanager"],
-        "snooze" => &["dynamodb", "secretsmanager"],
-        "onboard" => {
-            &["dynamodb", "ec2", "iam", "lambda", "rds", "s3", "s3control", "secretsmanager", "servicecatalog", "sns"]
-        }
+        // Teams (its secret), email (SNS) and the snooze links' key (KMS).
+        "notify" => &["dynamodb", "kms", "s3", "secretsmanager", "sns"],
+        "snooze" => &["dynamodb", "kms", "secretsmanager"],
+        "onboard" => &[
+            "dynamodb",
+            "ec2",
+            "iam",
+            "kms",
+            "lambda",
+            "rds",
+            "s3",
+            "s3control",
+            "secretsmanager",
+            "servicecatalog",
+            "sns",
+        ],
         "remediate" => &["dynamodb", "ec2", "iam", "rds", "s3", "s3control", "secretsmanager", "sns"],
         other => panic!("no expectation for handler {other}"),
     }

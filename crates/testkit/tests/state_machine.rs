@@ -21,7 +21,9 @@ use testkit::probe::{
     volume_exists,
 };
 use testkit::slack::SlackStub;
-use testkit::state_machine::{Execution, LocalStateMachine, PipelineOptions, click_snooze, local_pipeline};
+use testkit::state_machine::{
+    Execution, LocalStateMachine, PipelineOptions, click_snooze, local_pipeline, snooze_link_event,
+};
 use testkit::template::{
     ACTIONS_OFF_THE_HAPPY_PATH, HOME_ONLY_ACTIONS, IMPLIED_ACTIONS, Template, member_role_actions, observed_actions,
     venv_tool,
@@ -1064,6 +1066,9 @@ async fn a_missing_grant_fails_the_run_naming_function_action_and_resource() {
         security_topic_arn: "arn:aws:sns:us-east-1:123456789012:s".into(),
         secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s".into(),
         member_role: "CloudJanitorMemberRole".into(),
+        email_topic_arn: "arn:aws:sns:us-east-1:123456789012:e".into(),
+        teams_secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:t".into(),
+        link_key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".into(),
     };
     let call = |function: &str, action: &str, target: String| testkit::iam::ObservedCall {
         function: function.into(),
@@ -1168,7 +1173,8 @@ fn messages_to(w: &World, channel: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_made_public_or_non_compliant_is_told_to_its_owner_from_its_cloudtrail_event() {
-    let w = world("onboard", PipelineOptions::default()).await;
+    let teams = testkit::teams::TeamsStub::start().await.unwrap();
+    let w = world("onboard", PipelineOptions { teams: Some(&teams), ..Default::default() }).await;
     let seed = testkit::estate::Seeder::new(w.clients.clone(), HOME_ACCOUNT);
     let audit = DynamoAuditLog::new(w.clients.dynamodb(), &w.tables.audit);
     let invoke = |event: Value| {
@@ -1305,6 +1311,98 @@ async fn a_resource_made_public_or_non_compliant_is_told_to_its_owner_from_its_c
     assert_eq!(live.keys().map(|k| k.to_string()).collect::<Vec<_>>(), std::slice::from_ref(&launched), "{live:?}");
     let denied = audit.events_for_resource(&opened).await.unwrap();
     assert!(denied.iter().any(|r| r.event == AuditEventType::SnoozeDenied), "{denied:#?}");
+
+    // ---- owners the policy routes to Teams and to email: a card and an email, each with a
+    // signed snooze link that opens a page (snoozing nothing) whose form snoozes, once
+    // #platform owns an instance (S3 tags cannot hold `#`), dave a bucket made public.
+    let platform_instance =
+        seed.instance(HOME_REGION, &[("Name", "platform-batch"), ("Owner", "#platform")]).await.unwrap();
+    let mut launched_for_platform = cloudtrail("ec2-RunInstances");
+    launched_for_platform["detail"]["responseElements"]["instancesSet"]["items"] =
+        json!([{ "instanceId": platform_instance }]);
+    launched_for_platform["detail"]["eventID"] = json!("7a1c2e3f-0000-4000-8000-000000000001");
+    let dave_bucket = format!("dave-{bucket}");
+    s3.create_bucket().bucket(&dave_bucket).send().await.unwrap();
+    let tag = aws_sdk_s3::types::Tag::builder().key("Owner").value("dave@mail.example").build().unwrap();
+    let tagging = aws_sdk_s3::types::Tagging::builder().tag_set(tag).build().unwrap();
+    s3.put_bucket_tagging().bucket(&dave_bucket).tagging(tagging).send().await.unwrap();
+    let mut made_public = cloudtrail("s3-PutBucketPolicy-public");
+    let policy = made_public["detail"]["requestParameters"]["bucketPolicy"].to_string().replace(&bucket, &dave_bucket);
+    s3.put_bucket_policy().bucket(&dave_bucket).policy(&policy).send().await.unwrap();
+    made_public["detail"]["requestParameters"]["bucketName"] = json!(dave_bucket);
+    made_public["detail"]["eventID"] = json!("7a1c2e3f-0000-4000-8000-000000000002");
+    let routed = [platform_instance.clone(), dave_bucket.clone()];
+    for (event, name) in [(launched_for_platform, "RunInstances, to Teams"), (made_public, "PutBucketPolicy, by email")]
+    {
+        let sent = w.slack.calls("chat.postMessage").len();
+        let (out, took) = invoke(event).await;
+        latencies.push((name, took));
+        assert_eq!(out["notified"], 1, "{name}: {out}");
+        assert_eq!(w.slack.calls("chat.postMessage").len(), sent, "{name}: not told in Slack");
+    }
+    let cards = teams.cards("platform");
+    assert_eq!(cards.len(), 1, "{cards:#?}");
+    let card = cards[0]["attachments"][0]["content"].to_string();
+    assert!(card.contains(&routed[0]) && card.contains("the next daily run's grace period"), "{card}");
+    assert!(card.contains("ec2-missing-tags") && card.contains("Action.OpenUrl"), "{card}");
+    let url = |text: &str| {
+        let start = text.find(testkit::state_machine::SNOOZE_LINK_URL).unwrap_or_else(|| panic!("no link in {text}"));
+        text[start..].split(['"', '\n', ' ']).next().unwrap().to_owned()
+    };
+    let emails = w.machine.emails_published().await.unwrap();
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    let (subject, body, to) = &emails[0];
+    assert_eq!(
+        (subject.as_str(), to.as_str()),
+        ("Cloud Janitor: 1 resource needs your attention", "dave@mail.example")
+    );
+    assert!(body.contains(&routed[1]) && body.contains("Rule: s3-public-bucket") && body.contains("Why: "), "{body}");
+    let snoozes = DynamoSnoozeStore::new(w.clients.dynamodb(), &w.tables.snooze);
+    let kinds = [ResourceKind::Ec2Instance, ResourceKind::S3Bucket];
+    for ((name, kind), (link, holder)) in
+        routed.iter().zip(kinds).zip([(url(&card), "#platform"), (url(body), "dave@mail.example")])
+    {
+        let token = link.split_once("?t=").unwrap().1.to_owned();
+        let opened = w.machine.invoke("snooze", &snooze_link_event("GET", &format!("t={token}"), "")).await.unwrap();
+        assert_eq!(opened.output["statusCode"], 200, "{}", explain(&w, &opened));
+        assert!(opened.output["body"].as_str().unwrap().contains(name.as_str()), "{}", opened.output);
+        let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, kind, name);
+        assert!(
+            snoozes.live_snoozes(std::slice::from_ref(&key), Utc::now()).await.unwrap().is_empty(),
+            "opening snoozes nothing"
+        );
+        let form = serde_urlencoded::to_string([("t", token.as_str()), ("days", "7")]).unwrap();
+        let used = w.machine.invoke("snooze", &snooze_link_event("POST", "", &form)).await.unwrap();
+        assert_eq!(used.output["statusCode"], 200, "{}", explain(&w, &used));
+        let live = snoozes.live_snoozes(std::slice::from_ref(&key), Utc::now()).await.unwrap();
+        assert_eq!(live.get(&key).map(|s| s.by.as_str()), Some(holder), "{live:?}");
+        let again = w.machine.invoke("snooze", &snooze_link_event("POST", "", &form)).await.unwrap();
+        assert_eq!(again.output["statusCode"], 409, "a link works once: {}", again.output);
+    }
+
+    // An email owner with no subscription would get nothing from SNS: the message fails, on
+    // record, and the event is retried (then kept in the dead-letter queue).
+    let erin_bucket = format!("erin-{bucket}");
+    s3.create_bucket().bucket(&erin_bucket).send().await.unwrap();
+    let tag = aws_sdk_s3::types::Tag::builder().key("Owner").value("erin@mail.example").build().unwrap();
+    let tagging = aws_sdk_s3::types::Tagging::builder().tag_set(tag).build().unwrap();
+    s3.put_bucket_tagging().bucket(&erin_bucket).tagging(tagging).send().await.unwrap();
+    let mut unreachable = cloudtrail("s3-PutBucketPolicy-public");
+    let policy = unreachable["detail"]["requestParameters"]["bucketPolicy"].to_string().replace(&bucket, &erin_bucket);
+    s3.put_bucket_policy().bucket(&erin_bucket).policy(&policy).send().await.unwrap();
+    unreachable["detail"]["requestParameters"]["bucketName"] = json!(erin_bucket);
+    unreachable["detail"]["eventID"] = json!("7a1c2e3f-0000-4000-8000-000000000003");
+    let failed = w.machine.invoke("onboard", &unreachable).await.unwrap();
+    assert_eq!(failed.status, "FAILED", "{failed:?}");
+    let run = format!("onboard-{}", unreachable["detail"]["eventID"].as_str().unwrap());
+    let rows = audit.events_for_run(&run).await.unwrap();
+    let refused = rows.iter().find(|r| r.event == AuditEventType::NotifyFailed).unwrap_or_else(|| panic!("{rows:#?}"));
+    assert!(
+        refused.detail["message"].as_str().unwrap().contains("erin@mail.example has no confirmed subscription"),
+        "{}",
+        refused.detail
+    );
+    assert_eq!(w.machine.emails_published().await.unwrap().len(), 1, "nothing published for erin");
 
     // ---- what onboard does not judge: a failed call (one denied call is no burst)
     let sent = w.slack.calls("chat.postMessage").len();

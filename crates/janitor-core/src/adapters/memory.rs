@@ -546,18 +546,21 @@ impl crate::slack::Chat for InMemoryChat {
     }
 }
 
+/// A digest as the fake keeps it: to whom, the text a person would read, its links.
+pub type SentDigest = (String, String, std::collections::HashMap<crate::model::ResourceKey, String>);
+
 /// Teams or email that keeps what it was given: each digest as the email text a person would
 /// read, with its links, and each follow-up.
 #[derive(Default)]
 pub struct InMemoryDelivery {
-    sent: Mutex<Vec<(String, String, std::collections::HashMap<crate::model::ResourceKey, String>)>>,
+    sent: Mutex<Vec<SentDigest>>,
     follow_ups: Mutex<Vec<(String, String)>>,
     failing: Mutex<std::collections::HashSet<String>>,
 }
 
 impl InMemoryDelivery {
     /// `(to, text, links)` of every digest sent, in order.
-    pub fn sent(&self) -> Vec<(String, String, std::collections::HashMap<crate::model::ResourceKey, String>)> {
+    pub fn sent(&self) -> Vec<SentDigest> {
         lock(&self.sent).clone()
     }
 

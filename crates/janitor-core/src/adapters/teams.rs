@@ -44,10 +44,11 @@ impl TeamsSecret {
                 "the Teams secret must be JSON {{\"webhooks\": {{\"<name>\": \"<url>\"}}}}: {e}"
             ))
         })?;
-        if let Some((name, _)) =
-            secret.webhooks.iter().find(|(_, url)| !url.starts_with("https://") && !url.starts_with("http://"))
+        // A webhook URL is a credential: only over TLS (plain HTTP only to this machine, for tests).
+        let loopback = |url: &str| url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:");
+        if let Some((name, _)) = secret.webhooks.iter().find(|(_, url)| !url.starts_with("https://") && !loopback(url))
         {
-            return Err(JanitorError::Config(format!("the Teams webhook `{name}` is not a URL")));
+            return Err(JanitorError::Config(format!("the Teams webhook `{name}` is not an https:// URL")));
         }
         Ok(secret)
     }
@@ -119,11 +120,13 @@ impl Delivery for TeamsWebhooks {
     async fn send(&self, webhook: &str, digest: &Digest<'_>) -> Result<PostedMessage> {
         self.post(webhook, &card(digest)).await?;
         // A webhook names no message: the receipt is where it went.
+        // Workflows' 202 says the flow took the card, not that the channel shows it; a flow
+        // that fails later shows in its run history only.
         Ok(PostedMessage { channel: webhook.to_owned(), ts: String::new() })
     }
 
     async fn follow_up(&self, webhook: &str, text: &str) -> Result<()> {
-        let body = vec![json!({ "type": "TextBlock", "text": text, "wrap": true })];
+        let body = vec![json!({ "type": "TextBlock", "text": plain(text), "wrap": true })];
         self.post(webhook, &envelope(body)).await
     }
 }
@@ -246,7 +249,7 @@ mod tests {
             .flat_map(|n| {
                 let key = ResourceKey::new("111111111111", "us-east-1", ResourceKind::Ec2Instance, &format!("i-{n}"));
                 [RuleId::Ec2IdleCpu, RuleId::Ec2MissingMonitoring, RuleId::Ec2MissingTags].map(|rule| {
-                    let mut f = Finding::new(key.clone(), rule, &"why ".repeat(50), Action::StopInstance);
+                    let mut f = Finding::new(key.clone(), rule, "why ".repeat(50), Action::StopInstance);
                     f.evidence = json!({ "series": vec![1.5; 200], "note": "x".repeat(2000) });
                     f
                 })

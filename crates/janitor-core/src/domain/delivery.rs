@@ -383,12 +383,16 @@ impl SnoozeLinks {
         let (Ok(raw), Ok(mac_bytes)) = (B64.decode(body), B64.decode(mac)) else {
             return Ok(Err(LinkError::Malformed));
         };
-        if mac_bytes.len() != MAC_BYTES || !self.key.verify(body.as_bytes(), &mac_bytes).await? {
+        // Checked before the key is asked, so junk costs no KMS request; trusted only after.
+        let Ok(claim) = serde_json::from_slice::<LinkClaim>(&raw) else { return Ok(Err(LinkError::Malformed)) };
+        if mac_bytes.len() != MAC_BYTES {
             return Ok(Err(LinkError::Forged));
         }
-        let Ok(claim) = serde_json::from_slice::<LinkClaim>(&raw) else { return Ok(Err(LinkError::Malformed)) };
         if now.timestamp() >= claim.expires {
             return Ok(Err(LinkError::Expired));
+        }
+        if !self.key.verify(body.as_bytes(), &mac_bytes).await? {
+            return Ok(Err(LinkError::Forged));
         }
         Ok(Ok((claim, hex::encode(mac_bytes))))
     }

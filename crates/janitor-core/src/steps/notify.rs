@@ -32,8 +32,9 @@ enum Recipient {
         to: String,
         owner_user: Option<String>,
     },
-    /// A Teams webhook; `owner` is the owner tag's email or #channel when the tag named the
-    /// owner (they may snooze through the card's links), none for the default webhook.
+    /// A Teams webhook; `owner` is the #channel the owner tag names when the policy routes
+    /// that channel to this webhook (its members may snooze through the card's links). An
+    /// owner routed by email domain, or by default, gets no link: a channel is not them.
     Teams {
         webhook: String,
         owner: Option<String>,
@@ -93,7 +94,12 @@ impl Recipient {
 async fn recipient(deps: &Deps, owner: Option<&str>, cache: &mut HashMap<String, Option<String>>) -> Recipient {
     let named = owner.filter(|o| o.starts_with('#') || o.contains('@'));
     match deps.policy.delivery.route(owner) {
-        Route::Teams { webhook } => Recipient::Teams { webhook: webhook.clone(), owner: named.map(str::to_owned) },
+        // A webhook posts to a channel that everyone in it reads: a link there is the
+        // channel's, so only a channel the owner tag names, routed by name, holds one.
+        Route::Teams { webhook } => {
+            let channel = owner.filter(|o| o.starts_with('#') && deps.policy.delivery.channels.contains_key(*o));
+            Recipient::Teams { webhook: webhook.clone(), owner: channel.map(str::to_owned) }
+        }
         Route::Email => match named.filter(|o| o.contains('@')) {
             Some(address) => Recipient::Email { address: address.to_ascii_lowercase() },
             None => slack_recipient(deps, owner, cache).await,

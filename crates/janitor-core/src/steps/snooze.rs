@@ -273,7 +273,14 @@ pub async fn handle_link(deps: &Deps, method: &str, query: Option<&str>, body: &
                 "<p>It can no longer snooze anything; the next janitor message has a new one.</p>",
             );
         }
-        Ok(Err(_)) => {
+        Ok(Err(LinkError::Malformed)) => {
+            return HttpReply::page(
+                400,
+                "Not a valid snooze link",
+                "<p>Use the link exactly as the message gave it.</p>",
+            );
+        }
+        Ok(Err(LinkError::Forged)) => {
             tracing::warn!("a snooze link that the key did not sign");
             return HttpReply::page(
                 403,
@@ -281,7 +288,7 @@ pub async fn handle_link(deps: &Deps, method: &str, query: Option<&str>, body: &
                 "<p>Use the link exactly as the message gave it.</p>",
             );
         }
-        Err(e) => return HttpReply::new(500, &e.to_string()),
+        Err(e) => return unavailable(e),
     };
     let (claim, mac) = claim;
     let Ok(key) = ResourceKey::parse(&claim.key) else {
@@ -319,6 +326,16 @@ pub async fn handle_link(deps: &Deps, method: &str, query: Option<&str>, body: &
     }
 }
 
+/// A failure on our side: logged, not shown (the page is public).
+fn unavailable(e: crate::JanitorError) -> HttpReply {
+    tracing::error!(error = %e, "snooze link failed");
+    HttpReply::page(
+        500,
+        "Not snoozed",
+        "<p>Something failed on our side; nothing was snoozed. Try again in a minute.</p>",
+    )
+}
+
 async fn snooze_by_link(
     deps: &Deps,
     claim: &LinkClaim,
@@ -329,39 +346,47 @@ async fn snooze_by_link(
 ) -> HttpReply {
     let now = deps.clock.now();
     let holder = claim.holder.as_str();
-    let remember_until = DateTime::from_timestamp(claim.expires, 0).unwrap_or(now) + Duration::seconds(60);
-    match deps.snoozes.first_sight(&format!("link:{mac}"), remember_until).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return HttpReply::page(409, "This link was already used", "<p>Each snooze link works once.</p>");
-        }
-        Err(e) => return HttpReply::new(500, &e.to_string()),
-    }
     let history = match deps.audit.events_for_resource(key.as_str()).await {
         Ok(h) => h,
-        Err(e) => return HttpReply::new(500, &e.to_string()),
+        Err(e) => return unavailable(e),
     };
+    // The latest try to tell an owner: a link snoozes only while that try reached its holder.
     let last_notice = history
         .iter()
-        .filter(|e| e.event == AuditEventType::Notified && e.detail[crate::notify::OWNER_IS_CALLER] != true)
+        .filter(|e| match e.event {
+            AuditEventType::Notified => e.detail[crate::notify::OWNER_IS_CALLER] != true,
+            AuditEventType::NotifyFailed => true,
+            _ => false,
+        })
         .max_by_key(|e| e.at);
     let run_id = last_notice.map(|e| e.run_id.clone()).unwrap_or_else(|| claim.run_id.clone());
     let record =
         |event: AuditEventType, detail: Value| AuditEvent::new(key.as_str(), &run_id, event, now, ACTOR, detail);
-    // A newer notice to someone else (the owner tag changed) ends the old holder's right.
-    if last_notice.is_none_or(|e| e.detail[crate::notify::LINK_HOLDER] != holder) {
+    // A newer notice to someone else (the owner tag changed), or one that failed, ends the
+    // old holder's right.
+    let holds = last_notice
+        .is_some_and(|e| e.event == AuditEventType::Notified && e.detail[crate::notify::LINK_HOLDER] == holder);
+    if !holds {
         let event = record(
             AuditEventType::SnoozeDenied,
             json!({ "by": holder, "via": "link", "reason": "the link's holder is no longer the notified owner" }),
         );
         if let Err(e) = deps.audit.record(&[event]).await {
-            return HttpReply::new(500, &e.to_string());
+            return unavailable(e);
         }
         return HttpReply::page(
             403,
             "This link can no longer snooze",
-            "<p>The resource was since told to someone else; their message can snooze it, or a janitor admin.</p>",
+            "<p>The resource was told to someone else since, or the last message failed; a newer message can \
+             snooze it, or a janitor admin.</p>",
         );
+    }
+    // Used up only now, so a refusal above or a failure on our side leaves it for a retry.
+    let remember_until = DateTime::from_timestamp(claim.expires, 0).unwrap_or(now) + Duration::seconds(60);
+    match deps.snoozes.first_sight(&format!("link:{mac}"), remember_until).await {
+        Ok(true) => {}
+        Ok(false) => return HttpReply::page(409, "This link was already used", "<p>Each snooze link works once.</p>"),
+        Err(e) => return unavailable(e),
     }
     let until = now + Duration::days(i64::from(days));
     let snooze = Snooze { key: key.clone(), until, by: holder.to_owned(), at: now };
@@ -373,7 +398,7 @@ async fn snooze_by_link(
                 json!({ "by": holder, "via": "link", "reason": "a longer snooze is live", "asked_until": until }),
             );
             if let Err(e) = deps.audit.record(&[event]).await {
-                return HttpReply::new(500, &e.to_string());
+                return unavailable(e);
             }
             return HttpReply::page(
                 200,
@@ -381,11 +406,11 @@ async fn snooze_by_link(
                 &format!("<p>{what} is already snoozed beyond {days} days; that snooze stays.</p>"),
             );
         }
-        Err(e) => return HttpReply::new(500, &e.to_string()),
+        Err(e) => return unavailable(e),
     }
     let event = record(AuditEventType::Snoozed, json!({ "by": holder, "via": "link", "until": until, "days": days }));
     if let Err(e) = deps.audit.record(&[event]).await {
-        return HttpReply::new(500, &e.to_string());
+        return unavailable(e);
     }
     tracing::info!(resource = %key, by = holder, %until, "snoozed by link");
     crate::emf::count(&run_id, now, crate::emf::Metric::Snoozed, 1).emit();

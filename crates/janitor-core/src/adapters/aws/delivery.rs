@@ -14,25 +14,111 @@ use crate::slack::PostedMessage;
 pub const OWNER_ATTRIBUTE: &str = "owner";
 
 /// Publishes each owner's digest as plain text (an `email` subscription sends the message
-/// as the body and the subject as the subject line).
+/// as the body and the subject as the subject line). SNS takes a message that no
+/// subscription receives without a word, so each owner must first have a confirmed
+/// subscription filtered to them, and no subscription may take every owner's messages (and
+/// snooze links): otherwise the message fails, recorded as NOTIFY_FAILED.
 #[cfg(feature = "email")]
 pub struct SnsEmail {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+    /// The topic's subscriptions, read at most once a minute.
+    subscribers: tokio::sync::Mutex<Option<(std::time::Instant, Subscribers)>>,
+}
+
+/// The owners each confirmed subscription is filtered to; `Err` names a subscription that
+/// has no owner filter.
+#[cfg(feature = "email")]
+type Subscribers = std::result::Result<std::collections::HashSet<String>, String>;
+
+#[cfg(feature = "email")]
+const SUBSCRIBERS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[cfg(feature = "email")]
+fn email_failure(message: String) -> JanitorError {
+    JanitorError::Delivery { via: Via::Email, message }
+}
+
+/// The owners a filter policy (on message attributes) lets through, by exact value; none
+/// when it does not filter on the owner attribute by exact values.
+#[cfg(feature = "email")]
+pub fn filtered_owners(filter_policy: Option<&str>, scope: Option<&str>) -> Option<Vec<String>> {
+    if scope.is_some_and(|s| s != "MessageAttributes") {
+        return None;
+    }
+    let policy: serde_json::Value = serde_json::from_str(filter_policy?).ok()?;
+    let values = policy.get(OWNER_ATTRIBUTE)?.as_array()?;
+    values.iter().map(|v| v.as_str().map(str::to_ascii_lowercase)).collect()
 }
 
 #[cfg(feature = "email")]
 impl SnsEmail {
     pub fn new(clients: &AwsClients, topic_arn: String) -> SnsEmail {
-        SnsEmail { client: clients.sns(), topic_arn }
+        SnsEmail { client: clients.sns(), topic_arn, subscribers: Default::default() }
+    }
+
+    async fn read_subscribers(&self) -> Result<Subscribers> {
+        let mut owners = std::collections::HashSet::new();
+        let mut pages = self.client.list_subscriptions_by_topic().topic_arn(&self.topic_arn).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| JanitorError::from_sdk("sns", "ListSubscriptionsByTopic", e))?;
+            for sub in page.subscriptions() {
+                let (Some(arn), endpoint) = (sub.subscription_arn(), sub.endpoint().unwrap_or("?")) else { continue };
+                // Unconfirmed: it receives nothing yet.
+                if !arn.starts_with("arn:") {
+                    continue;
+                }
+                let out = self
+                    .client
+                    .get_subscription_attributes()
+                    .subscription_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| JanitorError::from_sdk("sns", "GetSubscriptionAttributes", e))?;
+                let attributes = out.attributes().cloned().unwrap_or_default();
+                if attributes.get("PendingConfirmation").is_some_and(|p| p == "true") {
+                    continue;
+                }
+                let filter = attributes.get("FilterPolicy").map(String::as_str);
+                match filtered_owners(filter, attributes.get("FilterPolicyScope").map(String::as_str)) {
+                    Some(list) => owners.extend(list),
+                    None => {
+                        return Ok(Err(format!(
+                            "the owner email topic has a subscription without an owner filter ({} {endpoint}): it would \
+                             receive every owner's messages and snooze links; give it {{\"{OWNER_ATTRIBUTE}\": [\"<address>\"]}} or remove it",
+                            sub.protocol().unwrap_or("?")
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(Ok(owners))
+    }
+
+    /// Whether a message to `to` reaches someone, and only them.
+    async fn check_reaches(&self, to: &str) -> Result<()> {
+        let mut cached = self.subscribers.lock().await;
+        let stale = cached.as_ref().is_none_or(|(at, _)| at.elapsed() > SUBSCRIBERS_FRESH_FOR);
+        if stale {
+            *cached = Some((std::time::Instant::now(), self.read_subscribers().await?));
+        }
+        match cached.as_ref().map(|(_, s)| s) {
+            Some(Ok(owners)) if owners.contains(&to.to_ascii_lowercase()) => Ok(()),
+            Some(Ok(_)) | None => Err(email_failure(format!(
+                "{to} has no confirmed subscription to the owner email topic filtered to them \
+                 (janitor email subscribe {to}); the message would reach nobody"
+            ))),
+            Some(Err(unfiltered)) => Err(email_failure(unfiltered.clone())),
+        }
     }
 
     async fn publish(&self, to: &str, subject: &str, body: String) -> Result<String> {
+        self.check_reaches(to).await?;
         let owner = aws_sdk_sns::types::MessageAttributeValue::builder()
             .data_type("String")
             .string_value(to.to_ascii_lowercase())
             .build()
-            .map_err(|e| JanitorError::Delivery { via: Via::Email, message: e.to_string() })?;
+            .map_err(|e| email_failure(e.to_string()))?;
         let out = self
             .client
             .publish()
@@ -88,7 +174,14 @@ impl LinkKey for KmsLinkKey {
             .send()
             .await
             .map_err(|e| JanitorError::from_sdk("kms", "GenerateMac", e))?;
-        Ok(out.mac().map(|b| b.as_ref().to_vec()).unwrap_or_default())
+        match out.mac() {
+            Some(mac) if mac.as_ref().len() == 32 => Ok(mac.as_ref().to_vec()),
+            _ => Err(JanitorError::Aws {
+                service: "kms",
+                operation: "GenerateMac",
+                message: "no HMAC-SHA-256 MAC in the answer".into(),
+            }),
+        }
     }
 
     async fn verify(&self, message: &[u8], mac: &[u8]) -> Result<bool> {

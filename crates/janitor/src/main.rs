@@ -45,6 +45,33 @@ enum Command {
     /// SVG), from the audit table: savings found, saved and still possible, findings by rule,
     /// account, region and owner, the trend across runs, the oldest unresolved findings.
     Report(ReportArgs),
+    /// Owners told by email (the stack's OwnerEmailTopic): subscribe one, or list who is.
+    Email(EmailArgs),
+}
+
+#[derive(Args)]
+struct EmailArgs {
+    #[command(subcommand)]
+    action: EmailAction,
+    /// The stack output OwnerEmailTopicArn.
+    #[arg(long, env = "JANITOR_EMAIL_TOPIC_ARN", global = true)]
+    topic: Option<String>,
+    #[arg(long, env = "AWS_PROFILE", global = true)]
+    profile: Option<String>,
+    #[arg(long, env = "AWS_REGION", global = true)]
+    region: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum EmailAction {
+    /// Subscribes an owner, filtered to their own messages; SNS mails them a confirmation.
+    Subscribe {
+        /// The owner's address, as their Owner tags spell it.
+        address: String,
+    },
+    /// Every subscription, whether confirmed, and whose mail it takes; exit code 1 when one
+    /// takes every owner's mail (the janitor then sends no email at all).
+    List,
 }
 
 #[derive(Args)]
@@ -605,6 +632,34 @@ async fn report_page(args: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn email(args: EmailArgs) -> anyhow::Result<ExitCode> {
+    let topic = args.topic.as_deref().context("give --topic (the stack output OwnerEmailTopicArn)")?;
+    let clients = AwsClients::load_checked(args.profile.as_deref(), args.region.as_deref()).await?;
+    match args.action {
+        EmailAction::Subscribe { address } => {
+            let subscription = aws::delivery::subscribe_owner(&clients, topic, &address).await?;
+            println!("{subscription}: {address} confirms by the mail SNS sent, then gets their own findings");
+            Ok(ExitCode::SUCCESS)
+        }
+        EmailAction::List => {
+            let mut unfiltered = false;
+            for (endpoint, confirmed, owners) in aws::delivery::owner_subscriptions(&clients, topic).await? {
+                let state = if confirmed { "confirmed" } else { "pending confirmation" };
+                let takes = match owners {
+                    Some(owners) => owners.join(", "),
+                    None if confirmed => {
+                        unfiltered = true;
+                        "EVERY owner's mail (no owner filter): the janitor sends no email until it has one".into()
+                    }
+                    None => "-".into(),
+                };
+                println!("{endpoint}\t{state}\t{takes}");
+            }
+            Ok(if unfiltered { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+    }
+}
+
 fn some(list: &[String]) -> Option<Vec<String>> {
     (!list.is_empty()).then(|| list.to_vec())
 }
@@ -615,7 +670,7 @@ async fn main() -> ExitCode {
     let verbose = match &cli.command {
         Command::Scan(a) => a.common.verbose,
         Command::Run(a) => a.common.verbose,
-        Command::Audit(_) | Command::Export(_) | Command::Report(_) => false,
+        Command::Audit(_) | Command::Export(_) | Command::Report(_) | Command::Email(_) => false,
     };
     telemetry::init_cli(verbose);
     let result = match cli.command {
@@ -624,6 +679,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => audit(args).await,
         Command::Export(args) => export(args).await,
         Command::Report(args) => report_page(args).await,
+        Command::Email(args) => email(args).await,
     };
     match result {
         Ok(code) => code,

@@ -578,3 +578,38 @@ async fn audit_verify_catches_a_modified_a_deleted_and_an_inserted_row() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("ANCHOR of run r-cut differs from its copy outside the table, or is missing"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_subscribe_filters_an_owner_to_their_mail_and_list_flags_a_subscription_taking_everyones() {
+    use janitor_core::aws::AwsClients;
+    let moto = Moto::start().unwrap();
+    let clients = AwsClients::from_config(testkit::sdk_config_for(&moto.endpoint).await);
+    let sns = clients.sns();
+    let topic = sns.create_topic().name("owner-email").send().await.unwrap().topic_arn().unwrap().to_owned();
+    let email = |args: &[&str]| {
+        let mut command = janitor(&moto.endpoint, "email");
+        command.args(args).args(["--topic", &topic]);
+        command
+    };
+    let out = email(&["subscribe", "Alice@Example.com"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let subs = sns.list_subscriptions_by_topic().topic_arn(&topic).send().await.unwrap();
+    let arn = subs.subscriptions()[0].subscription_arn().unwrap().to_owned();
+    let attributes = sns.get_subscription_attributes().subscription_arn(&arn).send().await.unwrap();
+    let attributes = attributes.attributes().unwrap();
+    assert_eq!(attributes["Endpoint"], "alice@example.com");
+    let filter: Value = serde_json::from_str(&attributes["FilterPolicy"]).unwrap();
+    assert_eq!(filter, serde_json::json!({ "owner": ["alice@example.com"] }));
+
+    let listed = email(&["list"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success() && text.contains("alice@example.com\tconfirmed\talice@example.com"), "{text}");
+    // A subscription without an owner filter would get every owner's mail and snooze links.
+    sns.subscribe().topic_arn(&topic).protocol("email").endpoint("everyone@example.com").send().await.unwrap();
+    let listed = email(&["list"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(listed.status.code(), Some(1), "{text}");
+    assert!(text.contains("everyone@example.com\tconfirmed\tEVERY owner's mail"), "{text}");
+    let bad = email(&["subscribe", "not-an-address"]).output().await.unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not an email address"));
+}

@@ -139,7 +139,8 @@ fn keys(v: &Value) -> BTreeSet<String> {
 }
 
 /// Calls the functions that assume the member role make in the janitor's own account only.
-pub const HOME_ONLY_ACTIONS: &[&str] = &["organizations:ListAccounts", "pricing:GetProducts"];
+pub const HOME_ONLY_ACTIONS: &[&str] =
+    &["organizations:ListAccounts", "pricing:GetProducts", "sns:GetSubscriptionAttributes"];
 
 /// Every action `member-role.yaml` grants: its read policy and its act policy (the one
 /// `AllowRemediation=true` adds).

@@ -162,6 +162,7 @@ mod tests {
             JanitorError::Transient { service: "ec2", operation: "DescribeInstances", message: "m".into() },
             JanitorError::Aws { service: "ec2", operation: "DescribeInstances", message: "m".into() },
             JanitorError::Slack { method: "chat.postMessage", message: "m".into() },
+            JanitorError::Delivery { via: crate::delivery::Via::Teams, message: "m".into() },
             JanitorError::AuditWrite("x".into()),
             JanitorError::AccountNotActive { account: "1".into(), state: "SUSPENDED".into() },
         ];

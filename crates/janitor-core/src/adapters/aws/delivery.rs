@@ -133,6 +133,68 @@ impl SnsEmail {
     }
 }
 
+/// Subscribes `address` to the owner email topic, filtered to messages for it (SNS mails it
+/// a confirmation first). Returns the subscription's ARN, or "pending confirmation".
+#[cfg(feature = "email")]
+pub async fn subscribe_owner(clients: &AwsClients, topic_arn: &str, address: &str) -> Result<String> {
+    let address = address.trim().to_ascii_lowercase();
+    if address.split('@').count() != 2 || address.contains(char::is_whitespace) || address.starts_with('@') {
+        return Err(JanitorError::InvalidInput(format!("`{address}` is not an email address")));
+    }
+    let filter = serde_json::json!({ OWNER_ATTRIBUTE: [address] }).to_string();
+    let out = clients
+        .sns()
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("email")
+        .endpoint(&address)
+        .attributes("FilterPolicyScope", "MessageAttributes")
+        .attributes("FilterPolicy", filter)
+        .return_subscription_arn(true)
+        .send()
+        .await
+        .map_err(|e| JanitorError::from_sdk("sns", "Subscribe", e))?;
+    Ok(out.subscription_arn().unwrap_or("pending confirmation").to_owned())
+}
+
+/// Each subscription of the owner email topic: endpoint, whether confirmed, and the owners
+/// its filter lets through (none: it takes every owner's mail).
+#[cfg(feature = "email")]
+pub async fn owner_subscriptions(
+    clients: &AwsClients,
+    topic_arn: &str,
+) -> Result<Vec<(String, bool, Option<Vec<String>>)>> {
+    let client = clients.sns();
+    let mut out = Vec::new();
+    let mut pages = client.list_subscriptions_by_topic().topic_arn(topic_arn).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| JanitorError::from_sdk("sns", "ListSubscriptionsByTopic", e))?;
+        for sub in page.subscriptions() {
+            let endpoint = sub.endpoint().unwrap_or("?").to_owned();
+            let Some(arn) = sub.subscription_arn().filter(|a| a.starts_with("arn:")) else {
+                out.push((endpoint, false, None));
+                continue;
+            };
+            let attributes = client
+                .get_subscription_attributes()
+                .subscription_arn(arn)
+                .send()
+                .await
+                .map_err(|e| JanitorError::from_sdk("sns", "GetSubscriptionAttributes", e))?
+                .attributes()
+                .cloned()
+                .unwrap_or_default();
+            let confirmed = attributes.get("PendingConfirmation").is_none_or(|p| p != "true");
+            let owners = filtered_owners(
+                attributes.get("FilterPolicy").map(String::as_str),
+                attributes.get("FilterPolicyScope").map(String::as_str),
+            );
+            out.push((endpoint, confirmed, owners));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(feature = "email")]
 #[async_trait]
 impl Delivery for SnsEmail {
@@ -200,5 +262,26 @@ impl LinkKey for KmsLinkKey {
             Err(e) if e.as_service_error().is_some_and(|e| e.is_kms_invalid_mac_exception()) => Ok(false),
             Err(e) => Err(JanitorError::from_sdk("kms", "VerifyMac", e)),
         }
+    }
+}
+
+#[cfg(all(test, feature = "email"))]
+mod tests {
+    use super::filtered_owners;
+
+    #[test]
+    fn only_a_filter_on_exact_owner_values_counts_as_filtered() {
+        let owners = |policy: &str, scope: Option<&str>| filtered_owners(Some(policy), scope);
+        assert_eq!(owners(r#"{"owner": ["Alice@Example.com"]}"#, None), Some(vec!["alice@example.com".into()]));
+        assert_eq!(
+            owners(r#"{"owner": ["a@x", "b@x"]}"#, Some("MessageAttributes")),
+            Some(vec!["a@x".into(), "b@x".into()])
+        );
+        // Prefix or anything-but matching, another attribute, the body, no filter: not per owner.
+        assert_eq!(owners(r#"{"owner": [{"prefix": "a"}]}"#, None), None);
+        assert_eq!(owners(r#"{"team": ["x"]}"#, None), None);
+        assert_eq!(owners(r#"{"owner": ["a@x"]}"#, Some("MessageBody")), None);
+        assert_eq!(filtered_owners(None, None), None);
+        assert_eq!(owners("not json", None), None);
     }
 }

@@ -1245,8 +1245,45 @@ async fn a_snooze_link_shows_a_page_then_snoozes_once_for_its_holder_and_refuses
     let refused = handle_link(&w.deps, "POST", None, format!("t={bob_token}&days=7").as_bytes()).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     let denied = w.audit.events().into_iter().filter(|e| e.event == AuditEventType::SnoozeDenied).count();
-    assert_eq!(denied, 1);
+    assert_eq!(denied, 2, "the used link and the old holder");
     assert!(w.snoozes.live_snoozes(std::slice::from_ref(&bob), w.deps.clock.now()).await.unwrap().is_empty());
+
+    // Told to bob again: his link works (the refusal did not use it up), unless the latest
+    // try to tell the owner failed.
+    let notice_to = |event: AuditEventType, at: chrono::DateTime<Utc>| {
+        janitor_core::audit::AuditEvent::new(
+            bob.as_str(),
+            "r-again",
+            event,
+            at,
+            "notify",
+            json!({ "via": "email", "link_holder": "bob@mail.example" }),
+        )
+    };
+    let t0 = w.deps.clock.now();
+    w.deps.audit.record(&[notice_to(AuditEventType::Notified, t0 + Duration::hours(1))]).await.unwrap();
+    w.deps.audit.record(&[notice_to(AuditEventType::NotifyFailed, t0 + Duration::hours(2))]).await.unwrap();
+    w.deps.clock = Arc::new(FixedClock(t0 + Duration::hours(3)));
+    let after_failure = handle_link(&w.deps, "POST", None, format!("t={bob_token}&days=7").as_bytes()).await;
+    assert_eq!(after_failure.status, 403, "{}", after_failure.body);
+    w.deps.audit.record(&[notice_to(AuditEventType::Notified, t0 + Duration::hours(4))]).await.unwrap();
+    w.deps.clock = Arc::new(FixedClock(t0 + Duration::hours(5)));
+    let snoozed = handle_link(&w.deps, "POST", None, format!("t={bob_token}&days=7").as_bytes()).await;
+    assert_eq!(snoozed.status, 200, "{}", snoozed.body);
+    assert_eq!(
+        w.snoozes.live_snoozes(std::slice::from_ref(&bob), w.deps.clock.now()).await.unwrap()[&bob].by,
+        "bob@mail.example"
+    );
+    // A second use is refused, on record.
+    assert_eq!(handle_link(&w.deps, "POST", None, format!("t={bob_token}&days=30").as_bytes()).await.status, 409);
+    let reasons: Vec<String> = w
+        .audit
+        .events()
+        .into_iter()
+        .filter(|e| e.event == AuditEventType::SnoozeDenied)
+        .map(|e| e.detail["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(reasons.iter().any(|r| r == "the link was already used"), "{reasons:?}");
 }
 
 #[tokio::test]

@@ -684,3 +684,52 @@ async fn the_price_list_api_answers_one_price_per_key_through_the_real_sdk() {
     moto.service_catalog.publish_prices(two);
     assert_eq!(price("ec2/us-east-1/t3.small").await, None, "two prices for one key are no answer");
 }
+
+/// The Teams adapter against the webhook stub, as Teams answers: Workflows' 202, a legacy
+/// connector's 200 `1`, its 200 with an error text (a failure, not a delivery), throttling
+/// waited out, a webhook the secret does not name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_webhooks_take_a_card_and_a_refusal_disguised_as_200_is_a_failure() {
+    use janitor_core::delivery::{Delivery, Digest};
+    use janitor_core::slack::Deadline;
+    use janitor_core::teams::{TeamsSecret, TeamsWebhooks};
+    use testkit::teams::{Answer, TeamsStub};
+    let stub = TeamsStub::start().await.unwrap();
+    stub.answer("legacy", Answer::Legacy);
+    stub.answer("refusing", Answer::LegacyRefused);
+    let secret = TeamsSecret::parse(&stub.secret(&["flow", "legacy", "refusing"])).unwrap();
+    let teams = TeamsWebhooks::new(secret).unwrap();
+    let key = ResourceKey::new(HOME_ACCOUNT, HOME_REGION, ResourceKind::Ec2Instance, "i-0teams");
+    let finding = Finding::new(key, RuleId::Ec2MissingTags, "missing CostCenter", Action::StopInstance);
+    let resources = vec![vec![&finding]];
+    let links = Default::default();
+    let digest = Digest {
+        resources: &resources,
+        run_id: "r-teams",
+        mode: janitor_core::model::Mode::DryRun,
+        deadline: Deadline::NextRun,
+        part: (1, 1),
+        links: &links,
+    };
+
+    let posted = teams.send("flow", &digest).await.unwrap();
+    assert_eq!(posted.channel, "flow");
+    let card = &stub.cards("flow")[0]["attachments"][0]["content"];
+    assert_eq!(card["type"], "AdaptiveCard");
+    assert!(card.to_string().contains("i-0teams") && card.to_string().contains("missing CostCenter"), "{card}");
+    teams.send("legacy", &digest).await.unwrap();
+    assert_eq!(stub.cards("legacy").len(), 1);
+
+    let refused = teams.send("refusing", &digest).await.unwrap_err();
+    assert_eq!(refused.error_name(), "Janitor.DeliveryError");
+    assert!(refused.to_string().contains("HTTP error 413"), "{refused}");
+    assert!(stub.cards("refusing").is_empty());
+
+    stub.throttle_next(1);
+    teams.follow_up("flow", "Grace period over, rechecked.").await.unwrap();
+    assert_eq!(stub.cards("flow").len(), 2, "posted once the throttling passed");
+
+    let unknown = teams.send("nowhere", &digest).await.unwrap_err();
+    assert!(unknown.to_string().contains("no webhook named `nowhere`"), "{unknown}");
+    assert!(TeamsSecret::parse(r#"{"webhooks": {"x": "http://example.com/hook"}}"#).is_err(), "https only");
+}

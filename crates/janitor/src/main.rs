@@ -69,8 +69,8 @@ enum EmailAction {
         /// The owner's address, as their Owner tags spell it.
         address: String,
     },
-    /// Every subscription, whether confirmed, and whose mail it takes; exit code 1 when one
-    /// takes every owner's mail (the janitor then sends no email at all).
+    /// Every subscription, whether confirmed, and whose mail it takes; exit code 1 when one is
+    /// not one owner's own (the janitor then sends no email at all).
     List,
 }
 
@@ -643,13 +643,13 @@ async fn email(args: EmailArgs) -> anyhow::Result<ExitCode> {
         }
         EmailAction::List => {
             let mut unfiltered = false;
-            for (endpoint, confirmed, owners) in aws::delivery::owner_subscriptions(&clients, topic).await? {
+            for (endpoint, confirmed, owner) in aws::delivery::owner_subscriptions(&clients, topic).await? {
                 let state = if confirmed { "confirmed" } else { "pending confirmation" };
-                let takes = match owners {
-                    Some(owners) => owners.join(", "),
+                let takes = match owner {
+                    Some(owner) => owner,
                     None if confirmed => {
                         unfiltered = true;
-                        "EVERY owner's mail (no owner filter): the janitor sends no email until it has one".into()
+                        "NOT ONE OWNER'S OWN (no filter to its own address): the janitor sends no email until it is removed".into()
                     }
                     None => "-".into(),
                 };

@@ -581,7 +581,7 @@ async fn audit_verify_catches_a_modified_a_deleted_and_an_inserted_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_subscribe_filters_an_owner_to_their_mail_and_list_flags_a_subscription_taking_everyones() {
-    use janitor_core::aws::AwsClients;
+    use janitor_core::aws::{self, AwsClients};
     let moto = Moto::start().unwrap();
     let clients = AwsClients::from_config(testkit::sdk_config_for(&moto.endpoint).await);
     let sns = clients.sns();
@@ -609,7 +609,46 @@ async fn email_subscribe_filters_an_owner_to_their_mail_and_list_flags_a_subscri
     let listed = email(&["list"]).output().await.unwrap();
     let text = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(listed.status.code(), Some(1), "{text}");
-    assert!(text.contains("everyone@example.com\tconfirmed\tEVERY owner's mail"), "{text}");
-    let bad = email(&["subscribe", "not-an-address"]).output().await.unwrap();
-    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not an email address"));
+    assert!(text.contains("everyone@example.com\tconfirmed\tNOT ONE OWNER'S OWN"), "{text}");
+    for bad in ["not-an-address", "alice@", "@example.com"] {
+        let out = email(&["subscribe", bad]).output().await.unwrap();
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not an email address"),
+            "{bad}"
+        );
+    }
+
+    // The adapter sends to alice only while no subscription could take others' mail.
+    use janitor_core::delivery::{Delivery, Digest};
+    let finding = janitor_core::model::Finding::new(
+        janitor_core::model::ResourceKey::new(
+            HOME_ACCOUNT,
+            HOME_REGION,
+            janitor_core::model::ResourceKind::S3Bucket,
+            "b",
+        ),
+        janitor_core::model::RuleId::S3PublicBucket,
+        "public",
+        janitor_core::model::Action::BlockPublicAccess,
+    );
+    let resources = vec![vec![&finding]];
+    let links = Default::default();
+    let digest = Digest {
+        resources: &resources,
+        run_id: "r-mail",
+        mode: janitor_core::model::Mode::DryRun,
+        deadline: janitor_core::slack::Deadline::NextRun,
+        part: (1, 1),
+        links: &links,
+    };
+    let refused = aws::SnsEmail::new(&clients, topic.clone()).send("alice@example.com", &digest).await.unwrap_err();
+    assert!(refused.to_string().contains("not one owner's own (email everyone@example.com)"), "{refused}");
+    let everyone = sns.list_subscriptions_by_topic().topic_arn(&topic).send().await.unwrap();
+    for sub in everyone.subscriptions().iter().filter(|s| s.endpoint() == Some("everyone@example.com")) {
+        sns.unsubscribe().subscription_arn(sub.subscription_arn().unwrap()).send().await.unwrap();
+    }
+    let mail = aws::SnsEmail::new(&clients, topic.clone());
+    assert!(!mail.send("alice@example.com", &digest).await.unwrap().ts.is_empty(), "a message id");
+    let nobody = mail.send("bob@example.com", &digest).await.unwrap_err();
+    assert!(nobody.to_string().contains("bob@example.com has no confirmed subscription"), "{nobody}");
 }

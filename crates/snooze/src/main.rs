@@ -9,7 +9,7 @@ use lambda_http::{Body, Error, Request, RequestExt, Response, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
-    let deps = aws::Wiring::from_env().await?.slack().await?.links().build();
+    let deps = aws::Wiring::from_env().await?.slack().await?.link_checks().build();
     let secret =
         deps.slack_secret.clone().ok_or_else(|| JanitorError::Config("JANITOR_SLACK_SECRET_ID is not set".into()))?;
     let (deps, secret) = (&deps, &secret);

@@ -165,6 +165,53 @@ fn the_asl_names_its_steps_after_the_crates_and_catches_every_scope_task() {
     }
 }
 
+/// Every logical id an expression names (`Ref`, `Fn::GetAtt`, `${…}` in `Fn::Sub`).
+fn named_ids(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(o) => {
+            for (k, v) in o {
+                match (k.as_str(), v) {
+                    ("Ref", Value::String(id)) => {
+                        out.insert(id.clone());
+                    }
+                    ("Fn::GetAtt", Value::Array(parts)) => {
+                        out.extend(parts.first().and_then(Value::as_str).map(str::to_owned));
+                    }
+                    ("Fn::Sub", Value::String(text)) => {
+                        for part in text.split("${").skip(1) {
+                            let id = part.split(['}', '.']).next().unwrap_or_default();
+                            out.insert(id.to_owned());
+                        }
+                    }
+                    _ => named_ids(v, out),
+                }
+            }
+        }
+        Value::Array(list) => list.iter().for_each(|v| named_ids(v, out)),
+        _ => {}
+    }
+}
+
+/// SAM makes an HTTP API depend on the functions its routes invoke: a function whose
+/// environment names that API would be a circular dependency CloudFormation refuses.
+#[test]
+fn no_function_names_the_api_whose_routes_invoke_it() {
+    let template = Template::load().unwrap();
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let mut named = BTreeSet::new();
+        named_ids(&function["Properties"]["Environment"], &mut named);
+        for (_, event) in function["Properties"]["Events"].as_object().into_iter().flatten() {
+            if let Some(api) = event["Properties"]["ApiId"]["Ref"].as_str() {
+                assert!(!named.contains(api), "{id}'s environment names {api}, whose routes invoke {id}: a cycle");
+            }
+        }
+    }
+    // The check sees a cycle when there is one.
+    let mut looped = BTreeSet::new();
+    named_ids(&json!({ "Variables": { "U": { "Fn::Sub": "https://${SlackApi}.execute-api" } } }), &mut looped);
+    assert!(looped.contains("SlackApi"));
+}
+
 #[test]
 fn the_template_ships_eight_arm64_rust_functions_and_the_guarded_entry_points() {
     let template = Template::load().unwrap();

@@ -297,7 +297,10 @@ pub(crate) async fn deliver(
                 Err(e) => {
                     tracing::warn!(via = %to.via(), recipient = to.address(), error = %e, "notification failed");
                     for (index, f) in chunk {
-                        let detail = json!({ "via": to.via(), "recipient": to.address(), "error": e.error_name(), "message": e.to_string() });
+                        let mut detail = json!({ "via": to.via(), "recipient": to.address(), "error": e.error_name(), "message": e.to_string() });
+                        if caller_only(f) {
+                            detail[OWNER_IS_CALLER] = json!(true);
+                        }
                         events.push((
                             *index,
                             AuditEvent::for_finding(f, &run_id, AuditEventType::NotifyFailed, now, ACTOR, detail),

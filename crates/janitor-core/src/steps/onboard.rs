@@ -369,10 +369,11 @@ pub async fn onboard(deps: &Deps, mode: Mode, event: &CloudTrailEvent) -> Result
     }
     // NOTIFY_FAILED rows are written; a later delivery tells them (only NOTIFIED rows count).
     if out.notified < out.findings {
+        // Whatever carried it (Slack, Teams, email): each failure is on its NOTIFY_FAILED row.
         return Err(JanitorError::Slack {
-            method: "chat.postMessage",
+            method: "deliver",
             message: format!(
-                "{} finding(s) of {} not told to their owner",
+                "{} finding(s) of {} not told to their owner (see their NOTIFY_FAILED rows)",
                 out.findings - out.notified,
                 call.event_name
             ),

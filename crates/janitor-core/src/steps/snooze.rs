@@ -355,7 +355,7 @@ async fn snooze_by_link(
         .iter()
         .filter(|e| match e.event {
             AuditEventType::Notified => e.detail[crate::notify::OWNER_IS_CALLER] != true,
-            AuditEventType::NotifyFailed => true,
+            AuditEventType::NotifyFailed => e.detail[crate::notify::OWNER_IS_CALLER] != true,
             _ => false,
         })
         .max_by_key(|e| e.at);
@@ -381,11 +381,20 @@ async fn snooze_by_link(
              snooze it, or a janitor admin.</p>",
         );
     }
-    // Used up only now, so a refusal above or a failure on our side leaves it for a retry.
+    // Used up only now, so a refusal above leaves it for its holder's later try.
     let remember_until = DateTime::from_timestamp(claim.expires, 0).unwrap_or(now) + Duration::seconds(60);
     match deps.snoozes.first_sight(&format!("link:{mac}"), remember_until).await {
         Ok(true) => {}
-        Ok(false) => return HttpReply::page(409, "This link was already used", "<p>Each snooze link works once.</p>"),
+        Ok(false) => {
+            let event = record(
+                AuditEventType::SnoozeDenied,
+                json!({ "by": holder, "via": "link", "reason": "the link was already used" }),
+            );
+            if let Err(e) = deps.audit.record(&[event]).await {
+                return unavailable(e);
+            }
+            return HttpReply::page(409, "This link was already used", "<p>Each snooze link works once.</p>");
+        }
         Err(e) => return unavailable(e),
     }
     let until = now + Duration::days(i64::from(days));

@@ -39,16 +39,24 @@ fn email_failure(message: String) -> JanitorError {
     JanitorError::Delivery { via: Via::Email, message }
 }
 
-/// The owners a filter policy (on message attributes) lets through, by exact value; none
-/// when it does not filter on the owner attribute by exact values.
+/// The one owner a subscription is for: an `email` subscription whose filter policy (on
+/// message attributes) has the single key `owner` with exactly its own address. SNS
+/// compares values as written, and the janitor sends addresses lowercased.
 #[cfg(feature = "email")]
-pub fn filtered_owners(filter_policy: Option<&str>, scope: Option<&str>) -> Option<Vec<String>> {
-    if scope.is_some_and(|s| s != "MessageAttributes") {
+pub fn subscribed_owner(
+    protocol: Option<&str>,
+    endpoint: Option<&str>,
+    filter_policy: Option<&str>,
+    scope: Option<&str>,
+) -> Option<String> {
+    if protocol != Some("email") || scope.is_some_and(|s| s != "MessageAttributes") {
         return None;
     }
     let policy: serde_json::Value = serde_json::from_str(filter_policy?).ok()?;
-    let values = policy.get(OWNER_ATTRIBUTE)?.as_array()?;
-    values.iter().map(|v| v.as_str().map(str::to_ascii_lowercase)).collect()
+    let map = policy.as_object().filter(|m| m.len() == 1)?;
+    let [value] = map.get(OWNER_ATTRIBUTE)?.as_array()?.as_slice() else { return None };
+    let owner = value.as_str()?;
+    (owner == endpoint?.to_ascii_lowercase()).then(|| owner.to_owned())
 }
 
 #[cfg(feature = "email")]
@@ -79,13 +87,21 @@ impl SnsEmail {
                 if attributes.get("PendingConfirmation").is_some_and(|p| p == "true") {
                     continue;
                 }
-                let filter = attributes.get("FilterPolicy").map(String::as_str);
-                match filtered_owners(filter, attributes.get("FilterPolicyScope").map(String::as_str)) {
-                    Some(list) => owners.extend(list),
+                let owner = subscribed_owner(
+                    sub.protocol(),
+                    sub.endpoint(),
+                    attributes.get("FilterPolicy").map(String::as_str),
+                    attributes.get("FilterPolicyScope").map(String::as_str),
+                );
+                match owner {
+                    Some(owner) => {
+                        owners.insert(owner);
+                    }
                     None => {
                         return Ok(Err(format!(
-                            "the owner email topic has a subscription without an owner filter ({} {endpoint}): it would \
-                             receive every owner's messages and snooze links; give it {{\"{OWNER_ATTRIBUTE}\": [\"<address>\"]}} or remove it",
+                            "the owner email topic has a subscription that is not one owner's own ({} {endpoint}): \
+                             it could receive other owners' messages and snooze links; subscribe owners with \
+                             `janitor email subscribe` (filter {{\"{OWNER_ATTRIBUTE}\": [\"<its own address>\"]}}) and remove it",
                             sub.protocol().unwrap_or("?")
                         )));
                     }
@@ -103,7 +119,7 @@ impl SnsEmail {
             *cached = Some((std::time::Instant::now(), self.read_subscribers().await?));
         }
         match cached.as_ref().map(|(_, s)| s) {
-            Some(Ok(owners)) if owners.contains(&to.to_ascii_lowercase()) => Ok(()),
+            Some(Ok(owners)) if owners.contains(to) => Ok(()),
             Some(Ok(_)) | None => Err(email_failure(format!(
                 "{to} has no confirmed subscription to the owner email topic filtered to them \
                  (janitor email subscribe {to}); the message would reach nobody"
@@ -138,7 +154,10 @@ impl SnsEmail {
 #[cfg(feature = "email")]
 pub async fn subscribe_owner(clients: &AwsClients, topic_arn: &str, address: &str) -> Result<String> {
     let address = address.trim().to_ascii_lowercase();
-    if address.split('@').count() != 2 || address.contains(char::is_whitespace) || address.starts_with('@') {
+    let well_formed = address.split_once('@').is_some_and(|(user, domain)| {
+        !user.is_empty() && domain.contains('.') && !domain.contains('@') && !address.contains(char::is_whitespace)
+    });
+    if !well_formed {
         return Err(JanitorError::InvalidInput(format!("`{address}` is not an email address")));
     }
     let filter = serde_json::json!({ OWNER_ATTRIBUTE: [address] }).to_string();
@@ -157,13 +176,10 @@ pub async fn subscribe_owner(clients: &AwsClients, topic_arn: &str, address: &st
     Ok(out.subscription_arn().unwrap_or("pending confirmation").to_owned())
 }
 
-/// Each subscription of the owner email topic: endpoint, whether confirmed, and the owners
-/// its filter lets through (none: it takes every owner's mail).
+/// Each subscription of the owner email topic: endpoint, whether confirmed, and the owner it
+/// is for (none: not one owner's own, so it may take others' mail).
 #[cfg(feature = "email")]
-pub async fn owner_subscriptions(
-    clients: &AwsClients,
-    topic_arn: &str,
-) -> Result<Vec<(String, bool, Option<Vec<String>>)>> {
+pub async fn owner_subscriptions(clients: &AwsClients, topic_arn: &str) -> Result<Vec<(String, bool, Option<String>)>> {
     let client = clients.sns();
     let mut out = Vec::new();
     let mut pages = client.list_subscriptions_by_topic().topic_arn(topic_arn).into_paginator().send();
@@ -185,11 +201,13 @@ pub async fn owner_subscriptions(
                 .cloned()
                 .unwrap_or_default();
             let confirmed = attributes.get("PendingConfirmation").is_none_or(|p| p != "true");
-            let owners = filtered_owners(
+            let owner = subscribed_owner(
+                sub.protocol(),
+                sub.endpoint(),
                 attributes.get("FilterPolicy").map(String::as_str),
                 attributes.get("FilterPolicyScope").map(String::as_str),
             );
-            out.push((endpoint, confirmed, owners));
+            out.push((endpoint, confirmed, owner));
         }
     }
     Ok(out)
@@ -267,21 +285,29 @@ impl LinkKey for KmsLinkKey {
 
 #[cfg(all(test, feature = "email"))]
 mod tests {
-    use super::filtered_owners;
+    use super::subscribed_owner;
 
     #[test]
-    fn only_a_filter_on_exact_owner_values_counts_as_filtered() {
-        let owners = |policy: &str, scope: Option<&str>| filtered_owners(Some(policy), scope);
-        assert_eq!(owners(r#"{"owner": ["Alice@Example.com"]}"#, None), Some(vec!["alice@example.com".into()]));
+    fn a_subscription_counts_only_as_its_own_addresss_exact_owner_filter() {
+        let owner = |protocol: &str, endpoint: &str, policy: &str| {
+            subscribed_owner(Some(protocol), Some(endpoint), Some(policy), None)
+        };
         assert_eq!(
-            owners(r#"{"owner": ["a@x", "b@x"]}"#, Some("MessageAttributes")),
-            Some(vec!["a@x".into(), "b@x".into()])
+            owner("email", "Alice@Example.com", r#"{"owner": ["alice@example.com"]}"#),
+            Some("alice@example.com".into())
         );
-        // Prefix or anything-but matching, another attribute, the body, no filter: not per owner.
-        assert_eq!(owners(r#"{"owner": [{"prefix": "a"}]}"#, None), None);
-        assert_eq!(owners(r#"{"team": ["x"]}"#, None), None);
-        assert_eq!(owners(r#"{"owner": ["a@x"]}"#, Some("MessageBody")), None);
-        assert_eq!(filtered_owners(None, None), None);
-        assert_eq!(owners("not json", None), None);
+        // SNS compares as written: a capitalised filter never matches what the janitor sends.
+        assert_eq!(owner("email", "alice@example.com", r#"{"owner": ["Alice@example.com"]}"#), None);
+        // Someone else's mail, several owners, another key, a prefix, the body, no filter, not email.
+        assert_eq!(owner("email", "mallory@example.com", r#"{"owner": ["alice@example.com"]}"#), None);
+        assert_eq!(owner("email", "a@x.io", r#"{"owner": ["a@x.io", "b@x.io"]}"#), None);
+        assert_eq!(owner("email", "a@x.io", r#"{"owner": ["a@x.io"], "team": ["t"]}"#), None);
+        assert_eq!(owner("email", "a@x.io", r#"{"owner": [{"prefix": "a"}]}"#), None);
+        assert_eq!(
+            subscribed_owner(Some("email"), Some("a@x.io"), Some(r#"{"owner": ["a@x.io"]}"#), Some("MessageBody")),
+            None
+        );
+        assert_eq!(subscribed_owner(Some("email"), Some("a@x.io"), None, None), None);
+        assert_eq!(owner("https", "a@x.io", r#"{"owner": ["a@x.io"]}"#), None);
     }
 }

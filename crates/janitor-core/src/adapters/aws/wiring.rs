@@ -180,13 +180,24 @@ impl Wiring {
         self
     }
 
-    /// Signed snooze links to `JANITOR_SNOOZE_LINK_URL`, made and checked with the KMS HMAC
-    /// key `JANITOR_LINK_KEY_ID`; without both, Teams and email messages carry no link.
+    /// Signed snooze links to `JANITOR_SNOOZE_LINK_URL`, made with the KMS HMAC key
+    /// `JANITOR_LINK_KEY_ID`; without both, Teams and email messages carry no link.
     #[cfg(feature = "links")]
     pub fn links(mut self) -> Wiring {
         if let (Some(url), Some(key)) = (env_value("JANITOR_SNOOZE_LINK_URL"), env_value("JANITOR_LINK_KEY_ID")) {
             let key = Arc::new(super::KmsLinkKey::new(&self.clients, key));
             self.deps.delivery.links = Some(crate::delivery::SnoozeLinks { url, key });
+        }
+        self
+    }
+
+    /// Checks of snooze links with the KMS HMAC key `JANITOR_LINK_KEY_ID` (the snooze
+    /// function, which serves the links' URL and so cannot be told it by the stack).
+    #[cfg(feature = "links")]
+    pub fn link_checks(mut self) -> Wiring {
+        if let Some(key) = env_value("JANITOR_LINK_KEY_ID") {
+            let key = Arc::new(super::KmsLinkKey::new(&self.clients, key));
+            self.deps.delivery.links = Some(crate::delivery::SnoozeLinks { url: String::new(), key });
         }
         self
     }

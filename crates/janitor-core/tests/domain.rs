@@ -1314,3 +1314,36 @@ async fn a_teams_message_that_fails_is_notify_failed_and_its_resource_leaves_the
     let key = ResourceKey::new(ACCOUNT, REGION, ResourceKind::Ec2Instance, "i-t");
     assert_eq!(locks.holder(&key), None, "released: never notified, never remediated");
 }
+
+#[tokio::test]
+async fn after_the_recheck_teams_and_email_owners_hear_the_outcome_by_the_same_medium() {
+    use janitor_core::delivery::Via;
+    let scope = Scope::new(ACCOUNT, REGION);
+    let inventory = InMemoryInventory {
+        ec2: [(scope, vec![testing_instance("i-by-teams"), testing_instance("i-by-mail")])].into(),
+        ..Default::default()
+    };
+    let policy = Policy::from_toml_str("[rules.ec2_unused_environment]\nvalues = [\"testing\"]\n", "p").unwrap();
+    let mut w = world(inventory, policy);
+    let (teams, email) = (Arc::new(InMemoryDelivery::default()), Arc::new(InMemoryDelivery::default()));
+    w.deps.delivery.teams = teams.clone();
+    w.deps.delivery.email = email.clone();
+    let mut payload = ready_to_act(&w, "r-told").await;
+    for f in &mut payload.findings {
+        let notice = f.notified.as_mut().unwrap();
+        (notice.via, notice.channel) = match f.id.as_str() {
+            "i-by-teams" => (Via::Teams, "platform".into()),
+            _ => (Via::Email, "dave@mail.example".into()),
+        };
+    }
+    step::remediate(&w.deps, serde_json::to_value(&payload).unwrap()).await.unwrap();
+    let cards = teams.follow_ups();
+    assert_eq!(cards.len(), 1, "{cards:?}");
+    assert_eq!(cards[0].0, "platform");
+    assert!(cards[0].1.contains("Grace period over") && cards[0].1.contains("i-by-teams"), "{}", cards[0].1);
+    assert!(!cards[0].1.contains("i-by-mail"), "each owner hears only of theirs");
+    let mails = email.follow_ups();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].0, "dave@mail.example");
+    assert!(mails[0].1.contains("i-by-mail") && mails[0].1.contains("done: stop"), "{}", mails[0].1);
+}

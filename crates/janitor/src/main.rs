@@ -643,17 +643,17 @@ async fn email(args: EmailArgs) -> anyhow::Result<ExitCode> {
         }
         EmailAction::List => {
             let mut unfiltered = false;
-            for (endpoint, confirmed, owner) in aws::delivery::owner_subscriptions(&clients, topic).await? {
-                let state = if confirmed { "confirmed" } else { "pending confirmation" };
-                let takes = match owner {
+            for sub in aws::delivery::owner_subscriptions(&clients, topic).await? {
+                let state = if sub.confirmed { "confirmed" } else { "pending confirmation" };
+                let takes = match sub.owner {
                     Some(owner) => owner,
-                    None if confirmed => {
+                    None if sub.confirmed => {
                         unfiltered = true;
                         "NOT ONE OWNER'S OWN (no filter to its own address): the janitor sends no email until it is removed".into()
                     }
                     None => "-".into(),
                 };
-                println!("{endpoint}\t{state}\t{takes}");
+                println!("{}\t{state}\t{takes}", sub.endpoint);
             }
             Ok(if unfiltered { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }

@@ -313,17 +313,7 @@ pub async fn local_pipeline(
     let email = sns.clients().await.sns().create_topic().name("cloud-janitor-owner-email").send().await?;
     let email_topic_arn = email.topic_arn().context("topic arn")?.to_owned();
     // What `janitor email subscribe` does for an owner (the emulator confirms at once).
-    let filter = json!({ "owner": [LOCAL_EMAIL_OWNER] }).to_string();
-    sns.clients()
-        .await
-        .sns()
-        .subscribe()
-        .topic_arn(&email_topic_arn)
-        .protocol("email")
-        .endpoint(LOCAL_EMAIL_OWNER)
-        .attributes("FilterPolicy", filter)
-        .send()
-        .await?;
+    janitor_core::aws::delivery::subscribe_owner(&sns.clients().await, &email_topic_arn, LOCAL_EMAIL_OWNER).await?;
     let teams_secret_arn = match options.teams {
         Some(stub) => clients
             .secrets_manager()

@@ -67,44 +67,20 @@ impl SnsEmail {
 
     async fn read_subscribers(&self) -> Result<Subscribers> {
         let mut owners = std::collections::HashSet::new();
-        let mut pages = self.client.list_subscriptions_by_topic().topic_arn(&self.topic_arn).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| JanitorError::from_sdk("sns", "ListSubscriptionsByTopic", e))?;
-            for sub in page.subscriptions() {
-                let (Some(arn), endpoint) = (sub.subscription_arn(), sub.endpoint().unwrap_or("?")) else { continue };
+        for sub in list_owner_subscriptions(&self.client, &self.topic_arn).await? {
+            match sub.owner {
                 // Unconfirmed: it receives nothing yet.
-                if !arn.starts_with("arn:") {
-                    continue;
+                _ if !sub.confirmed => {}
+                Some(owner) => {
+                    owners.insert(owner);
                 }
-                let out = self
-                    .client
-                    .get_subscription_attributes()
-                    .subscription_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| JanitorError::from_sdk("sns", "GetSubscriptionAttributes", e))?;
-                let attributes = out.attributes().cloned().unwrap_or_default();
-                if attributes.get("PendingConfirmation").is_some_and(|p| p == "true") {
-                    continue;
-                }
-                let owner = subscribed_owner(
-                    sub.protocol(),
-                    sub.endpoint(),
-                    attributes.get("FilterPolicy").map(String::as_str),
-                    attributes.get("FilterPolicyScope").map(String::as_str),
-                );
-                match owner {
-                    Some(owner) => {
-                        owners.insert(owner);
-                    }
-                    None => {
-                        return Ok(Err(format!(
-                            "the owner email topic has a subscription that is not one owner's own ({} {endpoint}): \
-                             it could receive other owners' messages and snooze links; subscribe owners with \
-                             `janitor email subscribe` (filter {{\"{OWNER_ATTRIBUTE}\": [\"<its own address>\"]}}) and remove it",
-                            sub.protocol().unwrap_or("?")
-                        )));
-                    }
+                None => {
+                    return Ok(Err(format!(
+                        "the owner email topic has a subscription that is not one owner's own ({} {}): \
+                         it could receive other owners' messages and snooze links; subscribe owners with \
+                         `janitor email subscribe` (filter {{\"{OWNER_ATTRIBUTE}\": [\"<its own address>\"]}}) and remove it",
+                        sub.protocol, sub.endpoint
+                    )));
                 }
             }
         }
@@ -176,19 +152,39 @@ pub async fn subscribe_owner(clients: &AwsClients, topic_arn: &str, address: &st
     Ok(out.subscription_arn().unwrap_or("pending confirmation").to_owned())
 }
 
-/// Each subscription of the owner email topic: endpoint, whether confirmed, and the owner it
-/// is for (none: not one owner's own, so it may take others' mail).
+/// A subscription of the owner email topic.
 #[cfg(feature = "email")]
-pub async fn owner_subscriptions(clients: &AwsClients, topic_arn: &str) -> Result<Vec<(String, bool, Option<String>)>> {
-    let client = clients.sns();
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerSubscription {
+    pub protocol: String,
+    pub endpoint: String,
+    pub confirmed: bool,
+    /// The owner it is for; none: not one owner's own, so it may take others' mail.
+    pub owner: Option<String>,
+}
+
+/// Every subscription of the owner email topic (the CLI's list).
+#[cfg(feature = "email")]
+pub async fn owner_subscriptions(clients: &AwsClients, topic_arn: &str) -> Result<Vec<OwnerSubscription>> {
+    list_owner_subscriptions(&clients.sns(), topic_arn).await
+}
+
+#[cfg(feature = "email")]
+async fn list_owner_subscriptions(client: &aws_sdk_sns::Client, topic_arn: &str) -> Result<Vec<OwnerSubscription>> {
     let mut out = Vec::new();
     let mut pages = client.list_subscriptions_by_topic().topic_arn(topic_arn).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| JanitorError::from_sdk("sns", "ListSubscriptionsByTopic", e))?;
         for sub in page.subscriptions() {
-            let endpoint = sub.endpoint().unwrap_or("?").to_owned();
+            let mut listed = OwnerSubscription {
+                protocol: sub.protocol().unwrap_or("?").to_owned(),
+                endpoint: sub.endpoint().unwrap_or("?").to_owned(),
+                confirmed: false,
+                owner: None,
+            };
+            // An unconfirmed one is listed as "PendingConfirmation", not by its ARN.
             let Some(arn) = sub.subscription_arn().filter(|a| a.starts_with("arn:")) else {
-                out.push((endpoint, false, None));
+                out.push(listed);
                 continue;
             };
             let attributes = client
@@ -200,14 +196,14 @@ pub async fn owner_subscriptions(clients: &AwsClients, topic_arn: &str) -> Resul
                 .attributes()
                 .cloned()
                 .unwrap_or_default();
-            let confirmed = attributes.get("PendingConfirmation").is_none_or(|p| p != "true");
-            let owner = subscribed_owner(
+            listed.confirmed = attributes.get("PendingConfirmation").is_none_or(|p| p != "true");
+            listed.owner = subscribed_owner(
                 sub.protocol(),
                 sub.endpoint(),
                 attributes.get("FilterPolicy").map(String::as_str),
                 attributes.get("FilterPolicyScope").map(String::as_str),
             );
-            out.push((endpoint, confirmed, owner));
+            out.push(listed);
         }
     }
     Ok(out)
